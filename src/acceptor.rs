@@ -1,0 +1,145 @@
+//! The acceptor thread: accepts connections and hands them to the pool
+//! through the bounded queue, applying the overload policy.
+//!
+//! Queue full? With [`Overload::Reject`] the new connection is sent
+//! GOAWAY 3 (BUSY) and closed at once, so memory stays bounded however many
+//! clients arrive. With [`Overload::Block`] the acceptor waits for a free
+//! slot and stops accepting meanwhile; the kernel's backlog holds or refuses
+//! the excess. A queue of capacity 0 hands a connection only to a worker that
+//! is waiting for one.
+//!
+//! `accept` errors never stop the server and never spin: running out of file
+//! descriptors leaves the pending connection in the kernel's queue, so the
+//! acceptor backs off (1 ms doubling to 100 ms), logs at most about one line
+//! a second while the condition lasts, and resumes by itself.
+
+use std::io::{self, ErrorKind};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Sender, TrySendError};
+use log::{debug, info, warn};
+
+use crate::closer::Closing;
+use crate::config::Overload;
+use crate::connection::Shared;
+use crate::frame::GoAwayCode;
+use crate::registry::{Conn, CLOSING, QUEUED};
+use crate::stats::Stats;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the accept loop until the drain starts.
+pub(crate) fn run(listener: Arc<TcpListener>, queue: Sender<Arc<Conn>>, shared: Arc<Shared>) {
+    let mut trouble = Trouble::default();
+    while !shared.shutdown.is_draining() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                trouble.resolved();
+                Stats::bump(&shared.stats.accepted);
+                if let Err(e) = configure(&stream, &shared) {
+                    debug!("{peer}: dropped, cannot set socket options: {e}");
+                    continue;
+                }
+                let conn = shared.registry.insert(stream, peer, shared.clock.now_ms());
+                dispatch(conn, &queue, &shared);
+            }
+            Err(_) if shared.shutdown.is_draining() => break,
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => {
+                Stats::bump(&shared.stats.accept_errors);
+                let pause = trouble.failed(&e);
+                // Sleep, but wake at once if the drain starts.
+                let _ = shared.shutdown.drained().recv_timeout(pause);
+            }
+        }
+    }
+    debug!("acceptor stopped");
+}
+
+fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(shared.config.write_timeout))
+}
+
+/// Errors that concern one connection only, such as a client that reset
+/// before we accepted it: try the next one at once.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Interrupted | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
+
+/// Puts a connection on the queue, or turns it away.
+fn dispatch(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
+    let turned_away = match shared.config.overload {
+        Overload::Reject => match queue.try_send(conn) {
+            Ok(()) => return,
+            Err(TrySendError::Full(conn)) => (conn, GoAwayCode::Busy),
+            Err(TrySendError::Disconnected(conn)) => (conn, GoAwayCode::Shutdown),
+        },
+        Overload::Block => {
+            select! {
+                send(queue, Arc::clone(&conn)) -> sent => match sent {
+                    Ok(()) => return,
+                    Err(_) => (conn, GoAwayCode::Shutdown),
+                },
+                recv(shared.shutdown.drained()) -> _ => (conn, GoAwayCode::Shutdown),
+            }
+        }
+    };
+    let (conn, code) = turned_away;
+    // The reaper may have expired it while the acceptor waited.
+    if !conn.transition(QUEUED, CLOSING) {
+        return;
+    }
+    if code == GoAwayCode::Busy {
+        Stats::bump(&shared.stats.rejected_busy);
+        debug!("{}: queue full, sent BUSY", conn.peer);
+    }
+    shared.closer.close(Closing {
+        conn,
+        goaway: Some(code),
+        read_shut: false,
+    });
+}
+
+/// Backoff and log throttling for a run of accept errors.
+#[derive(Debug, Default)]
+struct Trouble {
+    pause: Option<Duration>,
+    last_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Trouble {
+    /// Records a failure; returns how long to wait before the next accept.
+    fn failed(&mut self, e: &io::Error) -> Duration {
+        let pause = self.pause.map_or(BACKOFF_MIN, |p| (p * 2).min(BACKOFF_MAX));
+        self.pause = Some(pause);
+        self.unlogged += 1;
+        if self.last_log.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            warn!(
+                "accept failed: {e} ({} error(s) since the last report); backing off, \
+                 existing connections are still served",
+                self.unlogged
+            );
+            self.last_log = Some(Instant::now());
+            self.unlogged = 0;
+        }
+        pause
+    }
+
+    /// Accepting works again.
+    fn resolved(&mut self) {
+        if self.pause.take().is_some() {
+            info!("accepting connections again");
+            self.last_log = None;
+            self.unlogged = 0;
+        }
+    }
+}

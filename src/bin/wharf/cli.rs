@@ -1,0 +1,138 @@
+//! Command-line flags. Every `serve` flag maps onto one [`wharf::Config`]
+//! field; durations read `250ms`, `2s`, `1m` or a bare `0`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use log::LevelFilter;
+
+/// A TCP server with a fixed worker pool, heartbeats and graceful shutdown.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server in the foreground until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address; port 0 picks a free port; IPv6 as [::1]:0.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub bind: String,
+    /// Fixed size of the worker pool (default: number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+    /// Capacity of the queue between acceptor and workers (0: hand-off to an idle worker only).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub queue: usize,
+    /// What the acceptor does when the queue is full.
+    #[arg(long, value_enum, default_value_t = OverloadArg::Reject)]
+    pub overload: OverloadArg,
+    /// Close a connection with no complete frame or response for this long.
+    #[arg(long, default_value = "30s", value_name = "D", value_parser = positive_duration)]
+    pub heartbeat_timeout: Duration,
+    /// How often the reaper scans (never more than heartbeat-timeout / 4).
+    #[arg(long, default_value = "1s", value_name = "D", value_parser = positive_duration)]
+    pub reap_interval: Duration,
+    /// Drop a client that does not read its responses for this long.
+    #[arg(long, default_value = "10s", value_name = "D", value_parser = positive_duration)]
+    pub write_timeout: Duration,
+    /// Largest accepted frame (kind byte plus payload) or line, in bytes.
+    #[arg(long, default_value_t = 1_048_576, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(wharf::config::MAX_FRAME_LIMIT)))]
+    pub max_frame: u32,
+    /// Wire format.
+    #[arg(long, value_enum, default_value_t = FramingArg::Length)]
+    pub framing: FramingArg,
+    /// Longest drain after SIGINT/SIGTERM before connections are closed by force.
+    #[arg(long, default_value = "10s", value_name = "D", value_parser = duration)]
+    pub grace: Duration,
+    /// The echo service sleeps this long before each response (I/O-bound work).
+    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    pub delay: Duration,
+    /// The echo service busy-loops this long before each response (CPU-bound work).
+    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    pub spin: Duration,
+    /// Kernel backlog of connections not yet accepted.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub backlog: u32,
+    /// Log level.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// Also append the log to this file.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverloadArg {
+    /// Send GOAWAY 3 (BUSY) and close.
+    Reject,
+    /// Stop accepting until a slot frees.
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FramingArg {
+    /// u32 length, kind byte, payload.
+    Length,
+    /// One request per line, for nc and telnet.
+    Line,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for LevelFilter {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Error => LevelFilter::Error,
+            LogLevel::Warn => LevelFilter::Warn,
+            LogLevel::Info => LevelFilter::Info,
+            LogLevel::Debug => LevelFilter::Debug,
+            LogLevel::Trace => LevelFilter::Trace,
+        }
+    }
+}
+
+/// `250ms`, `2s`, `1m`, `1h30m` or a bare `0`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e} (expected e.g. 250ms, 2s, 1m or 0)"))
+}
+
+/// A duration that must not be zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be greater than 0".to_owned()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_the_documented_forms() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        assert!(duration("soon").is_err());
+        assert!(positive_duration("0").is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The `wharf` command: a thin layer over the library that turns flags into
+//! a [`wharf::Config`], signals into drain calls and the report into a log
+//! line and an exit code.
+
+mod cli;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wharf: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Graceful close after GOAWAY, without tying up the thread that decided it.
+//!
+//! Closing a TCP socket while unread input is pending makes the kernel send
+//! a reset, which can destroy the GOAWAY and the responses just before it on
+//! their way to the client. So a connection that ends with GOAWAY is closed
+//! in steps: write the GOAWAY, shut down the write side (the client sees
+//! end-of-stream after the last frame), then read and discard input until the
+//! client closes its side or [`LINGER`] has passed, and only then close.
+//!
+//! The lingering is done here, on one thread for the whole server, with
+//! non-blocking reads: the acceptor rejecting a flood of clients as BUSY, the
+//! reaper, and the workers hand a connection over and go straight back to
+//! work. The number of lingering sockets is capped, so a flood cannot make
+//! this thread hold descriptors without bound: past the cap, a connection is
+//! closed at once (GOAWAY is best effort, as the protocol says).
+
+use std::io::{ErrorKind, Read};
+use std::net::Shutdown as How;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::frame::{Framing, GoAwayCode};
+use crate::registry::{Conn, Registry};
+use crate::shutdown::Shutdown;
+
+/// How long a closing connection's input is drained before the socket closes.
+pub const LINGER: Duration = Duration::from_millis(250);
+
+/// How often lingering sockets are polled.
+const POLL: Duration = Duration::from_millis(5);
+
+/// The most sockets lingering at once; more are closed immediately.
+const MAX_LINGERING: usize = 4096;
+
+/// A connection on its way out.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) conn: Arc<Conn>,
+    /// A GOAWAY still to be sent (best effort, non-blocking); `None` when the
+    /// owner already wrote it after its last response.
+    pub(crate) goaway: Option<GoAwayCode>,
+    /// Whether the read side was shut down to wake a worker. Such a socket
+    /// reads end-of-stream at once, so the client's own close cannot be seen
+    /// and the linger runs its full length.
+    pub(crate) read_shut: bool,
+}
+
+/// The sending side: cheap to clone, one per thread that closes connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Closer {
+    tx: Sender<Closing>,
+    registry: Arc<Registry>,
+    framing: Framing,
+}
+
+impl Closer {
+    /// Hands a connection over for a graceful close. Never blocks: if the
+    /// closer is saturated, the connection is closed right here.
+    pub(crate) fn close(&self, closing: Closing) {
+        match self.tx.try_send(closing) {
+            Ok(()) => {}
+            Err(TrySendError::Full(closing) | TrySendError::Disconnected(closing)) => {
+                begin(&closing, self.framing);
+                self.registry.remove(&closing.conn);
+            }
+        }
+    }
+}
+
+/// Sends the pending GOAWAY and shuts the write side.
+fn begin(closing: &Closing, framing: Framing) {
+    if let Some(code) = closing.goaway {
+        send_goaway_nonblocking(&closing.conn, framing, code);
+    }
+    closing.conn.shutdown(How::Write);
+}
+
+/// Writes a GOAWAY without blocking: it is dropped if the socket's send
+/// buffer is full (a client that does not read would never see it anyway).
+pub(crate) fn send_goaway_nonblocking(conn: &Conn, framing: Framing, code: GoAwayCode) {
+    let mut frame = Vec::with_capacity(64);
+    framing.encode_goaway(code, code.reason(), &mut frame);
+    let _ = socket2::SockRef::from(&conn.stream)
+        .send_with_flags(&frame, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+}
+
+/// Creates the closer's channel; the receiving half goes to [`run`].
+pub(crate) fn channel(registry: Arc<Registry>, framing: Framing) -> (Closer, Receiver<Closing>) {
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    (
+        Closer {
+            tx,
+            registry,
+            framing,
+        },
+        rx,
+    )
+}
+
+struct Lingering {
+    closing: Closing,
+    until: Instant,
+}
+
+/// The closer thread: runs until every sender is gone and every lingering
+/// socket is closed. When the drain is forced, lingering stops at once.
+pub(crate) fn run(
+    rx: Receiver<Closing>,
+    registry: Arc<Registry>,
+    framing: Framing,
+    shutdown: Arc<Shutdown>,
+) {
+    let mut lingering: Vec<Lingering> = Vec::new();
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut open = true;
+    loop {
+        let next = if lingering.is_empty() {
+            match rx.recv() {
+                Ok(closing) => Some(closing),
+                Err(_) => break, // every sender is gone and nothing lingers
+            }
+        } else if open {
+            match rx.recv_timeout(POLL) {
+                Ok(closing) => Some(closing),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            }
+        } else {
+            std::thread::sleep(POLL);
+            None
+        };
+        for closing in next.into_iter().chain(rx.try_iter()) {
+            begin(&closing, framing);
+            if lingering.len() >= MAX_LINGERING
+                || closing.conn.stream.set_nonblocking(true).is_err()
+            {
+                registry.remove(&closing.conn);
+                continue;
+            }
+            lingering.push(Lingering {
+                closing,
+                until: Instant::now() + LINGER,
+            });
+        }
+        let now = Instant::now();
+        let forced = shutdown.is_forced();
+        lingering.retain(|l| {
+            let done = forced || now >= l.until || peer_closed(&l.closing, &mut scratch);
+            if done {
+                registry.remove(&l.closing.conn);
+            }
+            !done
+        });
+    }
+}
+
+/// Drains pending input; true once the client has closed (or the socket failed).
+fn peer_closed(closing: &Closing, scratch: &mut [u8]) -> bool {
+    // Bounded so that a client flooding us cannot keep this thread reading.
+    for _ in 0..16 {
+        match (&closing.conn.stream).read(scratch) {
+            Ok(0) => return !closing.read_shut,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+    false
+}

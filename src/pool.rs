@@ -1,0 +1,78 @@
+//! The fixed pool of worker threads that drain the connection queue.
+//!
+//! Each worker takes one connection at a time from the bounded queue and
+//! serves it until it ends, so the pool size bounds how many clients are
+//! served at once; the rest wait in the queue (where the reaper watches their
+//! deadline) or are turned away by the acceptor. No thread is ever started
+//! per client. A worker never dies from a client: errors end that connection
+//! only, and even a panic outside the service is caught, logged and survived.
+//!
+//! Workers exit once the acceptor has gone (the queue's sending side is
+//! dropped) and the queue is empty. While draining, a connection taken from
+//! the queue is sent GOAWAY 1 instead of being served.
+
+use std::net::Shutdown as How;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use log::error;
+
+use crate::connection::{panic_message, Shared, Worker};
+use crate::frame::GoAwayCode;
+use crate::registry::{Conn, ACTIVE, QUEUED};
+use crate::Error;
+
+/// Starts `shared.config.workers` workers. Each holds a clone of `done`,
+/// so the receiving side disconnects when the last worker has exited.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    queue: &Receiver<Arc<Conn>>,
+    done: &Sender<()>,
+) -> Result<Vec<JoinHandle<()>>, Error> {
+    (0..shared.config.workers)
+        .map(|index| {
+            let worker = Worker::new(index, Arc::clone(shared));
+            let queue = queue.clone();
+            let done = done.clone();
+            std::thread::Builder::new()
+                .name(format!("wharf-worker-{index}"))
+                .spawn(move || run(worker, queue, done))
+                .map_err(|source| Error::Spawn {
+                    what: "worker",
+                    source,
+                })
+        })
+        .collect()
+}
+
+fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>) {
+    let shared = Arc::clone(worker.shared());
+    for conn in queue.iter() {
+        // Lost the race to the reaper or the drain: they close it.
+        if !conn.transition(QUEUED, ACTIVE) {
+            continue;
+        }
+        // Pairs with the drain, which sets the flag before it looks for
+        // ACTIVE connections to wake: one of the two sees the other.
+        if shared.shutdown.is_draining() {
+            worker.finish(conn, crate::connection::End::GoAway(GoAwayCode::Shutdown));
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| worker.serve(&conn))) {
+            Ok(end) => worker.finish(conn, end),
+            Err(panic) => {
+                error!(
+                    "{}: worker recovered from a panic: {}",
+                    conn.peer,
+                    panic_message(&panic)
+                );
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+                worker.reset_buffers();
+            }
+        }
+    }
+    drop(done);
+}

@@ -1,0 +1,73 @@
+//! The reaper thread: enforces heartbeat deadlines.
+//!
+//! Every `reap_interval` it scans the registry. A connection's deadline is
+//! `heartbeat_timeout` after the latest of its accept, its last complete
+//! frame and its last response; bytes of an unfinished frame do not count,
+//! so a client dribbling a byte at a time is dropped like a silent one.
+//!
+//! - Still in the queue past its deadline: sent GOAWAY 3 (BUSY) and closed
+//!   through the closer; it never occupies a worker.
+//! - Being served: marked REAPED and its read side shut down, which wakes the
+//!   worker blocked in `read`; the worker, the only writer of that socket,
+//!   sends GOAWAY 2 and closes. If the worker is stuck writing to a client
+//!   that does not read, the next scan shuts the socket down completely.
+//! - BUSY (its service is running): never reaped.
+//!
+//! A missed deadline is therefore acted on within one interval, which the
+//! configuration keeps at no more than a quarter of the heartbeat timeout.
+
+use std::net::Shutdown as How;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use log::{debug, info};
+
+use crate::closer::{Closing, LINGER};
+use crate::connection::Shared;
+use crate::frame::GoAwayCode;
+use crate::registry::{ACTIVE, CLOSING, QUEUED, REAPED};
+use crate::stats::Stats;
+
+/// Scans every `reap_interval` until `stop` disconnects.
+pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
+    let interval = shared.config.reap_interval;
+    // Nothing is ever sent on `stop`: it only disconnects.
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
+        scan(&shared);
+    }
+    debug!("reaper stopped");
+}
+
+fn scan(shared: &Shared) {
+    let timeout = shared.config.heartbeat_timeout;
+    let now = shared.clock.now_ms();
+    for conn in shared.registry.snapshot() {
+        if !conn.expired(now, timeout) {
+            continue;
+        }
+        match conn.state() {
+            QUEUED if conn.transition(QUEUED, CLOSING) => {
+                Stats::bump(&shared.stats.rejected_busy);
+                info!(
+                    "{}: waited in the queue past its heartbeat deadline; sent BUSY",
+                    conn.peer
+                );
+                shared.closer.close(Closing {
+                    conn,
+                    goaway: Some(GoAwayCode::Busy),
+                    read_shut: false,
+                });
+            }
+            ACTIVE if conn.transition(ACTIVE, REAPED) => {
+                Stats::bump(&shared.stats.reaped);
+                conn.shutdown(How::Read);
+            }
+            // Still here a scan later, and not just lingering in the closer:
+            // its worker is stuck writing to a client that does not read.
+            REAPED if conn.expired(now, timeout + shared.config.reap_interval + LINGER) => {
+                conn.shutdown(How::Both);
+            }
+            _ => {}
+        }
+    }
+}
