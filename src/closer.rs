@@ -15,7 +15,8 @@
 //! closed at once (GOAWAY is best effort, as the protocol says).
 
 use std::io::{ErrorKind, Read};
-use std::net::Shutdown as How;
+use std::net::{Shutdown as How, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,8 +43,8 @@ pub(crate) struct Closing {
     /// owner already wrote it after its last response.
     pub(crate) goaway: Option<GoAwayCode>,
     /// Whether the read side was shut down to wake a worker. Such a socket
-    /// reads end-of-stream at once, so the client's own close cannot be seen
-    /// and the linger runs its full length.
+    /// reads end-of-stream at once, so the client's own close is read from
+    /// the TCP state instead.
     pub(crate) read_shut: bool,
 }
 
@@ -161,15 +162,50 @@ pub(crate) fn run(
 
 /// Drains pending input; true once the client has closed (or the socket failed).
 fn peer_closed(closing: &Closing, scratch: &mut [u8]) -> bool {
+    let stream = &closing.conn.stream;
     // Bounded so that a client flooding us cannot keep this thread reading.
     for _ in 0..16 {
-        match (&closing.conn.stream).read(scratch) {
-            Ok(0) => return !closing.read_shut,
+        match (&*stream).read(scratch) {
+            // With the read side shut down, end-of-stream says nothing
+            // about the client: ask the TCP state instead.
+            Ok(0) if closing.read_shut => return peer_sent_fin(stream),
+            Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return true,
         }
     }
-    false
+    closing.read_shut && peer_sent_fin(stream)
+}
+
+/// Whether the client's FIN has arrived, from the kernel's TCP state: the
+/// one way to see it on a socket whose read side we shut down ourselves.
+fn peer_sent_fin(stream: &TcpStream) -> bool {
+    // Linux TCP states (include/net/tcp_states.h) reached once the peer's
+    // FIN has arrived, or the connection is gone.
+    const TIME_WAIT: u8 = 6;
+    const CLOSE: u8 = 7;
+    const CLOSE_WAIT: u8 = 8;
+    const LAST_ACK: u8 = 9;
+    const CLOSING: u8 = 11;
+    // SAFETY: tcp_info is plain data, for which all-zero bytes are valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is
+    // that large; the descriptor stays open while `stream` is borrowed.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    rc != 0
+        || matches!(
+            info.tcpi_state,
+            TIME_WAIT | CLOSE | CLOSE_WAIT | LAST_ACK | CLOSING
+        )
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -277,6 +277,7 @@ impl Drain {
             recv(shutdown.forced()) -> _ => false,
             recv(crossbeam_channel::at(deadline)) -> _ => false,
         };
+        let mut workers_exited = finished;
         if !finished {
             if shutdown.is_forced() {
                 info!("shutdown: forced before the drain finished");
@@ -291,13 +292,16 @@ impl Drain {
             info!("shutdown: closed {closed} remaining connection(s) by force");
             // Workers blocked in I/O fail at once; one stuck inside its
             // service cannot be interrupted and is not waited for.
-            let _ = workers_done.recv_timeout(FORCED_SETTLE);
+            workers_exited = matches!(
+                workers_done.recv_timeout(FORCED_SETTLE),
+                Err(RecvTimeoutError::Disconnected)
+            );
         }
         drop(reaper_stop);
         let _ = threads.reaper.join();
         let stats = Arc::clone(&shared.stats);
-        let stuck = threads.workers.iter().filter(|w| !w.is_finished()).count();
-        if stuck > 0 {
+        if !workers_exited {
+            let stuck = threads.workers.iter().filter(|w| !w.is_finished()).count();
             warn!("shutdown: {stuck} worker(s) still inside the service; not waiting for them");
             return stats.report(true);
         }
