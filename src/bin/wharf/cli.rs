@@ -1,6 +1,7 @@
 //! Command-line flags. Every `serve` flag maps onto one [`wharf::Config`]
 //! field; durations read `250ms`, `2s`, `1m` or a bare `0`.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Listen address; port 0 picks a free port; IPv6 as [::1]:0.
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
-    pub bind: String,
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = socket_addr)]
+    pub bind: SocketAddr,
     /// Fixed size of the worker pool (default: number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
@@ -112,6 +113,14 @@ impl From<LogLevel> for LevelFilter {
 pub fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|e| format!("{e} (expected e.g. 250ms, 2s, 1m or 0)"))
+}
+
+/// `127.0.0.1:7878`, `[::1]:0`, or `host:port` resolved to its first address.
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.to_socket_addrs()
+        .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:7878 or [::1]:0)"))?
+        .next()
+        .ok_or_else(|| "resolves to no address".to_owned())
 }
 
 /// A duration that must not be zero.

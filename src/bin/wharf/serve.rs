@@ -32,7 +32,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         delay: args.delay,
         spin: args.spin,
     };
-    let server = Server::start(args.bind.as_str(), config, echo)?;
+    let server = Server::start(args.bind, config, echo)?;
     let handle = server.handle();
     std::thread::Builder::new()
         .name("wharf-signals".into())
