@@ -1,5 +1,8 @@
 //! The library's error type: what can stop a server from starting.
 //!
+//! The operating system's reason is the error's `source()`, not part of
+//! its message, so a report that prints the chain names it once.
+//!
 //! Once running, the server never fails as a whole: a client's I/O error
 //! ends that connection only, and accept errors are logged and backed off.
 
@@ -17,7 +20,7 @@ pub enum Error {
     Resolve(String),
     /// The listening socket could not be set up (address in use,
     /// permission denied, ...).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address that was asked for.
         addr: SocketAddr,
@@ -25,7 +28,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A server thread could not be started.
-    #[error("cannot start {what} thread: {source}")]
+    #[error("cannot start {what} thread")]
     Spawn {
         /// Which thread.
         what: &'static str,

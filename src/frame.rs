@@ -240,11 +240,8 @@ impl Framing {
                 out.extend_from_slice(reason.as_bytes());
             }
             Framing::Line => {
-                out.extend_from_slice(b"GOAWAY ");
-                out.extend_from_slice(code.as_u16().to_string().as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(reason.as_bytes());
-                out.push(b'\n');
+                let text = format!("{} {reason}", code.as_u16());
+                self.encode(GOAWAY, text.as_bytes(), out);
             }
         }
     }

@@ -1,0 +1,479 @@
+//! The real `wharf` binary (CONTRACT.md, "Command line" and "Graceful
+//! shutdown"): flag errors, startup failures, the listening line, signals,
+//! exit codes, the log file and the fixed thread count.
+//!
+//! Every child is started by this test process and stopped by PID: the
+//! `Wharf` helper kills its child on drop, and `run_to_exit` kills its own
+//! child if it outlives its time bound.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{eventually, spawn_wharf, spawn_wharf_bound, Client, Wharf};
+use wharf::frame::DATA;
+use wharf::{Framing, GoAwayCode};
+
+/// What a finished `wharf` run left behind.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `wharf <args>` and waits up to `within` for it to exit; kills it (by
+/// its PID, through `Child::kill`) and fails the test if it does not.
+fn run_to_exit(args: &[&str], within: Duration) -> Finished {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wharf starts");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "wharf {args:?} still running after {within:?}; stderr:\n{}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// Waits for the child to exit after a signal, failing with its log if not.
+fn exit_code(wharf: &mut Wharf, within: Duration) -> i32 {
+    match wharf.wait_exit(within) {
+        Some(status) => status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {status:?}\n{}", wharf.log())),
+        None => panic!(
+            "wharf did not exit within {within:?}; log:\n{}",
+            wharf.log()
+        ),
+    }
+}
+
+/// Waits until the child's log contains `text`.
+fn wait_log(wharf: &Wharf, text: &str) {
+    assert!(
+        eventually(Duration::from_secs(10), || wharf.log().contains(text)),
+        "log never contained {text:?}:\n{}",
+        wharf.log()
+    );
+}
+
+/// Puts a request into the service of a running `wharf --delay ...` and
+/// returns once it is (almost certainly) running: a PING answered first
+/// proves a worker is reading this connection, so the DATA that follows is
+/// read at once.
+fn request_in_flight(wharf: &Wharf, payload: &[u8]) -> Client {
+    let mut client = Client::connect(wharf.addr);
+    client.ping(b"are you there");
+    client.send(DATA, payload);
+    std::thread::sleep(Duration::from_millis(300));
+    client
+}
+
+/// The value of `key=N` in the summary line.
+fn summary_count(log: &str, key: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains("summary:"))?;
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Contract: "Bad flags exit 2 with clap's error naming the flag".
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--workers", "0"], "--workers"),
+        (&["--workers", "abc"], "--workers"),
+        (&["--overload", "maybe"], "--overload"),
+        (&["--heartbeat-timeout", "soon"], "--heartbeat-timeout"),
+        (&["--framing", "xml"], "--framing"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ];
+    for (flags, named) in cases {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let run = run_to_exit(&args, Duration::from_secs(10));
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{flags:?}: exit status {:?}; stderr:\n{}",
+            run.status,
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(named),
+            "{flags:?}: stderr does not name {named}:\n{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("listening on") && !run.stdout.contains("listening on"),
+            "{flags:?}: started listening despite a bad flag"
+        );
+    }
+}
+
+/// Contract: "a runtime failure at startup (address in use ...) exits 1 with
+/// a one-line cause, never a panic or backtrace".
+#[test]
+fn address_in_use_exits_1_with_one_line() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = run_to_exit(&["serve", "--bind", addr.as_str()], Duration::from_secs(10));
+    drop(taken);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "exit status {:?}; stderr:\n{}",
+        run.status,
+        run.stderr
+    );
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    let line = lines[0].to_lowercase();
+    assert!(line.contains("in use"), "cause not named: {line}");
+    assert!(line.contains(&addr), "address not named: {line}");
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("backtrace"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("listening on"), "{}", run.stdout);
+}
+
+/// The one-line cause names the OS error once, not twice.
+#[test]
+fn address_in_use_names_the_cause_once() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = run_to_exit(&["serve", "--bind", addr.as_str()], Duration::from_secs(10));
+    drop(taken);
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("in use").count(),
+        1,
+        "cause repeated: {}",
+        run.stderr
+    );
+}
+
+/// Contract: "logs one line containing `listening on <ip>:<port>` with the
+/// real bound address", port 0 picking a free port.
+#[test]
+fn listening_line_shows_real_port_ipv4() {
+    let mut wharf = spawn_wharf(&["--workers", "2"]);
+    assert_eq!(wharf.addr.ip(), Ipv4Addr::LOCALHOST, "{}", wharf.log());
+    assert_ne!(wharf.addr.port(), 0, "{}", wharf.log());
+    Client::connect(wharf.addr).echo(b"over IPv4");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+}
+
+/// Contract: "IPv6 (`[::1]:0`) works".
+#[test]
+fn listening_line_shows_real_port_ipv6() {
+    if let Err(e) = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
+        println!("skipped: ::1 is not available here ({e})");
+        return;
+    }
+    let mut wharf = spawn_wharf_bound("[::1]:0", &["--workers", "2"]);
+    assert_eq!(wharf.addr.ip(), Ipv6Addr::LOCALHOST, "{}", wharf.log());
+    assert_ne!(wharf.addr.port(), 0, "{}", wharf.log());
+    Client::connect(wharf.addr).echo(b"over IPv6");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+}
+
+/// Contract: SIGTERM/SIGINT on an idle server: exit 0 at once, each drain
+/// stage logged, and a summary with the counts.
+fn idle_signal_exits_0(signal: i32) {
+    let mut wharf = spawn_wharf(&["--workers", "2"]);
+    let mut client = Client::connect(wharf.addr);
+    client.echo(b"one");
+    client.ping(b"two");
+    drop(client);
+    // Let the worker see the close, so the server is idle.
+    std::thread::sleep(Duration::from_millis(100));
+
+    let began = Instant::now();
+    wharf.signal(signal);
+    let code = exit_code(&mut wharf, Duration::from_secs(3));
+    let took = began.elapsed();
+    let log = wharf.log();
+    assert_eq!(code, 0, "exit code after one signal; log:\n{log}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let name = if signal == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    for stage in [
+        name,
+        "shutdown: draining",
+        "listener closed",
+        "queued connection(s) sent GOAWAY 1",
+        "shutdown: done",
+        "summary:",
+    ] {
+        assert!(log.contains(stage), "log lacks {stage:?}:\n{log}");
+    }
+    assert_eq!(summary_count(&log, "accepted"), Some(1), "{log}");
+    assert_eq!(summary_count(&log, "rejected_busy"), Some(0), "{log}");
+    assert_eq!(summary_count(&log, "reaped"), Some(0), "{log}");
+    assert_eq!(summary_count(&log, "requests"), Some(2), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn sigterm_idle_exits_0_with_stages_and_summary() {
+    idle_signal_exits_0(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_idle_exits_0_with_stages_and_summary() {
+    idle_signal_exits_0(libc::SIGINT);
+}
+
+/// Contract step 3 through the binary: the request in flight is answered,
+/// then GOAWAY 1, and the process exits 0.
+#[test]
+fn sigterm_with_request_in_flight_answers_then_goaway() {
+    let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "1s"]);
+    let mut client = request_in_flight(&wharf, b"in flight");
+    wharf.signal(libc::SIGTERM);
+    // Step 1: while the drain waits for the request, new connections are refused.
+    wait_log(&wharf, "listener closed");
+    match TcpStream::connect_timeout(&wharf.addr, Duration::from_secs(5)) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+        Ok(_) => panic!("a new connection was accepted during the drain"),
+    }
+    let before = client.expect_goaway(GoAwayCode::Shutdown);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].kind, DATA);
+    assert_eq!(before[0].payload, b"in flight");
+    let code = exit_code(&mut wharf, Duration::from_secs(10));
+    let log = wharf.log();
+    assert_eq!(code, 0, "log:\n{log}");
+    // PING and DATA.
+    assert_eq!(summary_count(&log, "requests"), Some(2), "{log}");
+}
+
+/// Contract: work still running after --grace: close at once, exit 1.
+#[test]
+fn grace_exceeded_exits_1() {
+    let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "5s", "--grace", "300ms"]);
+    let mut client = request_in_flight(&wharf, b"takes five seconds");
+    let began = Instant::now();
+    wharf.signal(libc::SIGTERM);
+    let code = exit_code(&mut wharf, Duration::from_secs(10));
+    let took = began.elapsed();
+    let log = wharf.log();
+    assert_eq!(code, 1, "log:\n{log}");
+    assert!(
+        took < Duration::from_secs(4),
+        "exited after {took:?}: waited for the 5 s service, not the 300 ms grace"
+    );
+    assert!(log.contains("grace period"), "{log}");
+    // The client saw no response; at most GOAWAY 1, then the close.
+    let mut frames = Vec::new();
+    while let Some(frame) = client.recv() {
+        frames.push(frame);
+        assert!(frames.len() < 10, "{frames:?}");
+    }
+    assert!(frames.iter().all(|f| f.kind != DATA), "{frames:?}");
+}
+
+/// Contract: "or a second SIGINT/SIGTERM arrives": close at once, exit 1.
+fn second_signal_exits_1(second: i32) {
+    let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "5s", "--grace", "30s"]);
+    let _client = request_in_flight(&wharf, b"takes five seconds");
+    wharf.signal(libc::SIGTERM);
+    // The first one is handled (and not merged with the second).
+    wait_log(&wharf, "draining (send it again");
+    let began = Instant::now();
+    wharf.signal(second);
+    let code = exit_code(&mut wharf, Duration::from_secs(10));
+    let took = began.elapsed();
+    let log = wharf.log();
+    assert_eq!(code, 1, "log:\n{log}");
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after the second signal"
+    );
+    assert!(log.contains("again"), "{log}");
+}
+
+#[test]
+fn second_sigterm_exits_1_promptly() {
+    second_signal_exits_1(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_after_sigterm_exits_1_promptly() {
+    second_signal_exits_1(libc::SIGINT);
+}
+
+/// SIGTERM and SIGINT sent back to back, without waiting for the first to be
+/// handled: two different signals are never merged, so this still forces.
+#[test]
+fn sigint_immediately_after_sigterm_exits_1() {
+    let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "5s", "--grace", "30s"]);
+    let _client = request_in_flight(&wharf, b"takes five seconds");
+    let began = Instant::now();
+    wharf.signal(libc::SIGTERM);
+    wharf.signal(libc::SIGINT);
+    let code = exit_code(&mut wharf, Duration::from_secs(10));
+    let took = began.elapsed();
+    assert_eq!(code, 1, "log:\n{}", wharf.log());
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after the signals"
+    );
+}
+
+/// A file under the temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str) -> TempFile {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        TempFile(std::env::temp_dir().join(format!(
+            "wharf-test-{tag}-{}-{nanos}.log",
+            std::process::id()
+        )))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Contract: `--log-file PATH` also appends the log to this file.
+#[test]
+fn log_file_gets_the_log_and_is_appended() {
+    let file = TempFile::new("log-file");
+    let path = file.path().to_str().expect("UTF-8 temp path").to_owned();
+    for run in 1..=2 {
+        let mut wharf = spawn_wharf(&["--workers", "1", "--log-file", path.as_str()]);
+        Client::connect(wharf.addr).echo(format!("run {run}").as_bytes());
+        wharf.signal(libc::SIGTERM);
+        assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+        let text = std::fs::read_to_string(file.path()).expect("log file exists");
+        let listening = text.matches("listening on").count();
+        let summaries = text.matches("summary:").count();
+        assert_eq!(listening, run, "listening lines after run {run}:\n{text}");
+        assert_eq!(summaries, run, "summary lines after run {run}:\n{text}");
+        assert!(
+            text.contains(&format!("listening on {}", wharf.addr)),
+            "run {run}'s address missing:\n{text}"
+        );
+    }
+}
+
+/// Contract section 2 through the binary: `--framing line` answers lines.
+#[test]
+fn line_framing_via_binary() {
+    let mut wharf = spawn_wharf(&["--workers", "2", "--framing", "line"]);
+    let mut client = Client::connect_with(wharf.addr, Framing::Line);
+    // Raw bytes, as `nc` would send them; a trailing `\r` is dropped.
+    client.send_raw(b"hello, line\r\n");
+    let reply = client.recv().expect("a reply line");
+    assert_eq!(reply.kind, DATA, "{reply:?}");
+    assert_eq!(reply.payload, b"hello, line");
+    client.send_raw(b"PING\n");
+    let pong = client.recv().expect("PONG line");
+    assert_eq!(pong.kind, wharf::frame::PONG, "{pong:?}");
+    client.echo(b"again");
+    wharf.signal(libc::SIGTERM);
+    let before = client.expect_goaway(GoAwayCode::Shutdown);
+    assert!(before.is_empty(), "{before:?}");
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+}
+
+/// The number of threads of process `pid`.
+#[cfg(target_os = "linux")]
+fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("read /proc/<pid>/task")
+        .count()
+}
+
+/// Contract: `--workers N` threads are "all started before the listening
+/// line", and the thread count never grows with the number of clients.
+#[cfg(target_os = "linux")]
+#[test]
+fn all_workers_exist_at_listening_and_clients_add_no_threads() {
+    let mut wharf = spawn_wharf(&["--workers", "8", "--queue", "128"]);
+    let pid = wharf.child.id();
+    let at_start = thread_count(pid);
+    assert!(
+        at_start > 8,
+        "{at_start} threads at the listening line; expected 8 workers + acceptor"
+    );
+
+    let mut clients: Vec<TcpStream> = (0..100)
+        .map(|i| TcpStream::connect(wharf.addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    // Let the acceptor take them all; the first few go to workers.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut first = Client::from_stream(clients.remove(0), Framing::Length);
+    first.echo(b"still served");
+    let with_clients = thread_count(pid);
+    assert!(
+        with_clients <= at_start,
+        "thread count grew from {at_start} to {with_clients} with 100 clients"
+    );
+
+    drop(first);
+    drop(clients);
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+    assert_eq!(
+        summary_count(&wharf.log(), "rejected_busy"),
+        Some(0),
+        "{}",
+        wharf.log()
+    );
+}

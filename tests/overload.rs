@@ -1,0 +1,313 @@
+//! Overload rules (CONTRACT.md, "Overload" and the `--queue`, `--overload`,
+//! `--write-timeout` flags): reject vs block, hand-off only with queue 0, a
+//! client that does not read, and a thread count that does not grow with the
+//! number of clients.
+//!
+//! The tests of this file run one at a time (see [`serial`]): the thread
+//! count test reads the whole process's thread count, which other tests'
+//! servers would disturb.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{config, start, Client, READ_TIMEOUT};
+use wharf::frame::{DATA, GOAWAY, PING, PONG};
+use wharf::{Config, Framing, GoAwayCode, Overload};
+
+/// Taken by every test of this file so that they do not overlap.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One worker and a long heartbeat, so nothing here is ever reaped: any
+/// GOAWAY 3 comes from the overload policy, not from a queue deadline.
+fn one_worker(queue: usize, overload: Overload) -> Config {
+    Config {
+        workers: 1,
+        queue,
+        overload,
+        heartbeat_timeout: Duration::from_secs(20),
+        reap_interval: Duration::from_millis(100),
+        ..config()
+    }
+}
+
+/// Turned away "immediately": far below the 20 s heartbeat.
+const PROMPTLY: Duration = Duration::from_secs(3);
+
+/// Asserts that nothing (no data, no close) arrives on `client` for `quiet`.
+fn assert_silent(client: &mut Client, quiet: Duration, who: &str) {
+    client.stream.set_read_timeout(Some(quiet)).unwrap();
+    let mut byte = [0u8; 1];
+    match client.stream.peek(&mut byte) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("{who}: closed by the server"),
+        Ok(_) => panic!("{who}: got data: {:?}", client.recv()),
+        Err(e) => panic!("{who}: {e}"),
+    }
+    client.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+}
+
+/// Connects and expects GOAWAY 3 straight away, without sending anything.
+fn expect_turned_away(addr: std::net::SocketAddr, who: &str) {
+    let started = Instant::now();
+    let mut client = Client::connect(addr);
+    let frames = client.expect_goaway(GoAwayCode::Busy);
+    assert!(frames.is_empty(), "{who}: served before BUSY: {frames:?}");
+    assert!(
+        started.elapsed() <= PROMPTLY,
+        "{who}: turned away only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn reject_sends_busy_when_the_queue_is_full_and_serves_again_later() {
+    let _serial = serial();
+    let server = start(one_worker(1, Overload::Reject));
+    assert_eq!(server.config().overload, Overload::Reject);
+    assert_eq!(
+        Config::default().overload,
+        Overload::Reject,
+        "reject is the default"
+    );
+    let addr = server.local_addr();
+
+    let mut a = Client::connect(addr);
+    a.echo(b"a holds the worker");
+    // B fills the queue (capacity 1); it asks at once and waits.
+    let mut b = Client::connect(addr);
+    b.send(DATA, b"b waits");
+    assert_silent(&mut b, Duration::from_millis(200), "queued B");
+    // C finds the queue full.
+    expect_turned_away(addr, "C");
+    // A and B were not disturbed.
+    a.echo(b"a still served");
+
+    // Once A leaves, B is served (its request was not lost), then new
+    // clients are served again.
+    drop(a);
+    let reply = b.recv().expect("B's response");
+    assert_eq!(
+        (reply.kind, reply.payload.as_slice()),
+        (DATA, &b"b waits"[..])
+    );
+    drop(b);
+    let mut d = Client::connect(addr);
+    d.echo(b"d");
+    drop(d);
+
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(report.rejected_busy, 1, "{report}");
+    assert_eq!(report.accepted, 4, "{report}");
+    assert_eq!(report.requests, 4, "{report}");
+}
+
+#[test]
+fn block_holds_the_extra_connection_and_serves_it_later() {
+    let _serial = serial();
+    let server = start(one_worker(1, Overload::Block));
+    let addr = server.local_addr();
+
+    let mut a = Client::connect(addr);
+    a.echo(b"a holds the worker");
+    let mut b = Client::connect(addr);
+    b.send(DATA, b"b in the queue");
+    // C arrives with the queue full: no GOAWAY, it just waits (in the
+    // acceptor's hands or in the kernel's backlog). It pipelines requests.
+    let mut c = Client::connect(addr);
+    c.send(DATA, b"c1");
+    c.send(PING, b"c2");
+    c.send(DATA, b"c3");
+    assert_silent(&mut c, Duration::from_millis(500), "blocked C");
+    assert_silent(&mut b, Duration::from_millis(10), "queued B");
+
+    drop(a);
+    let reply = b.recv().expect("B's response");
+    assert_eq!(reply.payload, b"b in the queue");
+    b.echo(b"b again");
+    drop(b);
+    // Nothing C sent was lost.
+    let replies: Vec<_> = (0..3).map(|_| c.recv().expect("C's response")).collect();
+    assert_eq!(
+        replies
+            .iter()
+            .map(|r| (r.kind, r.payload.as_slice()))
+            .collect::<Vec<_>>(),
+        [(DATA, &b"c1"[..]), (PONG, &b"c2"[..]), (DATA, &b"c3"[..])]
+    );
+    c.echo(b"c4");
+    drop(c);
+
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(report.rejected_busy, 0, "{report}");
+    assert_eq!(report.accepted, 3, "{report}");
+}
+
+/// Connects and PINGs until one connection is served (a worker may not be
+/// waiting for a hand-off at the very moment a connection arrives); bounded.
+/// Returns the served client and how many attempts were turned away first.
+fn connect_until_served(addr: std::net::SocketAddr) -> (Client, u32) {
+    for attempt in 0..50 {
+        let mut client = Client::connect(addr);
+        client.send(PING, b"hello");
+        let reply = client.recv().expect("PONG or GOAWAY");
+        match reply.kind {
+            PONG => return (client, attempt),
+            GOAWAY => {
+                let goaway = reply.goaway(Framing::Length).expect("GOAWAY parses");
+                assert_eq!(goaway.code, GoAwayCode::Busy.as_u16(), "{goaway:?}");
+                thread::sleep(Duration::from_millis(50));
+            }
+            other => panic!("unexpected reply kind {other}: {reply:?}"),
+        }
+    }
+    panic!("no connection served in 50 attempts while the worker was idle");
+}
+
+#[test]
+fn queue_zero_hands_off_only_to_an_idle_worker() {
+    let _serial = serial();
+    let server = start(one_worker(0, Overload::Reject));
+    assert_eq!(server.config().queue, 0);
+    let addr = server.local_addr();
+
+    // The worker is idle: served.
+    let (mut a, early) = connect_until_served(addr);
+    a.echo(b"a holds the worker");
+    // The only worker is busy and nothing may wait: BUSY at once, twice.
+    expect_turned_away(addr, "B");
+    expect_turned_away(addr, "C");
+    a.echo(b"a still served");
+    drop(a);
+    // Idle again: served.
+    let (mut d, late) = connect_until_served(addr);
+    d.echo(b"d");
+    drop(d);
+
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(
+        report.rejected_busy,
+        u64::from(2 + early + late),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_is_dropped_after_the_write_timeout() {
+    let _serial = serial();
+    let server = start(Config {
+        write_timeout: Duration::from_millis(300),
+        ..one_worker(1, Overload::Reject)
+    });
+    assert_eq!(server.config().write_timeout, Duration::from_millis(300));
+    let addr = server.local_addr();
+
+    // 64 KiB echo requests, pipelined, never reading a response. At most
+    // 1024 of them (64 MiB), far more than the socket buffers hold.
+    let mut request = Vec::new();
+    Framing::Length.encode_data(&vec![0x5a; 64 * 1024 - 1], &mut request);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let error = loop {
+        if sent == 1024 {
+            panic!("sent 64 MiB without the server dropping a client that never reads");
+        }
+        match stream.write_all(&request) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+    };
+    let dropped_after = started.elapsed();
+    assert!(
+        matches!(
+            error.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "writing failed with {error} ({:?}) rather than a dropped connection",
+        error.kind()
+    );
+    assert!(
+        dropped_after >= Duration::from_millis(300) - Duration::from_millis(50),
+        "dropped after {dropped_after:?}, before the write timeout"
+    );
+    assert!(
+        dropped_after <= Duration::from_secs(10),
+        "dropped only after {dropped_after:?}"
+    );
+    assert!(sent > 1, "sent only {sent} requests");
+    drop(stream);
+
+    // The only worker is free again.
+    let mut next = Client::connect(addr);
+    next.echo(b"served after the write timeout");
+    drop(next);
+
+    server.handle().shutdown();
+    let report = server.join();
+    assert!(report.write_timeouts >= 1, "{report}");
+    assert_eq!(report.reaped, 0, "{report}");
+}
+
+/// Threads of this process, from /proc/self/task.
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+#[test]
+fn the_thread_count_does_not_grow_with_the_number_of_clients() {
+    let _serial = serial();
+    let server = start(Config {
+        workers: 4,
+        queue: 256,
+        overload: Overload::Reject,
+        heartbeat_timeout: Duration::from_secs(30),
+        reap_interval: Duration::from_millis(100),
+        ..config()
+    });
+    let addr = server.local_addr();
+    let before = thread_count();
+
+    let mut clients: Vec<Client> = (0..200).map(|_| Client::connect(addr)).collect();
+    // The first four are being served at once, one per worker.
+    for (i, client) in clients.iter_mut().take(4).enumerate() {
+        client.ping(format!("client {i}").as_bytes());
+    }
+    // Sample for a while: the count stays put with 200 clients connected.
+    let mut peak = thread_count();
+    for _ in 0..20 {
+        thread::sleep(Duration::from_millis(20));
+        peak = peak.max(thread_count());
+    }
+    assert!(
+        peak <= before + 2,
+        "threads grew from {before} to {peak} with 200 clients connected"
+    );
+    // None of them was turned away.
+    for client in clients.iter_mut().take(4) {
+        client.echo(b"still served");
+    }
+
+    server.handle().shutdown();
+    let report = server.join();
+    drop(clients);
+    assert_eq!(report.accepted, 200, "{report}");
+    assert_eq!(report.rejected_busy, 0, "{report}");
+}
