@@ -15,6 +15,7 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,23 +77,33 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// Puts a connection on the queue, or turns it away.
 fn dispatch(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
-    let turned_away = match shared.config.overload {
+    match shared.config.overload {
         Overload::Reject => match queue.try_send(conn) {
-            Ok(()) => return,
-            Err(TrySendError::Full(conn)) => (conn, GoAwayCode::Busy),
-            Err(TrySendError::Disconnected(conn)) => (conn, GoAwayCode::Shutdown),
-        },
-        Overload::Block => {
-            select! {
-                send(queue, Arc::clone(&conn)) -> sent => match sent {
-                    Ok(()) => return,
-                    Err(_) => (conn, GoAwayCode::Shutdown),
-                },
-                recv(shared.shutdown.drained()) -> _ => (conn, GoAwayCode::Shutdown),
+            Ok(()) => {}
+            // A worker between two connections is about to wait for the
+            // next one: it is idle, so hand this one over.
+            Err(TrySendError::Full(conn)) if shared.idle_workers.load(Ordering::SeqCst) > 0 => {
+                send_waiting(conn, queue, shared)
             }
-        }
-    };
-    let (conn, code) = turned_away;
+            Err(TrySendError::Full(conn)) => turn_away(conn, GoAwayCode::Busy, shared),
+            Err(TrySendError::Disconnected(conn)) => turn_away(conn, GoAwayCode::Shutdown, shared),
+        },
+        Overload::Block => send_waiting(conn, queue, shared),
+    }
+}
+
+/// Waits for room in the queue, unless the drain starts first.
+fn send_waiting(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
+    select! {
+        send(queue, Arc::clone(&conn)) -> sent => if sent.is_err() {
+            turn_away(conn, GoAwayCode::Shutdown, shared);
+        },
+        recv(shared.shutdown.drained()) -> _ => turn_away(conn, GoAwayCode::Shutdown, shared),
+    }
+}
+
+/// Sends GOAWAY (BUSY, or SHUTDOWN while draining) and closes.
+fn turn_away(conn: Arc<Conn>, code: GoAwayCode, shared: &Shared) {
     // The reaper may have expired it while the acceptor waited.
     if !conn.transition(QUEUED, CLOSING) {
         return;

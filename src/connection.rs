@@ -21,6 +21,7 @@ use std::any::Any;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown as How;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use log::{debug, error, info, warn};
@@ -49,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) clock: Clock,
     pub(crate) closer: Closer,
+    /// Workers waiting for a connection (or about to): lets the acceptor
+    /// tell a pool that is busy from one caught between two connections.
+    pub(crate) idle_workers: AtomicUsize,
 }
 
 /// How a connection ended.
@@ -103,18 +107,16 @@ impl Worker {
     /// Serves `conn` until it ends; `conn` is ACTIVE and owned by this worker.
     pub(crate) fn serve(&mut self, conn: &Conn) -> End {
         let mut cursor = Cursor::default();
-        let mut answered = 0;
-        let end = self.serve_loop(conn, &mut cursor, &mut answered);
-        self.shared.stats.add_requests(self.index, answered);
+        let end = self.serve_loop(conn, &mut cursor);
         if cursor.start < cursor.end && matches!(end, End::PeerClosed) {
             debug!("{}: closed with a partial frame buffered", conn.peer);
         }
         end
     }
 
-    fn serve_loop(&mut self, conn: &Conn, cursor: &mut Cursor, answered: &mut u64) -> End {
+    fn serve_loop(&mut self, conn: &Conn, cursor: &mut Cursor) -> End {
         loop {
-            let more = match self.answer_buffered(conn, cursor, answered) {
+            let more = match self.answer_buffered(conn, cursor) {
                 Ok(more) => more,
                 Err(end) => return end,
             };
@@ -142,15 +144,11 @@ impl Worker {
 
     /// Answers the complete frames at the front of the read buffer. Returns
     /// whether complete frames may remain (the output buffer filled up).
-    fn answer_buffered(
-        &mut self,
-        conn: &Conn,
-        cursor: &mut Cursor,
-        answered: &mut u64,
-    ) -> Result<bool, End> {
+    fn answer_buffered(&mut self, conn: &Conn, cursor: &mut Cursor) -> Result<bool, End> {
         let framing = self.shared.config.framing;
         let max_frame = self.shared.config.max_frame;
         let mut busy = false;
+        let mut answered = 0;
         let outcome = loop {
             if self.shared.shutdown.is_draining() {
                 break Err(End::GoAway(GoAwayCode::Shutdown));
@@ -173,7 +171,7 @@ impl Worker {
                     answer(&self.shared, framing, frame, &mut self.write, conn);
                     cursor.start += used;
                     cursor.scanned = 0;
-                    *answered += 1;
+                    answered += 1;
                     if self.write.len() >= FLUSH_AT {
                         break Ok(true);
                     }
@@ -181,6 +179,7 @@ impl Worker {
             }
         };
         if busy {
+            self.shared.stats.add_requests(self.index, answered);
             conn.touch(self.shared.clock.now_ms());
             if !conn.transition(BUSY, ACTIVE) {
                 return Err(taken(conn));

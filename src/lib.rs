@@ -54,6 +54,8 @@
 #![warn(missing_docs)]
 
 mod acceptor;
+pub mod bench;
+pub mod client;
 mod closer;
 pub mod config;
 mod connection;
@@ -67,6 +69,7 @@ pub mod service;
 mod shutdown;
 mod stats;
 
+pub use client::{Client, ClientError, ClientOptions, Reply, RequestSender};
 pub use closer::LINGER;
 pub use config::{Config, Overload};
 pub use error::Error;

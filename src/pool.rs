@@ -13,10 +13,12 @@
 
 use std::net::Shutdown as How;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::sync::WaitGroup;
 use log::error;
 
 use crate::connection::{panic_message, Shared, Worker};
@@ -24,21 +26,35 @@ use crate::frame::GoAwayCode;
 use crate::registry::{Conn, ACTIVE, QUEUED};
 use crate::Error;
 
-/// Starts `shared.config.workers` workers. Each holds a clone of `done`,
-/// so the receiving side disconnects when the last worker has exited.
+/// Starts `shared.config.workers` workers and returns once every one of
+/// them is waiting for a connection. Each holds a clone of `done`, so the
+/// receiving side disconnects when the last worker has exited.
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
     queue: &Receiver<Arc<Conn>>,
     done: &Sender<()>,
+) -> Result<Vec<JoinHandle<()>>, Error> {
+    let ready = WaitGroup::new();
+    let workers = start(shared, queue, done, &ready)?;
+    ready.wait();
+    Ok(workers)
+}
+
+fn start(
+    shared: &Arc<Shared>,
+    queue: &Receiver<Arc<Conn>>,
+    done: &Sender<()>,
+    ready: &WaitGroup,
 ) -> Result<Vec<JoinHandle<()>>, Error> {
     (0..shared.config.workers)
         .map(|index| {
             let worker = Worker::new(index, Arc::clone(shared));
             let queue = queue.clone();
             let done = done.clone();
+            let ready = ready.clone();
             std::thread::Builder::new()
                 .name(format!("wharf-worker-{index}"))
-                .spawn(move || run(worker, queue, done))
+                .spawn(move || run(worker, queue, done, ready))
                 .map_err(|source| Error::Spawn {
                     what: "worker",
                     source,
@@ -47,9 +63,19 @@ pub(crate) fn spawn(
         .collect()
 }
 
-fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>) {
+fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>, ready: WaitGroup) {
     let shared = Arc::clone(worker.shared());
-    for conn in queue.iter() {
+    let mut ready = Some(ready);
+    loop {
+        // Counted idle before waiting, so the acceptor never turns a client
+        // away as BUSY while this worker is about to take it.
+        shared.idle_workers.fetch_add(1, Ordering::SeqCst);
+        drop(ready.take());
+        let next = queue.recv();
+        shared.idle_workers.fetch_sub(1, Ordering::SeqCst);
+        let Ok(conn) = next else {
+            break; // the acceptor is gone and the queue is empty
+        };
         // Lost the race to the reaper or the drain: they close it.
         if !conn.transition(QUEUED, ACTIVE) {
             continue;

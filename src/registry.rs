@@ -141,6 +141,18 @@ impl Registry {
         }
     }
 
+    /// How many live connections wait in the queue, and how many a worker
+    /// owns (reading, writing or in the service).
+    pub(crate) fn census(&self) -> (usize, usize) {
+        let conns = self.conns.lock();
+        let queued = conns.iter().filter(|(_, c)| c.state() == QUEUED).count();
+        let served = conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state(), ACTIVE | BUSY))
+            .count();
+        (queued, served)
+    }
+
     /// A snapshot of the live connections, taken under the lock and acted on
     /// outside it.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Conn>> {

@@ -23,6 +23,7 @@
 //! interrupted; it is left to finish on its own and is not waited for.
 
 use std::net::{Shutdown as How, SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,6 +86,7 @@ impl Server {
             stats: Arc::new(Stats::new(config.workers)),
             clock: Clock::new(),
             closer,
+            idle_workers: AtomicUsize::new(0),
         });
         let handle = ShutdownHandle {
             shared: Arc::clone(&shutdown),
@@ -268,7 +270,7 @@ impl Drain {
             "shutdown: {queued} queued connection(s) sent GOAWAY 1; waiting up to {:?} for {} \
              connection(s) in service",
             shared.config.grace,
-            in_service(&shared.registry)
+            shared.registry.census().1
         );
 
         let deadline = started + shared.config.grace;
@@ -315,15 +317,6 @@ impl Drain {
         info!("shutdown: done in {:?}", started.elapsed());
         stats.report(!finished)
     }
-}
-
-/// Connections owned by a worker right now.
-fn in_service(registry: &Registry) -> usize {
-    registry
-        .snapshot()
-        .iter()
-        .filter(|c| matches!(c.state(), ACTIVE | BUSY))
-        .count()
 }
 
 /// Closes every registered connection now. A connection whose service is

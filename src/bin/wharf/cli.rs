@@ -20,6 +20,89 @@ pub struct Cli {
 pub enum Command {
     /// Run the server in the foreground until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Send requests to a server: lines from stdin, --send TEXT, or --ping.
+    Client(ClientArgs),
+    /// Measure throughput and latency across pool sizes and recommend one.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Pool sizes to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64", value_name = "N,N,...",
+          value_parser = clap::value_parser!(usize))]
+    pub workers: Vec<usize>,
+    /// Queue capacity of each in-process server.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub queue: usize,
+    /// Echo service sleep per request (I/O-bound work).
+    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    pub delay: Duration,
+    /// Echo service busy-loop per request (CPU-bound work).
+    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    pub spin: Duration,
+    /// Closed-loop client connections (threads separate from the pool).
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = positive_count)]
+    pub clients: usize,
+    /// Load applied before measuring, per pool size.
+    #[arg(long, default_value = "1s", value_name = "D", value_parser = duration)]
+    pub warmup: Duration,
+    /// Measured time per pool size.
+    #[arg(long, default_value = "5s", value_name = "D", value_parser = positive_duration)]
+    pub duration: Duration,
+    /// Request payload size in bytes.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    pub payload: usize,
+    /// Requests each client sends before waiting for the replies.
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = positive_count)]
+    pub pipeline: usize,
+    /// Close and reconnect after this many batches (measures connection churn).
+    #[arg(long, value_name = "N", value_parser = positive_count)]
+    pub reconnect_every: Option<usize>,
+    /// Load this running server instead of sweeping in-process ones.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    pub connect: Option<SocketAddr>,
+    /// Write the results as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write the options, results and recommendation as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw throughput and p99 against pool size as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub connect: String,
+    /// Wire format; must match the server's.
+    #[arg(long, value_enum, default_value_t = FramingArg::Length)]
+    pub framing: FramingArg,
+    /// The server's heartbeat timeout: while stdin is idle a PING is sent every third of it.
+    #[arg(long, default_value = "30s", value_name = "D", value_parser = positive_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Send this request (repeatable), print the replies and exit.
+    #[arg(long, value_name = "TEXT", conflicts_with = "ping")]
+    pub send: Vec<String>,
+    /// Measure round-trip times with PING.
+    #[arg(long)]
+    pub ping: bool,
+    /// How many PINGs to send with --ping.
+    #[arg(long, default_value_t = 4, value_name = "N", requires = "ping",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: u32,
+    /// Pause between PINGs with --ping.
+    #[arg(long, default_value = "1s", value_name = "D", requires = "ping", value_parser = duration)]
+    pub interval: Duration,
+    /// Longest wait for the connection to be established.
+    #[arg(long, default_value = "5s", value_name = "D", value_parser = positive_duration)]
+    pub connect_timeout: Duration,
+    /// Longest wait for a reply that is owed.
+    #[arg(long, default_value = "30s", value_name = "D", value_parser = positive_duration)]
+    pub reply_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +171,15 @@ pub enum FramingArg {
     Line,
 }
 
+impl From<FramingArg> for wharf::Framing {
+    fn from(framing: FramingArg) -> Self {
+        match framing {
+            FramingArg::Length => wharf::Framing::Length,
+            FramingArg::Line => wharf::Framing::Line,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
     Error,
@@ -121,6 +213,15 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:7878 or [::1]:0)"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_owned())
+}
+
+/// A count of at least 1.
+fn positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A duration that must not be zero.

@@ -2,7 +2,9 @@
 //! a [`wharf::Config`], signals into drain calls and the report into a log
 //! line and an exit code.
 
+mod bench;
 mod cli;
+mod client;
 mod serve;
 
 use std::process::ExitCode;
@@ -13,6 +15,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Client(args) => return client::run(args),
+        cli::Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -11,9 +11,9 @@ use signal_hook::iterator::Signals;
 use simplelog::{
     ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
 };
-use wharf::{Config, Echo, Framing, Overload, Server};
+use wharf::{Config, Echo, Overload, Server};
 
-use crate::cli::{FramingArg, OverloadArg, ServeArgs};
+use crate::cli::{OverloadArg, ServeArgs};
 
 /// Runs the server until it is drained; exit code 0 after a clean drain, 1
 /// when connections had to be closed by force.
@@ -78,10 +78,7 @@ fn config(args: &ServeArgs) -> Config {
         reap_interval: args.reap_interval,
         write_timeout: args.write_timeout,
         max_frame: args.max_frame,
-        framing: match args.framing {
-            FramingArg::Length => Framing::Length,
-            FramingArg::Line => Framing::Line,
-        },
+        framing: args.framing.into(),
         grace: args.grace,
         backlog: args.backlog,
     }

@@ -1,0 +1,178 @@
+//! `wharf client`: talk to a server from the terminal or a script.
+//!
+//! Three modes: lines from stdin (each line one DATA request, each reply
+//! printed as it arrives, PINGs while stdin is idle), `--send TEXT`
+//! (repeatable: send, print, exit) and `--ping` (round-trip times).
+//!
+//! Exit codes: 0 success; 1 other failure; 2 bad flags; 3 cannot connect;
+//! 4 the server closed without GOAWAY or a reply timed out; 5 a request got
+//! ERROR; 10 + code for a GOAWAY (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY,
+//! 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE).
+
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use wharf::{Client, ClientError, ClientOptions, Reply};
+
+use crate::cli::ClientArgs;
+
+/// Exit status when a request was answered with ERROR.
+const EXIT_SERVER_ERROR: u8 = 5;
+
+pub fn run(args: ClientArgs) -> ExitCode {
+    let options = ClientOptions {
+        framing: args.framing.into(),
+        connect_timeout: args.connect_timeout,
+        read_timeout: Some(args.reply_timeout),
+        ..ClientOptions::default()
+    };
+    let outcome = Client::connect(args.connect.as_str(), options).and_then(|client| {
+        if args.ping {
+            ping(client, &args)
+        } else if !args.send.is_empty() {
+            send_all(client, &args.send)
+        } else {
+            interactive(client, &args)
+        }
+    });
+    match outcome {
+        Ok(errors) if errors > 0 => ExitCode::from(EXIT_SERVER_ERROR),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", describe(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The line printed on stderr for a failure.
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::GoAway { .. } => e.to_string(),
+        _ => format!("wharf client: {e}"),
+    }
+}
+
+/// The documented exit status for each cause.
+pub fn exit_code(e: &ClientError) -> u8 {
+    match e {
+        ClientError::GoAway { code, .. } => 10 + (*code).min(5) as u8,
+        ClientError::Connect { .. } => 3,
+        ClientError::Closed | ClientError::Timeout(_) => 4,
+        ClientError::Server(_) => EXIT_SERVER_ERROR,
+        ClientError::Protocol(_) | ClientError::Io(_) => 1,
+    }
+}
+
+/// Prints one reply on stdout; returns whether it was an ERROR.
+fn print_reply(out: &mut impl Write, reply: &Reply) -> io::Result<bool> {
+    match reply {
+        Reply::Data(data) => {
+            out.write_all(data)?;
+            out.write_all(b"\n")?;
+        }
+        Reply::Pong(_) => writeln!(out, "PONG")?,
+        Reply::Error(message) => writeln!(out, "ERROR {message}")?,
+    }
+    out.flush()?;
+    Ok(matches!(reply, Reply::Error(_)))
+}
+
+/// `--send`: pipeline every request, then print the replies in order.
+fn send_all(mut client: Client, requests: &[String]) -> Result<u64, ClientError> {
+    for request in requests {
+        client.send(request.as_bytes())?;
+    }
+    client.flush()?;
+    let mut out = io::stdout().lock();
+    let mut errors = 0;
+    for _ in requests {
+        errors += u64::from(print_reply(&mut out, &client.recv()?)?);
+    }
+    Ok(errors)
+}
+
+/// stdin mode: a sender thread turns lines into requests while this thread
+/// prints replies; PINGs keep the connection alive while stdin is idle.
+fn interactive(mut client: Client, args: &ClientArgs) -> Result<u64, ClientError> {
+    client.start_heartbeat(args.heartbeat_timeout / 3)?;
+    let sender = client.sender();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<(), ClientError>>(1);
+    std::thread::Builder::new()
+        .name("wharf-client-stdin".into())
+        .spawn(move || {
+            let result = (|| {
+                for line in io::stdin().lock().split(b'\n') {
+                    let line = line?;
+                    sender.request(line.strip_suffix(b"\r").unwrap_or(&line))?;
+                }
+                sender.shutdown_write()
+            })();
+            let _ = done_tx.send(result);
+        })?;
+
+    let mut out = io::stdout().lock();
+    let mut errors = 0;
+    let mut stdin_done = false;
+    loop {
+        if !stdin_done {
+            if let Ok(result) = done_rx.try_recv() {
+                result?;
+                stdin_done = true;
+            }
+        }
+        if stdin_done && client.outstanding() == 0 {
+            return Ok(errors);
+        }
+        match client.recv() {
+            Ok(reply) => errors += u64::from(print_reply(&mut out, &reply)?),
+            // After stdin's end the server closes once everything is
+            // answered; the stdin thread may not have reported that end yet.
+            Err(ClientError::Closed) if client.outstanding() == 0 => {
+                let ended = stdin_done
+                    || matches!(done_rx.recv_timeout(Duration::from_secs(1)), Ok(Ok(())));
+                return if ended {
+                    Ok(errors)
+                } else {
+                    Err(ClientError::Closed)
+                };
+            }
+            // A timeout while nothing is owed just means stdin is idle.
+            Err(ClientError::Timeout(_)) if client.outstanding() == 0 && !stdin_done => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `--ping`: round-trip times like ping(8), then a summary.
+fn ping(mut client: Client, args: &ClientArgs) -> Result<u64, ClientError> {
+    let peer = client.peer_addr();
+    let mut times = Vec::new();
+    let mut out = io::stdout().lock();
+    for seq in 0..args.count {
+        if seq > 0 {
+            std::thread::sleep(args.interval);
+        }
+        let rtt = client.ping()?;
+        writeln!(out, "PONG from {peer}: seq={seq} time={:.3} ms", ms(rtt))?;
+        times.push(rtt);
+    }
+    if let (Some(min), Some(max)) = (times.iter().min(), times.iter().max()) {
+        let avg = times.iter().sum::<Duration>() / times.len() as u32;
+        writeln!(
+            out,
+            "{} pings, {} pongs; rtt min/avg/max = {:.3}/{:.3}/{:.3} ms",
+            args.count,
+            times.len(),
+            ms(*min),
+            ms(avg),
+            ms(*max)
+        )?;
+    }
+    Ok(0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,649 @@
+//! The real `wharf client` binary against in-process servers on
+//! 127.0.0.1:0: `--send`, stdin lines (including a long idle stdin kept
+//! alive by PINGs), `--ping`, `--framing line`, and the documented exit
+//! codes (0 success, 3 cannot connect, 4 closed, 5 ERROR reply, 10 + code
+//! for a GOAWAY).
+//!
+//! Every child is waited for with a deadline and killed by its PID
+//! (`Child::kill`) if the deadline passes or the test panics, so no process
+//! outlives its test.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::{config, start, start_with};
+use wharf::{Client, ClientOptions, Config, Echo, Framing, Response, Server, ServiceError};
+
+/// The longest a child may run before the test kills it and fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The longest a test waits for one line of the child's output.
+const LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server's heartbeat timeout in the idle tests, and the matching
+/// `--heartbeat-timeout` of the client (which PINGs every third of it).
+/// Shorter values flake on a heavily loaded 2-core machine: a client or
+/// worker thread descheduled for a few hundred ms misses the deadline.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT_ARG: &str = "1s";
+
+/// Idle for longer than three heartbeat timeouts.
+const IDLE: Duration = Duration::from_millis(3200);
+
+/// A running `wharf client`, killed by PID when dropped if still running.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a finished child left behind.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Starts `wharf client <args>` with piped stdin, stdout and stderr.
+fn spawn_client(args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("client")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wharf client starts");
+    let stdin = child.stdin.take();
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, lines) = mpsc::channel();
+    let out_pipe = child.stdout.take().unwrap();
+    let err_pipe = child.stderr.take().unwrap();
+    let readers = vec![
+        {
+            let stdout = Arc::clone(&stdout);
+            thread::spawn(move || {
+                for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
+                    let mut all = lock(&stdout);
+                    all.push_str(&line);
+                    all.push('\n');
+                    let _ = tx.send(line);
+                }
+            })
+        },
+        {
+            let stderr = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let mut text = String::new();
+                let mut pipe = err_pipe;
+                let _ = pipe.read_to_string(&mut text);
+                lock(&stderr).push_str(&text);
+            })
+        },
+    ];
+    Proc {
+        child,
+        stdin,
+        lines,
+        stdout,
+        stderr,
+        readers,
+    }
+}
+
+impl Proc {
+    /// Writes to the child's stdin.
+    fn write(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to the client's stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the child's stdin (end of input).
+    fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// The next stdout line, or a failure (with the output so far) after
+    /// LINE_TIMEOUT.
+    fn line(&mut self) -> String {
+        match self.lines.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => {
+                // Let the child's stderr arrive before reporting.
+                thread::sleep(Duration::from_millis(200));
+                let status = self.child.try_wait();
+                let stdout = lock(&self.stdout).clone();
+                let stderr = lock(&self.stderr).clone();
+                panic!("no stdout line ({e}); status {status:?}; stdout so far:\n{stdout}\nstderr:\n{stderr}")
+            }
+        }
+    }
+
+    /// Waits for the child to exit within DEADLINE; on timeout kills it by
+    /// PID and fails.
+    fn finish(mut self) -> Finished {
+        self.close_stdin();
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "wharf client still running after {DEADLINE:?}; killed. stdout:\n{}\nstderr:\n{}",
+                    lock(&self.stdout),
+                    lock(&self.stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        // The pipes close with the child, so the readers end.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let stdout = lock(&self.stdout).clone();
+        let stderr = lock(&self.stderr).clone();
+        Finished {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Locks a mutex even if a panicking test poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `wharf client <args>` with `input` on stdin and waits for it.
+fn run_client(args: &[&str], input: &[u8]) -> Finished {
+    let mut proc = spawn_client(args);
+    proc.write(input);
+    proc.finish()
+}
+
+fn addr_arg(server: &Server) -> String {
+    server.local_addr().to_string()
+}
+
+fn stop(server: Server) {
+    server.handle().shutdown();
+    server.join();
+}
+
+/// Echoes, except that a request starting with `bad` gets ERROR.
+fn fail_on_bad(request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError> {
+    if request.starts_with(b"bad") {
+        return Err(ServiceError::from("no bad requests"));
+    }
+    response.extend_from_slice(request);
+    Ok(())
+}
+
+fn assert_exit(finished: &Finished, code: i32) {
+    assert_eq!(finished.code(), Some(code), "exit status; {finished:#?}");
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn send_prints_each_reply_and_exits_0() {
+    let server = start(config());
+    let addr = addr_arg(&server);
+    let done = run_client(&["--connect", &addr, "--send", "a", "--send", "b"], b"");
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, "a\nb\n");
+    assert_eq!(done.stderr, "");
+    stop(server);
+}
+
+#[test]
+fn stdin_lines_are_echoed_in_order_then_exit_0_at_eof() {
+    let server = start(config());
+    let addr = addr_arg(&server);
+    let input: String = (0..50).map(|i| format!("line {i}\n")).collect();
+    let done = run_client(&["--connect", &addr], input.as_bytes());
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, input);
+    // A trailing \r is dropped, like the server does in line framing.
+    let done = run_client(&["--connect", &addr], b"crlf\r\nplain\n");
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, "crlf\nplain\n");
+    stop(server);
+}
+
+#[test]
+fn empty_stdin_exits_0_with_no_output() {
+    let server = start(config());
+    let done = run_client(&["--connect", &addr_arg(&server)], b"");
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, "");
+    stop(server);
+}
+
+#[test]
+fn idle_stdin_is_kept_alive_by_pings() {
+    let server = start(Config {
+        heartbeat_timeout: HEARTBEAT,
+        reap_interval: Duration::from_millis(50),
+        ..config()
+    });
+    let addr = addr_arg(&server);
+
+    // A raw library client without heartbeat: proves this server reaps
+    // idle connections within the time the wharf client stays idle.
+    let mut silent = Client::connect(
+        server.local_addr(),
+        ClientOptions {
+            read_timeout: Some(LINE_TIMEOUT),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+
+    let mut proc = spawn_client(&["--connect", &addr, "--heartbeat-timeout", HEARTBEAT_ARG]);
+    proc.write(b"one\n");
+    assert_eq!(proc.line(), "one");
+    thread::sleep(IDLE);
+    assert_eq!(
+        silent.recv().unwrap_err().goaway_code(),
+        Some(2),
+        "the silent control client is reaped"
+    );
+    proc.write(b"two\n");
+    assert_eq!(proc.line(), "two");
+    thread::sleep(Duration::from_millis(1000));
+    proc.write(b"three\n");
+    assert_eq!(proc.line(), "three");
+    let done = proc.finish();
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, "one\ntwo\nthree\n");
+    assert!(!done.stderr.contains("GOAWAY"), "{}", done.stderr);
+    stop(server);
+}
+
+#[test]
+fn stdin_eof_while_a_slow_reply_is_owed_exits_0() {
+    let server = start_with(
+        Config {
+            heartbeat_timeout: Duration::from_secs(20),
+            ..config()
+        },
+        Echo {
+            delay: Duration::from_millis(1000),
+            ..Echo::default()
+        },
+    );
+    let addr = addr_arg(&server);
+    // Heartbeat every 100 ms: several ticks while the reply is pending.
+    let done = run_client(
+        &["--connect", &addr, "--heartbeat-timeout", "300ms"],
+        b"slow\n",
+    );
+    assert_eq!(done.stdout, "slow\n");
+    assert_exit(&done, 0);
+    stop(server);
+}
+
+#[test]
+fn ping_prints_each_round_trip_and_a_summary() {
+    let server = start(config());
+    let addr = addr_arg(&server);
+    let done = run_client(
+        &[
+            "--connect",
+            &addr,
+            "--ping",
+            "--count",
+            "3",
+            "--interval",
+            "50ms",
+        ],
+        b"",
+    );
+    assert_exit(&done, 0);
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "3 pings and a summary: {lines:#?}");
+    for (seq, line) in lines[..3].iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("PONG from {addr}: seq={seq} time=")),
+            "{line}"
+        );
+        assert!(line.ends_with(" ms"), "{line}");
+    }
+    let summary = lines[3];
+    assert!(
+        summary.starts_with("3 pings, 3 pongs; rtt min/avg/max = "),
+        "{summary}"
+    );
+    let numbers = summary.rsplit("= ").next().unwrap().trim_end_matches(" ms");
+    let values: Vec<f64> = numbers
+        .split('/')
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("number in {summary}")))
+        .collect();
+    assert_eq!(values.len(), 3, "{summary}");
+    assert!(
+        values[0] <= values[1] && values[1] <= values[2],
+        "min <= avg <= max: {summary}"
+    );
+    stop(server);
+}
+
+#[test]
+fn ping_in_line_framing() {
+    let server = start(Config {
+        framing: Framing::Line,
+        ..config()
+    });
+    let done = run_client(
+        &[
+            "--connect",
+            &addr_arg(&server),
+            "--framing",
+            "line",
+            "--ping",
+            "--count",
+            "2",
+            "--interval",
+            "10ms",
+        ],
+        b"",
+    );
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout.lines().count(), 3, "{}", done.stdout);
+    assert!(done.stdout.contains("2 pings, 2 pongs"), "{}", done.stdout);
+    stop(server);
+}
+
+#[test]
+fn busy_server_goaway_3_on_stderr_and_exit_13() {
+    let server = start(Config {
+        workers: 1,
+        queue: 0,
+        heartbeat_timeout: Duration::from_secs(20),
+        ..config()
+    });
+    // With queue 0 a connection made before the worker waits for one is
+    // turned away (a known server race), so retry until the holder is served.
+    let mut holder = None;
+    for _ in 0..100 {
+        let mut client = Client::connect(server.local_addr(), ClientOptions::default()).unwrap();
+        match client.request(b"hold the only worker") {
+            Ok(_) => {
+                holder = Some(client);
+                break;
+            }
+            Err(e) if e.goaway_code() == Some(3) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("holder: {e}"),
+        }
+    }
+    let holder = holder.expect("the holder is served");
+
+    // Idle stdin: the client only reads, so it sees the GOAWAY whatever the timing.
+    let mut proc = spawn_client(&["--connect", &addr_arg(&server)]);
+    // Keep stdin open until the child has exited on its own.
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 13);
+    assert_eq!(
+        done.stderr, "GOAWAY 3 BUSY: server busy, try again later\n",
+        "{done:#?}"
+    );
+    assert_eq!(done.stdout, "");
+    drop(holder);
+    stop(server);
+}
+
+#[test]
+fn drain_goaway_1_on_stderr_and_exit_11() {
+    let server = start(config());
+    let mut proc = spawn_client(&["--connect", &addr_arg(&server)]);
+    proc.write(b"before the drain\n");
+    assert_eq!(proc.line(), "before the drain");
+    let handle = server.handle();
+    let joiner = thread::spawn(move || server.join());
+    handle.shutdown();
+    // Keep stdin open: the exit comes from the GOAWAY, not from EOF.
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 11);
+    assert_eq!(
+        done.stderr, "GOAWAY 1 SHUTDOWN: server is shutting down\n",
+        "{done:#?}"
+    );
+    assert_eq!(done.stdout, "before the drain\n");
+    joiner.join().unwrap();
+}
+
+#[test]
+fn idle_without_pings_long_enough_is_goaway_2_exit_12() {
+    // The client believes the timeout is long (PINGs every 20 s), the
+    // server reaps after HEARTBEAT.
+    let server = start(Config {
+        heartbeat_timeout: HEARTBEAT,
+        reap_interval: HEARTBEAT / 4,
+        ..config()
+    });
+    let mut proc = spawn_client(&[
+        "--connect",
+        &addr_arg(&server),
+        "--heartbeat-timeout",
+        "60s",
+    ]);
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 12);
+    assert!(
+        done.stderr.starts_with("GOAWAY 2 HEARTBEAT_TIMEOUT: "),
+        "{done:#?}"
+    );
+    stop(server);
+}
+
+/// A fake server that accepts one connection and, after `after`, closes it
+/// without a GOAWAY and without reading anything.
+fn closes_without_goaway(after: Duration) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        thread::sleep(after);
+        drop(stream);
+    });
+    (addr, server)
+}
+
+#[test]
+fn server_close_without_goaway_with_a_reply_owed_exits_4() {
+    let (addr, fake) = closes_without_goaway(Duration::from_millis(300));
+    let done = run_client(&["--connect", &addr.to_string(), "--send", "x"], b"");
+    fake.join().unwrap();
+    assert_exit(&done, 4);
+    assert_eq!(done.stdout, "");
+    assert_eq!(done.stderr.lines().count(), 1, "{:?}", done.stderr);
+    assert!(
+        done.stderr.starts_with("wharf client: "),
+        "{:?}",
+        done.stderr
+    );
+}
+
+#[test]
+fn server_close_without_goaway_while_stdin_is_open_exits_4() {
+    let (addr, fake) = closes_without_goaway(Duration::from_millis(300));
+    let mut proc = spawn_client(&["--connect", &addr.to_string()]);
+    // stdin stays open: the user has not finished, the server went away.
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    fake.join().unwrap();
+    assert_exit(&done, 4);
+    assert!(
+        done.stderr.starts_with("wharf client: "),
+        "one line naming the cause: {:?}",
+        done.stderr
+    );
+}
+
+#[test]
+fn refused_connection_is_one_line_on_stderr_and_exit_3() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    drop(listener);
+    let done = run_client(&["--connect", &addr.to_string(), "--send", "x"], b"");
+    assert_exit(&done, 3);
+    assert_eq!(done.stdout, "");
+    assert_eq!(done.stderr.lines().count(), 1, "{:?}", done.stderr);
+    assert!(
+        done.stderr
+            .starts_with(&format!("wharf client: cannot connect to {addr}: ")),
+        "{:?}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
+
+#[test]
+fn error_reply_prints_error_and_exits_5() {
+    let server = start_with(config(), fail_on_bad);
+    let addr = addr_arg(&server);
+    let done = run_client(
+        &[
+            "--connect",
+            &addr,
+            "--send",
+            "good",
+            "--send",
+            "bad",
+            "--send",
+            "fine",
+        ],
+        b"",
+    );
+    assert_exit(&done, 5);
+    assert_eq!(done.stdout, "good\nERROR no bad requests\nfine\n");
+
+    // The same in stdin mode: every line answered, then exit 5.
+    let done = run_client(&["--connect", &addr], b"one\nbad two\nthree\n");
+    assert_exit(&done, 5);
+    assert_eq!(done.stdout, "one\nERROR no bad requests\nthree\n");
+
+    // And 0 when nothing failed.
+    let done = run_client(&["--connect", &addr], b"one\n");
+    assert_exit(&done, 0);
+    stop(server);
+}
+
+#[test]
+fn line_framing_send_and_stdin() {
+    let server = start_with(
+        Config {
+            framing: Framing::Line,
+            ..config()
+        },
+        fail_on_bad,
+    );
+    let addr = addr_arg(&server);
+    let done = run_client(
+        &[
+            "--connect",
+            &addr,
+            "--framing",
+            "line",
+            "--send",
+            "hello",
+            "--send",
+            "PONG",
+        ],
+        b"",
+    );
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, "hello\nPONG\n");
+
+    let done = run_client(
+        &["--connect", &addr, "--framing", "line"],
+        b"first\nPONG\nlast\n",
+    );
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout, "first\nPONG\nlast\n");
+
+    let done = run_client(
+        &["--connect", &addr, "--framing", "line", "--send", "bad one"],
+        b"",
+    );
+    assert_exit(&done, 5);
+    assert_eq!(done.stdout, "ERROR no bad requests\n");
+    stop(server);
+}
+
+#[test]
+fn line_framing_idle_stdin_is_kept_alive() {
+    let server = start(Config {
+        framing: Framing::Line,
+        heartbeat_timeout: HEARTBEAT,
+        reap_interval: Duration::from_millis(50),
+        ..config()
+    });
+    let mut proc = spawn_client(&[
+        "--connect",
+        &addr_arg(&server),
+        "--framing",
+        "line",
+        "--heartbeat-timeout",
+        HEARTBEAT_ARG,
+    ]);
+    proc.write(b"one\n");
+    assert_eq!(proc.line(), "one");
+    thread::sleep(IDLE);
+    proc.write(b"PONG\n");
+    assert_eq!(proc.line(), "PONG");
+    let done = proc.finish();
+    assert_exit(&done, 0);
+    // The heartbeat PONGs are not printed: only the two echoes.
+    assert_eq!(done.stdout, "one\nPONG\n");
+    stop(server);
+}
