@@ -24,7 +24,7 @@ use log::error;
 use crate::connection::{panic_message, Shared, Worker};
 use crate::frame::GoAwayCode;
 use crate::registry::{Conn, ACTIVE, QUEUED};
-use crate::Error;
+use crate::{reaper, Error};
 
 /// Starts `shared.config.workers` workers and returns once every one of
 /// them is waiting for a connection. Each holds a clone of `done`, so the
@@ -76,6 +76,12 @@ fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>, ready: 
         let Ok(conn) = next else {
             break; // the acceptor is gone and the queue is empty
         };
+        // Its deadline passed in the queue since the reaper's last scan: it
+        // is turned away with BUSY and never occupies a worker.
+        if conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout) {
+            reaper::turn_away_expired(&shared, conn);
+            continue;
+        }
         // Lost the race to the reaper or the drain: they close it.
         if !conn.transition(QUEUED, ACTIVE) {
             continue;

@@ -25,7 +25,7 @@ use log::{debug, info};
 use crate::closer::{Closing, LINGER};
 use crate::connection::Shared;
 use crate::frame::GoAwayCode;
-use crate::registry::{ACTIVE, CLOSING, QUEUED, REAPED};
+use crate::registry::{Conn, ACTIVE, CLOSING, QUEUED, REAPED};
 use crate::stats::Stats;
 
 /// Scans every `reap_interval` until `stop` disconnects.
@@ -46,18 +46,7 @@ fn scan(shared: &Shared) {
             continue;
         }
         match conn.state() {
-            QUEUED if conn.transition(QUEUED, CLOSING) => {
-                Stats::bump(&shared.stats.rejected_busy);
-                info!(
-                    "{}: waited in the queue past its heartbeat deadline; sent BUSY",
-                    conn.peer
-                );
-                shared.closer.close(Closing {
-                    conn,
-                    goaway: Some(GoAwayCode::Busy),
-                    read_shut: false,
-                });
-            }
+            QUEUED => turn_away_expired(shared, conn),
             ACTIVE if conn.transition(ACTIVE, REAPED) => {
                 Stats::bump(&shared.stats.reaped);
                 conn.shutdown(How::Read);
@@ -70,4 +59,23 @@ fn scan(shared: &Shared) {
             _ => {}
         }
     }
+}
+
+/// Sends GOAWAY 3 to a connection whose deadline passed while it waited in
+/// the queue, unless someone took it first. Used by the reaper's scan and
+/// by a worker that dequeues an expired connection between two scans.
+pub(crate) fn turn_away_expired(shared: &Shared, conn: Arc<Conn>) {
+    if !conn.transition(QUEUED, CLOSING) {
+        return;
+    }
+    Stats::bump(&shared.stats.rejected_busy);
+    info!(
+        "{}: waited in the queue past its heartbeat deadline; sent BUSY",
+        conn.peer
+    );
+    shared.closer.close(Closing {
+        conn,
+        goaway: Some(GoAwayCode::Busy),
+        read_shut: false,
+    });
 }
