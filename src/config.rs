@@ -49,6 +49,8 @@ pub struct Config {
     pub grace: Duration,
     /// Length of the kernel's queue of connections not yet accepted.
     pub backlog: u32,
+    /// Log the counters at info level this often; `None` (the default) never.
+    pub stats_interval: Option<Duration>,
 }
 
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
@@ -67,6 +69,7 @@ impl Default for Config {
             framing: Framing::Length,
             grace: Duration::from_secs(10),
             backlog: 1024,
+            stats_interval: None,
         }
     }
 }

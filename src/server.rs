@@ -37,7 +37,7 @@ use crate::connection::Shared;
 use crate::frame::GoAwayCode;
 use crate::registry::{Clock, Conn, Registry, ACTIVE, BUSY, CLOSING, FORCED, QUEUED};
 use crate::shutdown::{Shutdown, ShutdownHandle};
-use crate::stats::{Report, Stats};
+use crate::stats::{Report, Snapshot, Stats};
 use crate::{acceptor, pool, reaper, Config, Error, Service};
 
 /// How long a forced drain waits for workers blocked in I/O to notice.
@@ -240,8 +240,18 @@ impl Drain {
             threads,
         } = self;
         let shutdown = &shared.shutdown;
-        // Disconnects (never receives) when the drain is triggered.
-        let _ = shutdown.drained().recv();
+        // Disconnects (never receives) when the drain is triggered; until
+        // then, log the counters every stats interval if asked to.
+        match shared.config.stats_interval {
+            Some(every) => {
+                while let Err(RecvTimeoutError::Timeout) = shutdown.drained().recv_timeout(every) {
+                    info!("stats: {}", snapshot(&shared));
+                }
+            }
+            None => {
+                let _ = shutdown.drained().recv();
+            }
+        }
         let started = Instant::now();
         info!("shutdown: draining; listener closed, new connections are refused");
 
@@ -316,6 +326,16 @@ impl Drain {
         let _ = threads.closer.join();
         info!("shutdown: done in {:?}", started.elapsed());
         stats.report(!finished)
+    }
+}
+
+/// The counters and the live connections right now.
+fn snapshot(shared: &Shared) -> Snapshot {
+    let (queued, active) = shared.registry.census();
+    Snapshot {
+        report: shared.stats.report(false),
+        active,
+        queued,
     }
 }
 

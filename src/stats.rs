@@ -69,6 +69,27 @@ impl Stats {
     }
 }
 
+/// The counters plus the connections live right now, for the periodic log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// The counters so far.
+    pub(crate) report: Report,
+    /// Connections a worker is serving now.
+    pub(crate) active: usize,
+    /// Connections waiting in the queue now.
+    pub(crate) queued: usize,
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "active={} queued={} {}",
+            self.active, self.queued, self.report
+        )
+    }
+}
+
 /// What a server did over its life, returned by [`crate::Server::join`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {

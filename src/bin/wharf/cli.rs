@@ -147,6 +147,9 @@ pub struct ServeArgs {
     /// Kernel backlog of connections not yet accepted.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub backlog: u32,
+    /// Log the counters (accepted, active, queued, rejected, reaped, errors) this often; 0 = never.
+    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    pub stats_interval: Duration,
     /// Log level.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,

@@ -81,6 +81,7 @@ fn config(args: &ServeArgs) -> Config {
         framing: args.framing.into(),
         grace: args.grace,
         backlog: args.backlog,
+        stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
     }
 }
 
