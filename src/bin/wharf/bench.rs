@@ -264,7 +264,7 @@ fn plot(path: &Path, points: &[BenchPoint]) -> anyhow::Result<()> {
             .x_labels(data.len() + 1)
             .x_label_formatter(&|x| format!("{:.0}", 2f64.powf(*x)))
             .y_label_formatter(&|y| match *y {
-                y if y >= 100.0 => format!("{y:.0}"),
+                y if y >= 100.0 || y == 0.0 => format!("{y:.0}"),
                 y if y >= 1.0 => format!("{y:.1}"),
                 y => format!("{y:.3}"),
             })
