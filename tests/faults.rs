@@ -11,15 +11,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, spawn_wharf, Client};
+use common::{eventually, serve_command, spawn_wharf, spawn_wharf_command, Client, Wharf};
 use wharf::frame::{DATA, GOAWAY};
 use wharf::{Framing, GoAwayCode};
 
@@ -27,25 +26,11 @@ use wharf::{Framing, GoAwayCode};
 // A `wharf serve` child with a low descriptor limit.
 // ---------------------------------------------------------------------------
 
-/// `wharf serve` started with RLIMIT_NOFILE set (soft and hard) in the child
-/// before exec. Dropping it kills the child by PID if it is still running.
-struct Limited {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
 /// Starts `wharf serve --bind 127.0.0.1:0 <args>` with both descriptor limits
-/// at `nofile`, and waits for its listening line.
-fn spawn_limited(nofile: u64, args: &[&str]) -> Limited {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-    command
-        .arg("serve")
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+/// at `nofile` (the server raises its soft limit to the hard one, so both must
+/// be low), and waits for its listening line.
+fn spawn_limited(nofile: u64, args: &[&str]) -> Wharf {
+    let mut command = serve_command("127.0.0.1:0", args);
     // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing
     // but its own stack.
     unsafe {
@@ -60,75 +45,7 @@ fn spawn_limited(nofile: u64, args: &[&str]) -> Limited {
             Ok(())
         });
     }
-    let mut child = command.spawn().expect("wharf starts");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = mpsc::channel();
-    for pipe in [
-        Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stdout.take().unwrap()),
-    ] {
-        let log = Arc::clone(&log);
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(addr);
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-    }
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => addr.parse().expect("listening address parses"),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no listening line; log:\n{}", log.lock().unwrap());
-        }
-    };
-    Limited { child, addr, log }
-}
-
-impl Limited {
-    fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with the PID of a child we started and have not reaped.
-        let rc = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                std::thread::sleep(Duration::from_millis(50));
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    spawn_wharf_command(command)
 }
 
 /// CPU time (user + system) a process has used so far, from /proc/<pid>/stat.

@@ -233,10 +233,21 @@ pub fn spawn_wharf(args: &[&str]) -> Wharf {
 
 /// Starts `wharf serve --bind <bind> <args>` and waits for its listening line.
 pub fn spawn_wharf_bound(bind: &str, args: &[&str]) -> Wharf {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("serve")
-        .args(["--bind", bind])
-        .args(args)
+    spawn_wharf_command(serve_command(bind, args))
+}
+
+/// The command `wharf serve --bind <bind> <args>`, for a test that needs to
+/// adjust it (limits, environment) before [`spawn_wharf_command`].
+pub fn serve_command(bind: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command.arg("serve").args(["--bind", bind]).args(args);
+    command
+}
+
+/// Runs a prepared `wharf serve` command with its output captured, and waits
+/// for its listening line.
+pub fn spawn_wharf_command(mut command: Command) -> Wharf {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -274,6 +285,11 @@ pub fn spawn_wharf_bound(bind: &str, args: &[&str]) -> Wharf {
 }
 
 impl Wharf {
+    /// The child's PID.
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
     /// Sends a signal to the child by PID.
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id() as libc::pid_t;
