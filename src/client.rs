@@ -259,8 +259,34 @@ impl Client {
     }
 
     /// Writes every queued request to the socket.
+    /// A write that fails because the server has closed (for example after
+    /// GOAWAY 3 on a full queue) reports the GOAWAY, if one is waiting to be
+    /// read, rather than the bare I/O error.
     pub fn flush(&mut self) -> Result<(), ClientError> {
-        Ok(self.writer.lock().flush()?)
+        let result = self.writer.lock().flush();
+        result.map_err(|e| self.goaway_or(e))
+    }
+
+    /// The GOAWAY the server sent before closing, if it is waiting to be
+    /// read; otherwise `e`. Replies still buffered before it are dropped:
+    /// the connection is gone either way.
+    fn goaway_or(&mut self, e: io::Error) -> ClientError {
+        for _ in 0..1024 {
+            match self.read_frame() {
+                Ok((frame::GOAWAY, payload)) => {
+                    if let Some(goaway) = GoAway::parse(self.options.framing, &payload) {
+                        return ClientError::GoAway {
+                            code: goaway.code,
+                            reason: goaway.reason,
+                        };
+                    }
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        ClientError::Io(e)
     }
 
     /// A handle that sends requests from another thread while this one

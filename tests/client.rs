@@ -766,3 +766,34 @@ fn sender_shutdown_write_from_another_thread() {
     drop(client);
     stop(server);
 }
+
+/// A client that writes to a server which already turned it away (GOAWAY 3,
+/// then closed) gets the GOAWAY as a typed error from `flush` too, not the
+/// bare I/O error of the failed write.
+#[test]
+fn a_failed_write_after_goaway_reports_the_goaway() {
+    let server = start(Config {
+        workers: 1,
+        queue: 0,
+        ..config()
+    });
+    let mut holder = wharf::Client::connect(server.local_addr(), ClientOptions::default()).unwrap();
+    assert_eq!(holder.request(b"hold").unwrap(), b"hold");
+    let mut late = wharf::Client::connect(server.local_addr(), ClientOptions::default()).unwrap();
+    // Let the server send GOAWAY 3, linger and close the socket for good.
+    std::thread::sleep(wharf::LINGER * 3);
+    let mut outcome = None;
+    for _ in 0..50 {
+        let sent = late.send(b"anyone there?").and_then(|()| late.flush());
+        if let Err(e) = sent {
+            outcome = Some(e);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = outcome.expect("writing to a closed connection fails");
+    assert_eq!(e.goaway_code(), Some(3), "{e}");
+    drop(holder);
+    server.handle().shutdown();
+    server.join();
+}

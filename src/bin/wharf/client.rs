@@ -114,32 +114,30 @@ fn interactive(mut client: Client, args: &ClientArgs) -> Result<u64, ClientError
 
     let mut out = io::stdout().lock();
     let mut errors = 0;
-    let mut stdin_done = false;
+    // How stdin ended, once it has: a failed send is reported only after the
+    // replies still owed, so a GOAWAY that explains it wins.
+    let mut stdin_end: Option<Result<(), ClientError>> = None;
     loop {
-        if !stdin_done {
-            if let Ok(result) = done_rx.try_recv() {
-                result?;
-                stdin_done = true;
-            }
+        if stdin_end.is_none() {
+            stdin_end = done_rx.try_recv().ok();
         }
-        if stdin_done && client.outstanding() == 0 {
-            return Ok(errors);
+        if stdin_end.is_some() && client.outstanding() == 0 {
+            return stdin_end.unwrap_or(Ok(())).map(|()| errors);
         }
         match client.recv() {
             Ok(reply) => errors += u64::from(print_reply(&mut out, &reply)?),
             // After stdin's end the server closes once everything is
             // answered; the stdin thread may not have reported that end yet.
             Err(ClientError::Closed) if client.outstanding() == 0 => {
-                let ended = stdin_done
-                    || matches!(done_rx.recv_timeout(Duration::from_secs(1)), Ok(Ok(())));
-                return if ended {
-                    Ok(errors)
-                } else {
-                    Err(ClientError::Closed)
+                let end = stdin_end.or_else(|| done_rx.recv_timeout(Duration::from_secs(1)).ok());
+                return match end {
+                    Some(Ok(())) => Ok(errors),
+                    Some(Err(e)) => Err(e),
+                    None => Err(ClientError::Closed),
                 };
             }
             // A timeout while nothing is owed just means stdin is idle.
-            Err(ClientError::Timeout(_)) if client.outstanding() == 0 && !stdin_done => {}
+            Err(ClientError::Timeout(_)) if client.outstanding() == 0 && stdin_end.is_none() => {}
             Err(e) => return Err(e),
         }
     }
