@@ -29,6 +29,8 @@ use crate::frame::GoAwayCode;
 use crate::registry::{Conn, CLOSING, QUEUED};
 use crate::stats::Stats;
 
+/// How long the acceptor waits for a worker that is between two connections.
+const HANDOFF_WAIT: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(1);
@@ -81,9 +83,19 @@ fn dispatch(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
         Overload::Reject => match queue.try_send(conn) {
             Ok(()) => {}
             // A worker between two connections is about to wait for the
-            // next one: it is idle, so hand this one over.
+            // next one: it is idle, so hand this one over. The wait is
+            // bounded: the count may still include a worker that has just
+            // been handed a connection and is waking up.
             Err(TrySendError::Full(conn)) if shared.idle_workers.load(Ordering::SeqCst) > 0 => {
-                send_waiting(conn, queue, shared)
+                select! {
+                    send(queue, Arc::clone(&conn)) -> sent => if sent.is_err() {
+                        turn_away(conn, GoAwayCode::Shutdown, shared);
+                    },
+                    recv(shared.shutdown.drained()) -> _ => {
+                        turn_away(conn, GoAwayCode::Shutdown, shared)
+                    }
+                    default(HANDOFF_WAIT) => turn_away(conn, GoAwayCode::Busy, shared),
+                }
             }
             Err(TrySendError::Full(conn)) => turn_away(conn, GoAwayCode::Busy, shared),
             Err(TrySendError::Disconnected(conn)) => turn_away(conn, GoAwayCode::Shutdown, shared),

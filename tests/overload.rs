@@ -311,3 +311,49 @@ fn the_thread_count_does_not_grow_with_the_number_of_clients() {
     assert_eq!(report.accepted, 200, "{report}");
     assert_eq!(report.rejected_busy, 0, "{report}");
 }
+
+/// With `--queue 0`, two connections arriving together while the only worker
+/// is idle: one is served, the other gets BUSY at once, and so does every
+/// later one while the first stays. (A regression: the acceptor once waited
+/// for a worker it wrongly counted as idle, and stopped accepting for as
+/// long as the first client stayed.)
+#[test]
+fn queue_zero_turns_away_a_simultaneous_second_connection() {
+    let _serial = serial();
+    let server = start(one_worker(0, Overload::Reject));
+    let addr = server.local_addr();
+    let mut rounds = 0;
+    for attempt in 0..200 {
+        if rounds == 20 {
+            break;
+        }
+        let (mut a, mut b) = (Client::connect(addr), Client::connect(addr));
+        a.send(PING, b"a");
+        b.send(PING, b"b");
+        // Both may be turned away if the worker was still finishing the
+        // previous round's client; otherwise exactly one is served, and the
+        // other gets BUSY promptly instead of waiting for the worker.
+        let started = Instant::now();
+        let (ra, rb) = (a.recv().expect("reply to a"), b.recv().expect("reply to b"));
+        assert!(
+            started.elapsed() <= PROMPTLY,
+            "attempt {attempt}: replies took {:?}",
+            started.elapsed()
+        );
+        let (served, turned_away) = match (ra.kind, rb.kind) {
+            (PONG, GOAWAY) => (a, rb),
+            (GOAWAY, PONG) => (b, ra),
+            (GOAWAY, GOAWAY) => continue,
+            other => panic!("attempt {attempt}: both served with queue 0: {other:?}"),
+        };
+        let goaway = turned_away.goaway(Framing::Length).expect("GOAWAY parses");
+        assert_eq!(goaway.code, GoAwayCode::Busy.as_u16(), "attempt {attempt}");
+        // While the first stays, later connections are turned away too.
+        expect_turned_away(addr, &format!("attempt {attempt}: late client"));
+        drop(served);
+        rounds += 1;
+    }
+    assert_eq!(rounds, 20, "too few rounds with one client served");
+    server.handle().shutdown();
+    assert!(!server.join().forced);
+}
