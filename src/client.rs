@@ -116,13 +116,18 @@ enum Pending {
     Heartbeat,
 }
 
-/// The writing half: the socket, and the queue of replies owed, kept under
-/// one lock so the heartbeat thread and the caller never reorder them.
+/// The replies owed, in request order. Its own lock, held only for a push
+/// or a pop, so a reader never waits for a writer blocked in `write`.
+type Owed = Arc<Mutex<VecDeque<Pending>>>;
+
+/// The writing half. Writers (the caller, a `RequestSender`, the heartbeat
+/// thread) take this lock to encode, record what they owe and write, so the
+/// order of frames on the wire and in `owed` is the same.
 #[derive(Debug)]
 struct Writer {
     stream: TcpStream,
     buf: Vec<u8>,
-    pending: VecDeque<Pending>,
+    owed: Owed,
     last_write: Instant,
     /// The sending side is shut down: nothing more is sent, not even a PING.
     write_shut: bool,
@@ -131,7 +136,7 @@ struct Writer {
 impl Writer {
     fn queue(&mut self, framing: Framing, kind: u8, payload: &[u8], pending: Pending) {
         framing.encode(kind, payload, &mut self.buf);
-        self.pending.push_back(pending);
+        self.owed.lock().push_back(pending);
     }
 
     /// Flushes, then shuts down the sending side.
@@ -158,6 +163,7 @@ pub struct Client {
     options: ClientOptions,
     peer: SocketAddr,
     reader: BufReader<TcpStream>,
+    owed: Owed,
     writer: Arc<Mutex<Writer>>,
     read_buf: Vec<u8>,
     heartbeat: Option<(Sender<()>, std::thread::JoinHandle<()>)>,
@@ -198,14 +204,16 @@ impl Client {
         stream.set_read_timeout(options.read_timeout)?;
         let peer = stream.peer_addr()?;
         let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        let owed = Owed::default();
         Ok(Client {
             options,
             peer,
             reader,
+            owed: Arc::clone(&owed),
             writer: Arc::new(Mutex::new(Writer {
                 stream,
                 buf: Vec::with_capacity(16 * 1024),
-                pending: VecDeque::new(),
+                owed,
                 last_write: Instant::now(),
                 write_shut: false,
             })),
@@ -301,7 +309,7 @@ impl Client {
     /// Requests sent or queued whose replies have not been received yet
     /// (background heartbeats included).
     pub fn outstanding(&self) -> usize {
-        self.writer.lock().pending.len()
+        self.owed.lock().len()
     }
 
     /// Sends a PING and returns the round-trip time to its PONG.
@@ -331,7 +339,7 @@ impl Client {
                     reason: goaway.reason,
                 });
             }
-            let expected = self.writer.lock().pending.pop_front().ok_or_else(|| {
+            let expected = self.owed.lock().pop_front().ok_or_else(|| {
                 ClientError::Protocol(format!("unsolicited frame of kind 0x{kind:02x}"))
             })?;
             let reply = match (expected, kind) {
@@ -502,7 +510,7 @@ fn heartbeat(writer: Arc<Mutex<Writer>>, framing: Framing, every: Duration, stop
             w.queue(framing, frame::PING, b"", Pending::Heartbeat);
             if w.flush().is_err() {
                 // Never sent: no PONG is owed.
-                w.pending.pop_back();
+                w.owed.lock().pop_back();
                 return;
             }
             wait = every;

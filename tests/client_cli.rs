@@ -647,3 +647,30 @@ fn line_framing_idle_stdin_is_kept_alive() {
     assert_eq!(done.stdout, "one\nPONG\n");
     stop(server);
 }
+
+/// Megabytes piped in at once: the stdin thread blocks writing while the
+/// server, in turn, blocks writing replies the client has not read yet. The
+/// client must keep reading replies meanwhile (a regression: the reader once
+/// waited for the lock the blocked writer held, and both sides stalled until
+/// the server's write timeout).
+#[test]
+fn a_large_piped_input_does_not_stall() {
+    let server = start(config());
+    let addr = addr_arg(&server);
+    let mut proc = spawn_client(&["--connect", &addr]);
+    let line = "x".repeat(199);
+    let lines = 50_000;
+    let mut stdin = proc.stdin.take().expect("stdin is piped");
+    let writer = thread::spawn(move || {
+        for _ in 0..lines {
+            if writeln!(stdin, "{line}").is_err() {
+                return; // the client died; finish() reports it
+            }
+        }
+    });
+    let done = proc.finish();
+    let _ = writer.join();
+    assert_exit(&done, 0);
+    assert_eq!(done.stdout.lines().count(), lines, "every line echoed");
+    stop(server);
+}
