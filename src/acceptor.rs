@@ -127,7 +127,6 @@ fn turn_away(conn: Arc<Conn>, code: GoAwayCode, shared: &Shared) {
     shared.closer.close(Closing {
         conn,
         goaway: Some(code),
-        read_shut: false,
     });
 }
 

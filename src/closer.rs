@@ -42,10 +42,6 @@ pub(crate) struct Closing {
     /// A GOAWAY still to be sent (best effort, non-blocking); `None` when the
     /// owner already wrote it after its last response.
     pub(crate) goaway: Option<GoAwayCode>,
-    /// Whether the read side was shut down to wake a worker. Such a socket
-    /// reads end-of-stream at once, so the client's own close is read from
-    /// the TCP state instead.
-    pub(crate) read_shut: bool,
 }
 
 /// The sending side: cheap to clone, one per thread that closes connections.
@@ -166,17 +162,16 @@ fn peer_closed(closing: &Closing, scratch: &mut [u8]) -> bool {
     // Bounded so that a client flooding us cannot keep this thread reading.
     for _ in 0..16 {
         match (&*stream).read(scratch) {
-            // With the read side shut down, end-of-stream says nothing
-            // about the client: ask the TCP state instead.
-            Ok(0) if closing.read_shut => return peer_sent_fin(stream),
-            Ok(0) => return true,
+            // End-of-stream: the client's FIN, or a read side that another
+            // thread shut down to wake a worker. The TCP state tells which.
+            Ok(0) => return peer_sent_fin(stream),
             Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return true,
         }
     }
-    closing.read_shut && peer_sent_fin(stream)
+    false
 }
 
 /// Whether the client's FIN has arrived, from the kernel's TCP state: the

@@ -56,6 +56,9 @@ pub struct Config {
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
 pub const MAX_FRAME_LIMIT: u32 = 1 << 30;
 
+/// The largest queue accepted: the queue's slots are allocated up front.
+pub const MAX_QUEUE: usize = 1 << 20;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -82,6 +85,9 @@ impl Config {
         let invalid = |what: &str| Err(Error::InvalidConfig(what.to_owned()));
         if self.workers == 0 {
             return invalid("workers must be at least 1");
+        }
+        if self.queue > MAX_QUEUE {
+            return invalid("queue must be at most 1048576");
         }
         if self.max_frame == 0 || self.max_frame > MAX_FRAME_LIMIT {
             return invalid("max-frame must be between 1 and 1073741824 bytes");

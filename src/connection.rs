@@ -262,13 +262,7 @@ impl Worker {
                 framing.encode_goaway(code, code.reason(), &mut self.write);
                 match self.flush(&conn) {
                     Ok(()) => {
-                        let read_shut =
-                            code == GoAwayCode::HeartbeatTimeout || shared.shutdown.is_draining();
-                        shared.closer.close(Closing {
-                            conn,
-                            goaway: None,
-                            read_shut,
-                        });
+                        shared.closer.close(Closing { conn, goaway: None });
                     }
                     Err(end) => self.finish(conn, end),
                 }

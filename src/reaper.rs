@@ -48,6 +48,12 @@ fn scan(shared: &Shared) {
         match conn.state() {
             QUEUED => turn_away_expired(shared, conn),
             ACTIVE if conn.transition(ACTIVE, REAPED) => {
+                // Between the deadline check and the swap its worker may have
+                // finished a long request (BUSY, then ACTIVE again with a new
+                // deadline): then give the connection back.
+                if !conn.expired(now, timeout) && conn.transition(REAPED, ACTIVE) {
+                    continue;
+                }
                 Stats::bump(&shared.stats.reaped);
                 conn.shutdown(How::Read);
             }
@@ -76,6 +82,5 @@ pub(crate) fn turn_away_expired(shared: &Shared, conn: Arc<Conn>) {
     shared.closer.close(Closing {
         conn,
         goaway: Some(GoAwayCode::Busy),
-        read_shut: false,
     });
 }

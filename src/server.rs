@@ -271,7 +271,6 @@ impl Drain {
                 shared.closer.close(Closing {
                     conn,
                     goaway: Some(GoAwayCode::Shutdown),
-                    read_shut: false,
                 });
             }
         }

@@ -117,6 +117,8 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--overload", "maybe"], "--overload"),
         (&["--heartbeat-timeout", "soon"], "--heartbeat-timeout"),
         (&["--framing", "xml"], "--framing"),
+        (&["--queue", "100000000000"], "--queue"),
+        (&["--max-frame", "0"], "--max-frame"),
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (flags, named) in cases {

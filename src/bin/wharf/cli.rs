@@ -33,7 +33,7 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(usize))]
     pub workers: Vec<usize>,
     /// Queue capacity of each in-process server.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = queue_capacity)]
     pub queue: usize,
     /// Echo service sleep per request (I/O-bound work).
     #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
@@ -114,7 +114,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
     /// Capacity of the queue between acceptor and workers (0: hand-off to an idle worker only).
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = queue_capacity)]
     pub queue: usize,
     /// What the acceptor does when the queue is full.
     #[arg(long, value_enum, default_value_t = OverloadArg::Reject)]
@@ -216,6 +216,15 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:7878 or [::1]:0)"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_owned())
+}
+
+/// A queue capacity: 0 to 1048576 (its slots are allocated up front).
+fn queue_capacity(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= wharf::config::MAX_QUEUE => Ok(n),
+        Ok(_) => Err(format!("must be at most {}", wharf::config::MAX_QUEUE)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A count of at least 1.
