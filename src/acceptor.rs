@@ -6,7 +6,8 @@
 //! clients arrive. With [`Overload::Block`] the acceptor waits for a free
 //! slot and stops accepting meanwhile; the kernel's backlog holds or refuses
 //! the excess. A queue of capacity 0 hands a connection only to a worker that
-//! is waiting for one.
+//! is waiting for one, or about to (one between two connections, for at
+//! most 10 ms).
 //!
 //! `accept` errors never stop the server and never spin: running out of file
 //! descriptors leaves the pending connection in the kernel's queue, so the
@@ -22,11 +23,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use crate::closer::Closing;
 use crate::config::Overload;
 use crate::connection::Shared;
 use crate::frame::GoAwayCode;
-use crate::registry::{Conn, CLOSING, QUEUED};
+use crate::registry::Conn;
 use crate::stats::Stats;
 
 /// How long the acceptor waits for a worker that is between two connections.
@@ -116,18 +116,12 @@ fn send_waiting(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
 
 /// Sends GOAWAY (BUSY, or SHUTDOWN while draining) and closes.
 fn turn_away(conn: Arc<Conn>, code: GoAwayCode, shared: &Shared) {
-    // The reaper may have expired it while the acceptor waited.
-    if !conn.transition(QUEUED, CLOSING) {
-        return;
-    }
-    if code == GoAwayCode::Busy {
+    let peer = conn.peer;
+    // False if the reaper expired it while the acceptor waited.
+    if shared.closer.turn_away(conn, code) && code == GoAwayCode::Busy {
         Stats::bump(&shared.stats.rejected_busy);
-        debug!("{}: queue full, sent BUSY", conn.peer);
+        debug!("{peer}: queue full, sent BUSY");
     }
-    shared.closer.close(Closing {
-        conn,
-        goaway: Some(code),
-    });
 }
 
 /// Backoff and log throttling for a run of accept errors.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::frame::{Framing, GoAwayCode};
-use crate::registry::{Conn, Registry};
+use crate::registry::{Conn, Registry, CLOSING, QUEUED};
 use crate::shutdown::Shutdown;
 
 /// How long a closing connection's input is drained before the socket closes.
@@ -63,6 +63,22 @@ impl Closer {
                 self.registry.remove(&closing.conn);
             }
         }
+    }
+}
+
+impl Closer {
+    /// Closes a connection that never got a worker (queue full, deadline
+    /// passed in the queue, or draining) with the GOAWAY `code`, unless
+    /// another thread took it first. Returns whether this call closed it.
+    pub(crate) fn turn_away(&self, conn: Arc<Conn>, code: GoAwayCode) -> bool {
+        if !conn.transition(QUEUED, CLOSING) {
+            return false;
+        }
+        self.close(Closing {
+            conn,
+            goaway: Some(code),
+        });
+        true
     }
 }
 

@@ -7,9 +7,10 @@
 //! and connections, so a frame costs no allocation; the read buffer grows only
 //! to the size the decoder asks for, never past one `max_frame` frame.
 //!
-//! Heartbeat bookkeeping is one timestamp store per batch, and the BUSY mark
-//! (the service is running; never reap) is one uncontended swap in and one
-//! out, per batch. Between frames the worker checks the drain flag, so a
+//! Heartbeat bookkeeping is a timestamp store when a batch has been answered
+//! and another when its responses are written, and the BUSY mark (the
+//! service is running; never reap) is one uncontended swap in and one out,
+//! per batch: no lock and no shared counter on the hot path. Between frames the worker checks the drain flag, so a
 //! drain lets the request in progress finish and answers nothing after it.
 //!
 //! How a connection ends is decided here and carried out in [`Worker::finish`]:

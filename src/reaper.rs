@@ -10,7 +10,8 @@
 //! - Being served: marked REAPED and its read side shut down, which wakes the
 //!   worker blocked in `read`; the worker, the only writer of that socket,
 //!   sends GOAWAY 2 and closes. If the worker is stuck writing to a client
-//!   that does not read, the next scan shuts the socket down completely.
+//!   that does not read, a later scan (one interval plus the closer's linger
+//!   after the deadline) shuts the socket down completely.
 //! - BUSY (its service is running): never reaped.
 //!
 //! A missed deadline is therefore acted on within one interval, which the
@@ -22,10 +23,10 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
 
-use crate::closer::{Closing, LINGER};
+use crate::closer::LINGER;
 use crate::connection::Shared;
 use crate::frame::GoAwayCode;
-use crate::registry::{Conn, ACTIVE, CLOSING, QUEUED, REAPED};
+use crate::registry::{Conn, ACTIVE, QUEUED, REAPED};
 use crate::stats::Stats;
 
 /// Scans every `reap_interval` until `stop` disconnects.
@@ -71,16 +72,9 @@ fn scan(shared: &Shared) {
 /// the queue, unless someone took it first. Used by the reaper's scan and
 /// by a worker that dequeues an expired connection between two scans.
 pub(crate) fn turn_away_expired(shared: &Shared, conn: Arc<Conn>) {
-    if !conn.transition(QUEUED, CLOSING) {
-        return;
+    let peer = conn.peer;
+    if shared.closer.turn_away(conn, GoAwayCode::Busy) {
+        Stats::bump(&shared.stats.rejected_busy);
+        info!("{peer}: waited in the queue past its heartbeat deadline; sent BUSY");
     }
-    Stats::bump(&shared.stats.rejected_busy);
-    info!(
-        "{}: waited in the queue past its heartbeat deadline; sent BUSY",
-        conn.peer
-    );
-    shared.closer.close(Closing {
-        conn,
-        goaway: Some(GoAwayCode::Busy),
-    });
 }

@@ -12,18 +12,24 @@
 //! connection, changed only by compare-and-swap:
 //!
 //! ```text
-//!  QUEUED --worker--> ACTIVE <--worker--> BUSY (service running: never reaped)
-//!    |                  |                   |
-//!  reaper/drain       reaper              force
-//!    v                  v                   v
-//!  CLOSING           REAPED              FORCED
+//!            worker                  worker
+//!  QUEUED ----------> ACTIVE <----------------> BUSY (service running: never reaped)
+//!    |                  |  \                      |
+//!    | acceptor, reaper,|   \ reaper               | force
+//!    | worker, drain    |    v                     v
+//!    v                  |   REAPED               FORCED
+//!  CLOSING              +--- force ------------> FORCED
+//!  (QUEUED --force--> FORCED as well)
 //! ```
 //!
-//! Whoever wins the swap is the only one to write to the socket from then
-//! on, so a GOAWAY never interleaves with a response. The per-frame cost is
-//! two uncontended swaps and one timestamp store per batch of frames; the
-//! registry's lock is taken only to add or remove a connection and once per
-//! reaper scan.
+//! The rules that keep a GOAWAY from ever interleaving with a response:
+//! only the worker writes while a connection is ACTIVE, BUSY or REAPED (on
+//! REAPED it writes the GOAWAY 2 itself, after its last response); a
+//! connection swapped to CLOSING or FORCED from QUEUED or BUSY has no worker
+//! writing, so the thread that won the swap sends the GOAWAY; one forced
+//! from ACTIVE is only shut down. The per-batch cost is two uncontended
+//! swaps, two clock reads and two timestamp stores; the registry's lock is
+//! taken only to add or remove a connection and once per reaper scan.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

@@ -32,10 +32,10 @@ use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::closer::{self, send_goaway_nonblocking, Closing};
+use crate::closer::{self, send_goaway_nonblocking};
 use crate::connection::Shared;
 use crate::frame::GoAwayCode;
-use crate::registry::{Clock, Conn, Registry, ACTIVE, BUSY, CLOSING, FORCED, QUEUED};
+use crate::registry::{Clock, Conn, Registry, ACTIVE, BUSY, FORCED, QUEUED};
 use crate::shutdown::{Shutdown, ShutdownHandle};
 use crate::stats::{Report, Snapshot, Stats};
 use crate::{acceptor, pool, reaper, Config, Error, Service};
@@ -266,12 +266,8 @@ impl Drain {
         let _ = threads.acceptor.join();
         let mut queued = 0;
         for conn in queue.try_iter() {
-            if conn.transition(QUEUED, CLOSING) {
+            if shared.closer.turn_away(conn, GoAwayCode::Shutdown) {
                 queued += 1;
-                shared.closer.close(Closing {
-                    conn,
-                    goaway: Some(GoAwayCode::Shutdown),
-                });
             }
         }
         drop(queue);

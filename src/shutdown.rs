@@ -1,7 +1,8 @@
 //! Shutdown as one explicit object threaded through every thread.
 //!
 //! A drain is a one-way switch: [`ShutdownHandle::shutdown`] sets a flag
-//! that workers read between requests (one relaxed load, no traffic), closes
+//! that workers read between requests (a plain load on x86, no shared
+//! writes), closes
 //! the listener so new connections are refused at once, and disconnects a
 //! channel that no one ever sends on. Every thread that waits (the acceptor
 //! in `accept` or on a full queue, the reaper between scans, the server's
