@@ -20,10 +20,11 @@
 
 use std::any::Any;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::Shutdown as How;
+use std::net::{Shutdown as How, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
@@ -232,7 +233,7 @@ impl Worker {
     }
 
     fn flush(&mut self, conn: &Conn) -> Result<(), End> {
-        let result = (&conn.stream).write_all(&self.write);
+        let result = write_within(&conn.stream, &self.write, self.shared.config.write_timeout);
         self.write.clear();
         result.map_err(|e| match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => End::WriteTimeout,
@@ -302,6 +303,37 @@ impl Worker {
             self.read.shrink_to_fit();
         }
     }
+}
+
+/// Writes all of `buf` within `limit` in total. The socket's send timeout
+/// (set to `limit` at accept) bounds each `write` call; a client that reads a
+/// little at a time would make every call succeed partially and hold the
+/// worker for ever, so after a partial write each call may only block for
+/// what is left. The common case, one complete write, costs one clock read.
+fn write_within(stream: &TcpStream, mut buf: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut shortened = false;
+    let result = loop {
+        match (&*stream).write(buf) {
+            Ok(n) if n == buf.len() => break Ok(()),
+            Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Err(io::Error::from(ErrorKind::TimedOut));
+        }
+        if let Err(e) = stream.set_write_timeout(Some(left)) {
+            break Err(e);
+        }
+        shortened = true;
+    };
+    if shortened {
+        let _ = stream.set_write_timeout(Some(limit));
+    }
+    result
 }
 
 /// Another thread took the connection away from its worker.

@@ -357,3 +357,56 @@ fn queue_zero_turns_away_a_simultaneous_second_connection() {
     server.handle().shutdown();
     assert!(!server.join().forced);
 }
+
+/// A client that reads, but only a trickle, is dropped once one batch of
+/// responses has taken longer than the write timeout, although each single
+/// write makes progress. (A regression: the timeout once bounded each write
+/// call, so a trickling reader could hold a worker for ever.)
+#[test]
+fn a_client_that_reads_only_a_trickle_is_dropped_after_the_write_timeout() {
+    use std::io::Read;
+    let _serial = serial();
+    let write_timeout = Duration::from_millis(500);
+    let server = start(Config {
+        write_timeout,
+        ..one_worker(4, Overload::Reject)
+    });
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.local_addr().into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // 4 MiB of responses; at 20 KiB/s the batch would take minutes.
+    let mut requests = Vec::new();
+    for _ in 0..64 {
+        Framing::Length.encode_data(&[7u8; 64 * 1024], &mut requests);
+    }
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        thread::spawn(move || {
+            let _ = stream.write_all(&requests);
+        })
+    };
+    let started = Instant::now();
+    let mut chunk = [0u8; 1024];
+    let dropped_after = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a trickling reader was still connected after 20 s"
+        );
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break started.elapsed(),
+            Ok(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    println!("trickling reader dropped after {dropped_after:?}");
+    // Within a few write timeouts (one per batch of responses), not minutes.
+    assert!(dropped_after < Duration::from_secs(10), "{dropped_after:?}");
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(report.write_timeouts, 1, "{report}");
+}
