@@ -9,6 +9,11 @@
 //! is waiting for one, or about to (one between two connections, for at
 //! most 10 ms).
 //!
+//! Entries the reaper turned away for missing their deadline in the queue
+//! stay in the channel until taken (a channel cannot drop an entry from the
+//! middle); they are the oldest, so when the queue is full the acceptor
+//! takes them off the front to make room rather than refusing a newcomer.
+//!
 //! `accept` errors never stop the server and never spin: running out of file
 //! descriptors leaves the pending connection in the kernel's queue, so the
 //! acceptor backs off (1 ms doubling to 100 ms), logs at most about one line
@@ -20,13 +25,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Sender, TrySendError};
+use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use log::{debug, info, warn};
 
 use crate::config::Overload;
 use crate::connection::Shared;
 use crate::frame::GoAwayCode;
-use crate::registry::Conn;
+use crate::pool;
+use crate::registry::{Conn, CLOSING};
 use crate::stats::Stats;
 
 /// How long the acceptor waits for a worker that is between two connections.
@@ -36,7 +42,14 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the accept loop until the drain starts.
-pub(crate) fn run(listener: Arc<TcpListener>, queue: Sender<Arc<Conn>>, shared: Arc<Shared>) {
+/// `front` is a receiving end of the queue, used only to take entries the
+/// reaper already turned away off its front when their room is needed.
+pub(crate) fn run(
+    listener: Arc<TcpListener>,
+    queue: Sender<Arc<Conn>>,
+    front: Receiver<Arc<Conn>>,
+    shared: Arc<Shared>,
+) {
     let mut trouble = Trouble::default();
     while !shared.shutdown.is_draining() {
         match listener.accept() {
@@ -48,7 +61,7 @@ pub(crate) fn run(listener: Arc<TcpListener>, queue: Sender<Arc<Conn>>, shared: 
                     continue;
                 }
                 let conn = shared.registry.insert(stream, peer, shared.clock.now_ms());
-                dispatch(conn, &queue, &shared);
+                dispatch(conn, &queue, &front, &shared);
             }
             Err(_) if shared.shutdown.is_draining() => break,
             Err(e) if is_transient(&e) => continue,
@@ -78,10 +91,24 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// Puts a connection on the queue, or turns it away.
-fn dispatch(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
+fn dispatch(
+    conn: Arc<Conn>,
+    queue: &Sender<Arc<Conn>>,
+    front: &Receiver<Arc<Conn>>,
+    shared: &Shared,
+) {
     match shared.config.overload {
         Overload::Reject => match queue.try_send(conn) {
             Ok(()) => {}
+            // Full, but partly of connections already turned away.
+            Err(TrySendError::Full(conn))
+                if shared.expired_in_queue.load(Ordering::SeqCst) > 0
+                    && make_room(queue, front, shared) =>
+            {
+                if let Err(e) = queue.try_send(conn) {
+                    turn_away(e.into_inner(), GoAwayCode::Busy, shared);
+                }
+            }
             // A worker between two connections is about to wait for the
             // next one: it is idle, so hand this one over. The wait is
             // bounded: the count may still include a worker that has just
@@ -101,6 +128,28 @@ fn dispatch(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
             Err(TrySendError::Disconnected(conn)) => turn_away(conn, GoAwayCode::Shutdown, shared),
         },
         Overload::Block => send_waiting(conn, queue, shared),
+    }
+}
+
+/// Takes the entry at the front of the queue off it if it is one the reaper
+/// already turned away; those are the oldest, so they are at the front.
+/// Returns whether a slot was freed. If a worker took that entry first and
+/// a live one came off instead, the live one goes back (to the end: the
+/// acceptor is the only producer, so the slot it left is still free).
+fn make_room(queue: &Sender<Arc<Conn>>, front: &Receiver<Arc<Conn>>, shared: &Shared) -> bool {
+    match front.try_recv() {
+        Ok(entry) if entry.state() == CLOSING => {
+            pool::note_expired_taken(shared);
+            true
+        }
+        Ok(live) => {
+            if let Err(e) = queue.try_send(live) {
+                // Cannot happen with a single producer; never lose it.
+                turn_away(e.into_inner(), GoAwayCode::Busy, shared);
+            }
+            false
+        }
+        Err(_) => true, // the workers emptied it meanwhile
     }
 }
 

@@ -55,6 +55,10 @@ pub(crate) struct Shared {
     /// Workers waiting for a connection (or about to): lets the acceptor
     /// tell a pool that is busy from one caught between two connections.
     pub(crate) idle_workers: AtomicUsize,
+    /// Connections the reaper turned away that still sit in the queue (a
+    /// channel cannot drop an entry from the middle); the acceptor makes
+    /// room by taking them off the front.
+    pub(crate) expired_in_queue: AtomicUsize,
 }
 
 /// How a connection ended.

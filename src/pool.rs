@@ -23,7 +23,7 @@ use log::error;
 
 use crate::connection::{panic_message, Shared, Worker};
 use crate::frame::GoAwayCode;
-use crate::registry::{Conn, ACTIVE, QUEUED};
+use crate::registry::{Conn, ACTIVE, CLOSING, QUEUED};
 use crate::{reaper, Error};
 
 /// Starts `shared.config.workers` workers and returns once every one of
@@ -63,6 +63,13 @@ fn start(
         .collect()
 }
 
+/// An entry the reaper had turned away has left the queue.
+pub(crate) fn note_expired_taken(shared: &Shared) {
+    let _ = shared
+        .expired_in_queue
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+}
+
 fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>, ready: WaitGroup) {
     let shared = Arc::clone(worker.shared());
     let mut ready = Some(ready);
@@ -79,11 +86,16 @@ fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>, ready: 
         // Its deadline passed in the queue since the reaper's last scan: it
         // is turned away with BUSY and never occupies a worker.
         if conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout) {
-            reaper::turn_away_expired(&shared, conn);
+            if !reaper::turn_away_expired(&shared, conn) {
+                note_expired_taken(&shared);
+            }
             continue;
         }
         // Lost the race to the reaper or the drain: they close it.
         if !conn.transition(QUEUED, ACTIVE) {
+            if conn.state() == CLOSING {
+                note_expired_taken(&shared);
+            }
             continue;
         }
         // Pairs with the drain, which sets the flag before it looks for

@@ -18,6 +18,7 @@
 //! configuration keeps at no more than a quarter of the heartbeat timeout.
 
 use std::net::Shutdown as How;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -26,6 +27,7 @@ use log::{debug, info};
 use crate::closer::LINGER;
 use crate::connection::Shared;
 use crate::frame::GoAwayCode;
+use crate::pool;
 use crate::registry::{Conn, ACTIVE, QUEUED, REAPED};
 use crate::stats::Stats;
 
@@ -47,7 +49,14 @@ fn scan(shared: &Shared) {
             continue;
         }
         match conn.state() {
-            QUEUED => turn_away_expired(shared, conn),
+            QUEUED => {
+                // It stays in the queue: the acceptor takes it off the front
+                // if it needs the room. Counted before it can be taken.
+                shared.expired_in_queue.fetch_add(1, Ordering::SeqCst);
+                if !turn_away_expired(shared, conn) {
+                    pool::note_expired_taken(shared);
+                }
+            }
             ACTIVE if conn.transition(ACTIVE, REAPED) => {
                 // Between the deadline check and the swap its worker may have
                 // finished a long request (BUSY, then ACTIVE again with a new
@@ -71,10 +80,13 @@ fn scan(shared: &Shared) {
 /// Sends GOAWAY 3 to a connection whose deadline passed while it waited in
 /// the queue, unless someone took it first. Used by the reaper's scan and
 /// by a worker that dequeues an expired connection between two scans.
-pub(crate) fn turn_away_expired(shared: &Shared, conn: Arc<Conn>) {
+/// Returns whether this call turned it away.
+pub(crate) fn turn_away_expired(shared: &Shared, conn: Arc<Conn>) -> bool {
     let peer = conn.peer;
-    if shared.closer.turn_away(conn, GoAwayCode::Busy) {
+    let turned_away = shared.closer.turn_away(conn, GoAwayCode::Busy);
+    if turned_away {
         Stats::bump(&shared.stats.rejected_busy);
         info!("{peer}: waited in the queue past its heartbeat deadline; sent BUSY");
     }
+    turned_away
 }

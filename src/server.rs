@@ -87,6 +87,7 @@ impl Server {
             clock: Clock::new(),
             closer,
             idle_workers: AtomicUsize::new(0),
+            expired_in_queue: AtomicUsize::new(0),
         });
         let handle = ShutdownHandle {
             shared: Arc::clone(&shutdown),
@@ -110,7 +111,8 @@ impl Server {
         drop(done_tx);
         let acceptor_thread = spawn("acceptor", {
             let shared = Arc::clone(&shared);
-            move || acceptor::run(listener, queue_tx, shared)
+            let queue_front = queue_rx.clone();
+            move || acceptor::run(listener, queue_tx, queue_front, shared)
         })?;
 
         let drain = Drain {

@@ -410,3 +410,50 @@ fn a_client_that_reads_only_a_trickle_is_dropped_after_the_write_timeout() {
     let report = server.join();
     assert_eq!(report.write_timeouts, 1, "{report}");
 }
+
+/// Connections turned away from the queue for missing their deadline do not
+/// keep their slots: with the queue full of them, a new client waits in the
+/// queue (and is served once the worker frees) instead of getting BUSY.
+#[test]
+fn expired_queue_entries_do_not_keep_their_slots() {
+    let _serial = serial();
+    // Long enough that the late client's own deadline cannot pass while the
+    // test holds it in the queue on a loaded machine.
+    let server = start(Config {
+        heartbeat_timeout: Duration::from_millis(1500),
+        reap_interval: Duration::from_millis(50),
+        ..one_worker(2, Overload::Reject)
+    });
+    let addr = server.local_addr();
+    // A holds the only worker, pinging well within its deadline.
+    let (holder, _) = connect_until_served(addr);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pinger = {
+        let stop = std::sync::Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut holder = holder;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                holder.ping(b"alive");
+                thread::sleep(Duration::from_millis(100));
+            }
+            holder
+        })
+    };
+    // B and C fill the queue and are turned away when their deadline passes.
+    let mut queued: Vec<Client> = (0..2).map(|_| Client::connect(addr)).collect();
+    for client in &mut queued {
+        client.expect_goaway(GoAwayCode::Busy);
+    }
+    // D arrives while the queue still holds B and C's entries: it must wait
+    // in the queue, not be turned away.
+    let mut late = Client::connect(addr);
+    late.send(PING, b"late");
+    assert_silent(&mut late, Duration::from_millis(300), "late client");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(pinger.join().expect("pinger"));
+    let reply = late.recv().expect("served once the worker frees");
+    assert_eq!(reply.kind, PONG, "{reply:?}");
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(report.rejected_busy, 2, "{report}");
+}
