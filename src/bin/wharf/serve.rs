@@ -11,7 +11,7 @@ use signal_hook::iterator::Signals;
 use simplelog::{
     ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
 };
-use wharf::{Config, Echo, Overload, Server};
+use wharf::{Config, Echo, Overload, Server, ShutdownHandle};
 
 use crate::cli::{OverloadArg, ServeArgs};
 
@@ -25,18 +25,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // Registered before the server starts, so a signal that arrives right
     // after the listening line is never missed.
+    // Registered, and their thread started, before the server starts: a
+    // signal that arrives right after the listening line is never missed,
+    // and the process has all its threads by then.
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-
-    let config = config(&args);
-    let echo = Echo {
-        delay: args.delay,
-        spin: args.spin,
-    };
-    let server = Server::start(args.bind, config, echo)?;
-    let handle = server.handle();
+    let (handle_tx, handle_rx) = crossbeam_channel::bounded::<ShutdownHandle>(1);
     std::thread::Builder::new()
         .name("wharf-signals".into())
         .spawn(move || {
+            // Disconnected if the server failed to start: nothing to stop.
+            let Ok(handle) = handle_rx.recv() else { return };
             let mut signals = signals.forever();
             if let Some(signal) = signals.next() {
                 info!(
@@ -54,6 +52,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .context("cannot start the signal thread")?;
+
+    let config = config(&args);
+    let echo = Echo {
+        delay: args.delay,
+        spin: args.spin,
+    };
+    let server = Server::start(args.bind, config, echo)?;
+    let _ = handle_tx.send(server.handle());
 
     let report = server.join();
     info!("summary: {report}");
