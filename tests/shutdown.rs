@@ -105,6 +105,17 @@ fn assert_forced_close(client: &mut Client) {
 
 /// A config whose only difference from `config()` is the worker count and
 /// the grace period.
+/// A server with the given grace, and a client whose three-second request
+/// the service has just started.
+fn three_second_request_in_flight(grace: Duration) -> (Server, Client) {
+    let (service, started) = notifying(Duration::from_secs(3));
+    let server = start_with(config_with(2, grace), service);
+    let mut client = Client::connect(server.local_addr());
+    client.send(DATA, b"takes three seconds");
+    wait_started(&started, b"takes three seconds");
+    (server, client)
+}
+
 fn config_with(workers: usize, grace: Duration) -> Config {
     Config {
         workers,
@@ -331,11 +342,7 @@ fn queued_connection_gets_goaway_while_worker_is_busy() {
 /// remaining connection at once" and the report says forced (exit 1).
 #[test]
 fn grace_exceeded_forces_close() {
-    let (service, started) = notifying(Duration::from_secs(3));
-    let server = start_with(config_with(2, Duration::from_millis(300)), service);
-    let mut client = Client::connect(server.local_addr());
-    client.send(DATA, b"takes three seconds");
-    wait_started(&started, b"takes three seconds");
+    let (server, mut client) = three_second_request_in_flight(Duration::from_millis(300));
 
     let handle = server.handle();
     let began = Instant::now();
@@ -354,11 +361,7 @@ fn grace_exceeded_forces_close() {
 /// remaining connection at once and reports forced.
 #[test]
 fn force_during_drain_closes_at_once() {
-    let (service, started) = notifying(Duration::from_secs(3));
-    let server = start_with(config_with(2, Duration::from_secs(30)), service);
-    let mut client = Client::connect(server.local_addr());
-    client.send(DATA, b"takes three seconds");
-    wait_started(&started, b"takes three seconds");
+    let (server, mut client) = three_second_request_in_flight(Duration::from_secs(30));
 
     let handle = server.handle();
     handle.shutdown();
