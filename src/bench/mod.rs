@@ -13,17 +13,24 @@
 //! no synchronisation). CPU is the server threads' own user + system time
 //! over the measured window, read from `/proc/self/task`; it is not
 //! available when loading an external server with `connect`.
+//!
+//! This file holds the options and results, the [`sweep`] over pool sizes
+//! and the advice drawn from it ([`recommend`], [`littles_law`]). Driving
+//! one server with client threads ([`load`](fn@load)) is in `load`;
+//! reading the server threads' CPU time is in `cpu`.
+
+mod cpu;
+mod load;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::client::{Client, ClientError, ClientOptions, Reply};
-use crate::{Config, Echo, GoAwayCode, Server};
+use crate::{Config, Echo, Server};
+use load::measure;
+
+pub use load::load;
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -130,10 +137,6 @@ pub enum BenchError {
     Invalid(String),
 }
 
-const WARMUP: u8 = 0;
-const MEASURE: u8 = 1;
-const STOP: u8 = 2;
-
 /// Runs the sweep (or, with `connect`, one point), calling `progress` with
 /// each pool size before it starts and `done` with each result.
 pub fn sweep(
@@ -200,218 +203,6 @@ pub fn recommend(points: &[BenchPoint]) -> Option<Recommendation> {
 pub fn littles_law(options: &BenchOptions, workers: usize) -> Option<f64> {
     (!options.delay.is_zero())
         .then(|| options.clients.min(workers) as f64 / options.delay.as_secs_f64())
-}
-
-/// What one client thread counted.
-struct Tally {
-    histogram: Histogram<u64>,
-    requests: u64,
-    busy: u64,
-    errors: u64,
-}
-
-/// Loads a server that is already running at `addr` for `options.warmup`
-/// then `options.duration`, and returns the measurement (without CPU time).
-/// Used by `--connect` and by the comparison with other servers.
-pub fn load(addr: SocketAddr, options: &BenchOptions) -> Result<BenchPoint, BenchError> {
-    measure(addr, options, None)
-}
-
-fn measure(
-    addr: SocketAddr,
-    options: &BenchOptions,
-    server: Option<&Server>,
-) -> Result<BenchPoint, BenchError> {
-    let phase = Arc::new(AtomicU8::new(WARMUP));
-    let clients = (0..options.clients)
-        .map(|id| {
-            let phase = Arc::clone(&phase);
-            let options = options.clone();
-            std::thread::Builder::new()
-                .name(format!("bench-client-{id}"))
-                .spawn(move || client_loop(addr, &options, id, &phase))
-                .map_err(BenchError::Spawn)
-        })
-        .collect::<Result<Vec<_>, _>>();
-    let clients = match clients {
-        Ok(clients) => clients,
-        Err(e) => {
-            phase.store(STOP, Ordering::SeqCst);
-            return Err(e);
-        }
-    };
-
-    std::thread::sleep(options.warmup);
-    let cpu_start = server.map(|_| server_cpu_seconds());
-    let start = Instant::now();
-    phase.store(MEASURE, Ordering::SeqCst);
-    std::thread::sleep(options.duration);
-    phase.store(STOP, Ordering::SeqCst);
-    let seconds = start.elapsed().as_secs_f64();
-    let cpu = cpu_start.map(|before| server_cpu_seconds() - before);
-    // Clients still waiting in the queue get GOAWAY 1 and stop.
-    if let Some(server) = server {
-        server.handle().shutdown();
-    }
-
-    let mut histogram = new_histogram();
-    let (mut requests, mut busy, mut errors, mut clients_served) = (0, 0, 0, 0);
-    for client in clients {
-        match client.join() {
-            Ok(tally) => {
-                let _ = histogram.add(&tally.histogram);
-                clients_served += usize::from(tally.requests > 0);
-                requests += tally.requests;
-                busy += tally.busy;
-                errors += tally.errors;
-            }
-            Err(_) => errors += 1,
-        }
-    }
-    let at = |q: f64| histogram.value_at_quantile(q);
-    Ok(BenchPoint {
-        workers: server.map(|s| s.config().workers),
-        requests,
-        seconds,
-        requests_per_sec: requests as f64 / seconds,
-        p50_us: at(0.50),
-        p90_us: at(0.90),
-        p99_us: at(0.99),
-        p999_us: at(0.999),
-        max_us: histogram.max(),
-        clients_served,
-        busy,
-        errors,
-        server_cpu_seconds: cpu,
-    })
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
-}
-
-/// One closed-loop client: send a batch, verify every reply, repeat.
-fn client_loop(addr: SocketAddr, options: &BenchOptions, id: usize, phase: &AtomicU8) -> Tally {
-    let mut tally = Tally {
-        histogram: new_histogram(),
-        requests: 0,
-        busy: 0,
-        errors: 0,
-    };
-    let payload: Vec<u8> = (0..options.payload)
-        .map(|i| (i.wrapping_mul(31).wrapping_add(id)) as u8)
-        .collect();
-    let client_options = ClientOptions {
-        read_timeout: Some(Duration::from_millis(200)),
-        ..ClientOptions::default()
-    };
-    while phase.load(Ordering::Relaxed) != STOP {
-        let mut client = match Client::connect(addr, client_options.clone()) {
-            Ok(client) => client,
-            Err(_) => {
-                count(&mut tally.errors, phase);
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let batches = options.batches_per_connection;
-        if let Err(e) = run_batches(
-            &mut client,
-            &payload,
-            options.pipeline,
-            batches,
-            phase,
-            &mut tally,
-        ) {
-            match e.goaway_code() {
-                Some(code) if code == GoAwayCode::Busy.as_u16() => {
-                    count(&mut tally.busy, phase);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // The drain at the end of a run.
-                Some(code) if code == GoAwayCode::Shutdown.as_u16() => {}
-                _ => count(&mut tally.errors, phase),
-            }
-        }
-    }
-    tally
-}
-
-/// Counts an event only inside the measured window.
-fn count(counter: &mut u64, phase: &AtomicU8) {
-    if phase.load(Ordering::Relaxed) == MEASURE {
-        *counter += 1;
-    }
-}
-
-fn run_batches(
-    client: &mut Client,
-    payload: &[u8],
-    pipeline: usize,
-    batches: Option<usize>,
-    phase: &AtomicU8,
-    tally: &mut Tally,
-) -> Result<(), ClientError> {
-    for _ in 0..batches.unwrap_or(usize::MAX) {
-        let started_in = phase.load(Ordering::Relaxed);
-        if started_in == STOP {
-            return Ok(());
-        }
-        let start = Instant::now();
-        for _ in 0..pipeline {
-            client.send(payload)?;
-        }
-        client.flush()?;
-        for _ in 0..pipeline {
-            let reply = loop {
-                match client.recv() {
-                    // Waiting in the queue for a worker: keep waiting until told to stop.
-                    Err(ClientError::Timeout(_)) if phase.load(Ordering::Relaxed) != STOP => {}
-                    Err(ClientError::Timeout(_)) => return Ok(()),
-                    other => break other?,
-                }
-            };
-            let measured = started_in == MEASURE && phase.load(Ordering::Relaxed) == MEASURE;
-            match reply {
-                Reply::Data(data) if data == payload => {
-                    if measured {
-                        tally.requests += 1;
-                        let micros = start.elapsed().as_micros() as u64;
-                        let _ = tally.histogram.record(micros.max(1));
-                    }
-                }
-                _ => count(&mut tally.errors, phase),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// User + system CPU of this process's server threads (named `wharf-*`).
-fn server_cpu_seconds() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // "tid (comm) state ..." : comm may contain spaces, so split at ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if !head.contains("(wharf-") {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the comm: state is field 3 of the line, utime 14, stime 15.
-        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-        total += field(14).unwrap_or(0) + field(15).unwrap_or(0);
-    }
-    total as f64 / ticks
 }
 
 #[cfg(test)]

@@ -1,0 +1,270 @@
+//! A blocking client for the wharf protocol, in either framing.
+//!
+//! Requests may be pipelined: [`Client::send`] queues a request, and
+//! [`Client::recv`] returns the replies in the order the requests were sent.
+//! The client keeps a queue of what it is waiting for, so every reply is
+//! matched to its request by position (the protocol's guarantee), which also
+//! disambiguates line framing, where an echoed `PONG` line looks like a PONG.
+//!
+//! An optional background heartbeat ([`Client::start_heartbeat`]) sends a
+//! PING whenever the connection has been quiet for the given interval; its
+//! PONGs are recognised by position and swallowed. A GOAWAY from the server
+//! surfaces as [`ClientError::GoAway`] with its code and reason.
+//!
+//! This file holds [`ClientOptions`], [`Client`]'s connecting and sending
+//! calls, and [`RequestSender`]. The writing half (the lock every writer
+//! shares, the queue of owed replies, the heartbeat thread) is in `writer`;
+//! the reading half ([`Client::recv`] and [`Reply`]) in `reader`; the
+//! failures in `error`. Everything public is re-exported here, so every
+//! item is used as `wharf::client::Item`.
+
+mod error;
+mod reader;
+mod writer;
+
+use std::io::{self, BufReader, ErrorKind};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use crate::frame::{self, Framing};
+
+pub use error::ClientError;
+pub use reader::Reply;
+use writer::{check_request, heartbeat, Owed, Pending, Writer};
+
+/// How to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Wire format; must match the server's.
+    pub framing: Framing,
+    /// Longest wait for the TCP connection to be established.
+    pub connect_timeout: Duration,
+    /// Longest wait for a reply before [`ClientError::Timeout`]; `None` waits forever.
+    pub read_timeout: Option<Duration>,
+    /// Largest reply accepted.
+    pub max_frame: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            framing: Framing::Length,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Some(Duration::from_secs(30)),
+            max_frame: 1 << 30,
+        }
+    }
+}
+
+/// A blocking protocol client.
+#[derive(Debug)]
+pub struct Client {
+    options: ClientOptions,
+    peer: SocketAddr,
+    reader: BufReader<TcpStream>,
+    owed: Owed,
+    writer: Arc<Mutex<Writer>>,
+    read_buf: Vec<u8>,
+    heartbeat: Option<(Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Client {
+    /// Connects to `addr` (each resolved address in turn) within the
+    /// connect timeout.
+    pub fn connect<A: ToSocketAddrs>(
+        addr: A,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|source| ClientError::Connect {
+                addr: "(unresolved)".into(),
+                source,
+            })?
+            .collect();
+        let mut last = io::Error::new(ErrorKind::InvalidInput, "no address to connect to");
+        let mut tried = String::from("(none)");
+        for addr in addrs {
+            tried = addr.to_string();
+            match TcpStream::connect_timeout(&addr, options.connect_timeout) {
+                Ok(stream) => return Client::from_stream(stream, options),
+                Err(e) => last = e,
+            }
+        }
+        Err(ClientError::Connect {
+            addr: tried,
+            source: last,
+        })
+    }
+
+    /// Wraps an already connected socket.
+    pub fn from_stream(stream: TcpStream, options: ClientOptions) -> Result<Client, ClientError> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(options.read_timeout)?;
+        let peer = stream.peer_addr()?;
+        let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        let owed = Owed::default();
+        Ok(Client {
+            options,
+            peer,
+            reader,
+            owed: Arc::clone(&owed),
+            writer: Arc::new(Mutex::new(Writer {
+                stream,
+                buf: Vec::with_capacity(16 * 1024),
+                owed,
+                last_write: Instant::now(),
+                write_shut: false,
+            })),
+            read_buf: Vec::new(),
+            heartbeat: None,
+        })
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends one DATA request and waits for its response. An ERROR reply
+    /// becomes [`ClientError::Server`].
+    pub fn request(&mut self, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.send(payload)?;
+        self.flush()?;
+        loop {
+            match self.recv()? {
+                Reply::Data(data) => return Ok(data),
+                Reply::Error(message) => return Err(ClientError::Server(message)),
+                Reply::Pong(_) => continue,
+            }
+        }
+    }
+
+    /// Queues a DATA request without waiting; call [`Client::flush`] to send
+    /// queued requests and [`Client::recv`] for their replies, in order.
+    pub fn send(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        check_request(self.options.framing, payload)?;
+        self.writer
+            .lock()
+            .queue(self.options.framing, frame::DATA, payload, Pending::Data);
+        Ok(())
+    }
+
+    /// Queues a PING whose PONG [`Client::recv`] returns as [`Reply::Pong`].
+    /// In line framing a PING is the bare line `PING`, so the payload must
+    /// be empty there.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        if self.options.framing == Framing::Line && !payload.is_empty() {
+            return Err(ClientError::Protocol(
+                "a line-framing PING carries no payload".into(),
+            ));
+        }
+        self.writer
+            .lock()
+            .queue(self.options.framing, frame::PING, payload, Pending::Ping);
+        Ok(())
+    }
+
+    /// Writes every queued request to the socket.
+    /// A write that fails because the server has closed (for example after
+    /// GOAWAY 3 on a full queue) reports the GOAWAY, if one is waiting to be
+    /// read, rather than the bare I/O error.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        let result = self.writer.lock().flush();
+        result.map_err(|e| self.goaway_or(e))
+    }
+
+    /// A handle that sends requests from another thread while this one
+    /// receives the replies.
+    pub fn sender(&self) -> RequestSender {
+        RequestSender {
+            writer: Arc::clone(&self.writer),
+            framing: self.options.framing,
+        }
+    }
+
+    /// Requests sent or queued whose replies have not been received yet
+    /// (background heartbeats included).
+    pub fn outstanding(&self) -> usize {
+        self.owed.lock().len()
+    }
+
+    /// Sends a PING and returns the round-trip time to its PONG.
+    pub fn ping(&mut self) -> Result<Duration, ClientError> {
+        let start = Instant::now();
+        self.send_ping(b"")?;
+        self.flush()?;
+        loop {
+            match self.recv()? {
+                Reply::Pong(_) => return Ok(start.elapsed()),
+                Reply::Error(message) => return Err(ClientError::Server(message)),
+                Reply::Data(_) => continue,
+            }
+        }
+    }
+
+    /// Sends a PING whenever nothing has been written for `every`, so an idle
+    /// connection is not reaped. Use about a third of the server's heartbeat
+    /// timeout. Stops when the client is dropped.
+    pub fn start_heartbeat(&mut self, every: Duration) -> Result<(), ClientError> {
+        if self.heartbeat.is_some() {
+            return Ok(());
+        }
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let writer = Arc::clone(&self.writer);
+        let framing = self.options.framing;
+        let thread = std::thread::Builder::new()
+            .name("wharf-client-heartbeat".into())
+            .spawn(move || heartbeat(writer, framing, every, stopped))?;
+        self.heartbeat = Some((stop, thread));
+        Ok(())
+    }
+
+    /// Shuts down the sending side: the server answers what it has, then closes.
+    pub fn shutdown_write(&mut self) -> Result<(), ClientError> {
+        self.stop_heartbeat();
+        Ok(self.writer.lock().shutdown()?)
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if let Some((stop, thread)) = self.heartbeat.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends requests on a [`Client`]'s connection from another thread; the
+/// replies arrive through [`Client::recv`], in order.
+#[derive(Debug, Clone)]
+pub struct RequestSender {
+    writer: Arc<Mutex<Writer>>,
+    framing: Framing,
+}
+
+impl RequestSender {
+    /// Sends one DATA request at once.
+    pub fn request(&self, payload: &[u8]) -> Result<(), ClientError> {
+        check_request(self.framing, payload)?;
+        let mut writer = self.writer.lock();
+        writer.queue(self.framing, frame::DATA, payload, Pending::Data);
+        Ok(writer.flush()?)
+    }
+
+    /// Shuts down the sending side: the server answers every request it
+    /// has, then closes the connection.
+    /// The background heartbeat, if any, stops sending too.
+    pub fn shutdown_write(&self) -> Result<(), ClientError> {
+        Ok(self.writer.lock().shutdown()?)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+    }
+}

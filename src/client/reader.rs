@@ -1,0 +1,149 @@
+//! The reading half of a [`Client`]: bytes from the socket become frames,
+//! and frames become [`Reply`]s, matched by position to what was sent.
+//!
+//! Separate from the writing half because the two may run on different
+//! threads: one thread calls [`Client::recv`] while a `RequestSender` or the
+//! heartbeat thread writes. Reading needs only the queue of owed replies,
+//! never the writer's lock, so a reader never waits behind a blocked
+//! `write`.
+
+use std::io::{self, BufRead, ErrorKind, Read};
+
+use super::writer::Pending;
+use super::{Client, ClientError};
+use crate::frame::{self, Framing, GoAway};
+
+/// A reply, in the position of the request it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The response to a DATA request.
+    Data(Vec<u8>),
+    /// The answer to a PING sent with [`Client::send_ping`].
+    Pong(Vec<u8>),
+    /// The request failed; the connection is still usable.
+    Error(String),
+}
+
+impl Client {
+    /// Receives the next reply, in request order. Heartbeat PONGs are
+    /// swallowed. A GOAWAY is returned as [`ClientError::GoAway`].
+    pub fn recv(&mut self) -> Result<Reply, ClientError> {
+        loop {
+            let (kind, payload) = self.read_frame()?;
+            if kind == frame::GOAWAY {
+                let goaway = GoAway::parse(self.options.framing, &payload)
+                    .ok_or_else(|| ClientError::Protocol("malformed GOAWAY payload".into()))?;
+                return Err(ClientError::GoAway {
+                    code: goaway.code,
+                    reason: goaway.reason,
+                });
+            }
+            let expected = self.owed.lock().pop_front().ok_or_else(|| {
+                ClientError::Protocol(format!("unsolicited frame of kind 0x{kind:02x}"))
+            })?;
+            let reply = match (expected, kind) {
+                (_, frame::ERROR) => Reply::Error(String::from_utf8_lossy(&payload).into_owned()),
+                (Pending::Heartbeat, _) => continue,
+                (Pending::Ping, frame::PONG) => Reply::Pong(payload),
+                (Pending::Data, frame::DATA) => Reply::Data(payload),
+                (Pending::Ping, frame::DATA)
+                    if self.options.framing == Framing::Line && payload == b"PONG" =>
+                {
+                    Reply::Pong(Vec::new())
+                }
+                (expected, kind) => {
+                    return Err(ClientError::Protocol(format!(
+                        "expected a reply to {expected:?}, got a frame of kind 0x{kind:02x}"
+                    )))
+                }
+            };
+            return Ok(reply);
+        }
+    }
+
+    /// The GOAWAY the server sent before closing, if it is waiting to be
+    /// read; otherwise `e`. Replies still buffered before it are dropped:
+    /// the connection is gone either way.
+    pub(super) fn goaway_or(&mut self, e: io::Error) -> ClientError {
+        for _ in 0..1024 {
+            match self.read_frame() {
+                Ok((frame::GOAWAY, payload)) => {
+                    if let Some(goaway) = GoAway::parse(self.options.framing, &payload) {
+                        return ClientError::GoAway {
+                            code: goaway.code,
+                            reason: goaway.reason,
+                        };
+                    }
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        ClientError::Io(e)
+    }
+
+    fn read_frame(&mut self) -> Result<(u8, Vec<u8>), ClientError> {
+        let framing = self.options.framing;
+        let result = match framing {
+            Framing::Length => self.read_length_frame(),
+            Framing::Line => self.read_line_frame(),
+        };
+        result.map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                ClientError::Timeout(self.options.read_timeout.unwrap_or_default())
+            }
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => ClientError::Closed,
+            _ => ClientError::Io(e),
+        })
+    }
+
+    fn read_length_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        let mut header = [0u8; frame::HEADER_LEN];
+        self.reader.read_exact(&mut header)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        if len == 0 || len > self.options.max_frame {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!("reply frame length {len} out of range"),
+            ));
+        }
+        let mut payload = vec![0; len as usize - 1];
+        self.reader.read_exact(&mut payload)?;
+        Ok((header[4], payload))
+    }
+
+    fn read_line_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        self.read_buf.clear();
+        let limit = u64::from(self.options.max_frame) + 2;
+        (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.read_buf)?;
+        if self.read_buf.last() != Some(&b'\n') {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "reply line cut short",
+            ));
+        }
+        let mut line = &self.read_buf[..self.read_buf.len() - 1];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        if line.len() > self.options.max_frame as usize {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                "reply line too long",
+            ));
+        }
+        // ERROR and GOAWAY are spelled as a leading word. A `PONG` line is
+        // returned as DATA: only its position tells a PONG from an echo.
+        let (kind, payload) = if let Some(rest) = line.strip_prefix(b"ERROR ") {
+            (frame::ERROR, rest)
+        } else if let Some(rest) = line.strip_prefix(b"GOAWAY ") {
+            (frame::GOAWAY, rest)
+        } else {
+            (frame::DATA, line)
+        };
+        Ok((kind, payload.to_vec()))
+    }
+}
