@@ -1,18 +1,18 @@
-//! The acceptor thread: accepts connections and hands them to the pool
-//! through the bounded queue, applying the overload policy.
+//! The acceptor thread: accepts connections, applies the limits on new
+//! connections, and puts the admitted ones in line for a worker.
 //!
-//! Queue full? With [`Overload::Reject`] the new connection is sent
-//! GOAWAY 3 (BUSY) and closed at once, so memory stays bounded however many
-//! clients arrive. With [`Overload::Block`] the acceptor waits for a free
-//! slot and stops accepting meanwhile; the kernel's backlog holds or refuses
-//! the excess. A queue of capacity 0 hands a connection only to a worker that
-//! is waiting for one, or about to (one between two connections, for at
-//! most 10 ms).
+//! Two limits apply, and only here (see `limits`): `--max-connections`
+//! clients connected at once, and `--queue` new connections waiting for a
+//! worker at once (with `--queue 0`, only as many as there are workers idle
+//! or only staying on a quiet connection). What happens at a limit:
 //!
-//! Entries the reaper turned away for missing their deadline in the queue
-//! stay in the channel until taken (a channel cannot drop an entry from the
-//! middle); they are the oldest, so when the queue is full the acceptor
-//! takes them off the front to make room rather than refusing a newcomer.
+//! - with [`Overload::Reject`] the new connection is sent GOAWAY 3 (BUSY)
+//!   and closed at once, and the rejection is counted by its reason;
+//! - with [`Overload::Block`] the acceptor stops accepting until there is
+//!   room; the kernel's backlog holds or refuses the excess.
+//!
+//! Connections already open are never turned away here: when their bytes
+//! arrive the poller puts them in line, however long it is.
 //!
 //! `accept` errors never stop the server and never spin: running out of file
 //! descriptors leaves the pending connection in the kernel's queue, so the
@@ -21,37 +21,42 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender, TrySendError};
-use log::{debug, info, warn};
+use crossbeam_channel::select;
+use log::{debug, error, info, warn};
 
 use crate::config::Overload;
-use crate::connection::Shared;
 use crate::frame::GoAwayCode;
-use crate::pool;
-use crate::registry::{Conn, CLOSING};
+use crate::limits::{OpenSlot, QueuePlace};
+use crate::shared::Shared;
 use crate::stats::Stats;
 
-/// How long the acceptor waits for a worker that is between two connections.
-const HANDOFF_WAIT: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(1);
+/// With `--queue 0` and `--overload block`, how often the acceptor looks
+/// for a worker that has become available (workers do not announce it, to
+/// keep their hot path free of it).
+const AVAILABLE_POLL: Duration = Duration::from_millis(1);
+
+/// Why a new connection was turned away.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    MaxConnections,
+    QueueFull,
+    /// The drain started while the acceptor waited for room.
+    Draining,
+}
 
 /// Runs the accept loop until the drain starts.
-/// `front` is a receiving end of the queue, used only to take entries the
-/// reaper already turned away off its front when their room is needed.
-pub(crate) fn run(
-    listener: Arc<TcpListener>,
-    queue: Sender<Arc<Conn>>,
-    front: Receiver<Arc<Conn>>,
-    shared: Arc<Shared>,
-) {
+pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
     let mut trouble = Trouble::default();
     while !shared.shutdown.is_draining() {
+        if shared.config.overload == Overload::Block && !wait_for_open_room(&shared) {
+            break;
+        }
         match listener.accept() {
             Ok((stream, peer)) => {
                 trouble.resolved();
@@ -60,8 +65,7 @@ pub(crate) fn run(
                     debug!("{peer}: dropped, cannot set socket options: {e}");
                     continue;
                 }
-                let conn = shared.registry.insert(stream, peer, shared.clock.now_ms());
-                dispatch(conn, &queue, &front, &shared);
+                admit(stream, peer, &shared);
             }
             Err(_) if shared.shutdown.is_draining() => break,
             Err(e) if is_transient(&e) => continue,
@@ -74,6 +78,99 @@ pub(crate) fn run(
         }
     }
     debug!("acceptor stopped");
+}
+
+/// Puts an accepted connection in line, or turns it away.
+fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
+    let now = shared.clock.now_ms();
+    let (slot, place) = match take_room(shared) {
+        Ok(room) => room,
+        Err(refusal) => {
+            let conn = shared.registry.insert(stream, peer, now, None, None);
+            let counter = match refusal {
+                Refusal::MaxConnections => &shared.stats.rejected_max_connections,
+                Refusal::QueueFull => &shared.stats.rejected_queue_full,
+                Refusal::Draining => {
+                    shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
+                    return;
+                }
+            };
+            if shared.closer.turn_away(&conn, GoAwayCode::Busy) {
+                Stats::bump(counter);
+                debug!(
+                    "{peer}: turned away with BUSY: {}",
+                    describe(refusal, shared)
+                );
+            }
+            return;
+        }
+    };
+    let conn = shared
+        .registry
+        .insert(stream, peer, now, Some(slot), Some(place));
+    if let Err(full) = shared.line.push(conn) {
+        error!("{peer}: the line is full, which should not happen");
+        shared.closer.turn_away(&full.0, GoAwayCode::Busy);
+    }
+}
+
+/// Takes a place under both limits, waiting for it under `block`.
+fn take_room(shared: &Shared) -> Result<(OpenSlot, QueuePlace), Refusal> {
+    let limits = &shared.limits;
+    // Under `block` the acceptor waited for this before accepting, and only
+    // it takes room, so this cannot fail then.
+    let slot = limits.try_open().ok_or(Refusal::MaxConnections)?;
+    loop {
+        if let Some(place) = limits.try_queue(shared.line.available()) {
+            return Ok((slot, place));
+        }
+        if shared.config.overload == Overload::Reject {
+            return Err(Refusal::QueueFull);
+        }
+        // Block: wait for a worker to take a new connection, or the drain.
+        let poll = (shared.config.queue == 0).then_some(AVAILABLE_POLL);
+        if !wait(shared, poll) {
+            return Err(Refusal::Draining);
+        }
+    }
+}
+
+/// Under `block`: waits until another connection may open. Returns false if
+/// the drain started first.
+fn wait_for_open_room(shared: &Shared) -> bool {
+    while !shared.limits.has_open_room() {
+        if !wait(shared, None) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits for room to be given back (or `poll` to pass); false if the drain
+/// started.
+fn wait(shared: &Shared, poll: Option<Duration>) -> bool {
+    let never = crossbeam_channel::never();
+    let timer = poll.map_or(never, crossbeam_channel::after);
+    select! {
+        recv(shared.limits.room()) -> _ => true,
+        recv(timer) -> _ => true,
+        recv(shared.shutdown.drained()) -> _ => false,
+    }
+}
+
+fn describe(refusal: Refusal, shared: &Shared) -> String {
+    match refusal {
+        Refusal::MaxConnections => format!(
+            "max connections reached ({})",
+            shared.config.max_connections
+        ),
+        Refusal::QueueFull if shared.config.queue == 0 => "no idle worker (queue 0)".to_owned(),
+        Refusal::QueueFull => format!(
+            "{} new connections already wait for a worker",
+            shared.config.queue
+        ),
+        Refusal::Draining => "the server is draining".to_owned(),
+    }
 }
 
 fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
@@ -90,95 +187,18 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Puts a connection on the queue, or turns it away.
-fn dispatch(
-    conn: Arc<Conn>,
-    queue: &Sender<Arc<Conn>>,
-    front: &Receiver<Arc<Conn>>,
-    shared: &Shared,
-) {
-    match shared.config.overload {
-        Overload::Reject => match queue.try_send(conn) {
-            Ok(()) => {}
-            // Full, but partly of connections already turned away.
-            Err(TrySendError::Full(conn))
-                if shared.expired_in_queue.load(Ordering::SeqCst) > 0
-                    && make_room(queue, front, shared) =>
-            {
-                if let Err(e) = queue.try_send(conn) {
-                    turn_away(e.into_inner(), GoAwayCode::Busy, shared);
-                }
-            }
-            // A worker between two connections is about to wait for the
-            // next one: it is idle, so hand this one over. The wait is
-            // bounded: the count may still include a worker that has just
-            // been handed a connection and is waking up.
-            Err(TrySendError::Full(conn)) if shared.idle_workers.load(Ordering::SeqCst) > 0 => {
-                select! {
-                    send(queue, Arc::clone(&conn)) -> sent => if sent.is_err() {
-                        turn_away(conn, GoAwayCode::Shutdown, shared);
-                    },
-                    recv(shared.shutdown.drained()) -> _ => {
-                        turn_away(conn, GoAwayCode::Shutdown, shared)
-                    }
-                    default(HANDOFF_WAIT) => turn_away(conn, GoAwayCode::Busy, shared),
-                }
-            }
-            Err(TrySendError::Full(conn)) => turn_away(conn, GoAwayCode::Busy, shared),
-            Err(TrySendError::Disconnected(conn)) => turn_away(conn, GoAwayCode::Shutdown, shared),
-        },
-        Overload::Block => send_waiting(conn, queue, shared),
-    }
-}
-
-/// Takes the entry at the front of the queue off it if it is one the reaper
-/// already turned away; those are the oldest, so they are at the front.
-/// Returns whether a slot was freed. If a worker took that entry first and
-/// a live one came off instead, the live one goes back (to the end: the
-/// acceptor is the only producer, so the slot it left is still free).
-fn make_room(queue: &Sender<Arc<Conn>>, front: &Receiver<Arc<Conn>>, shared: &Shared) -> bool {
-    match front.try_recv() {
-        Ok(entry) if entry.state() == CLOSING => {
-            pool::note_expired_taken(shared);
-            true
-        }
-        Ok(live) => {
-            if let Err(e) = queue.try_send(live) {
-                // Cannot happen with a single producer; never lose it.
-                turn_away(e.into_inner(), GoAwayCode::Busy, shared);
-            }
-            false
-        }
-        Err(_) => true, // the workers emptied it meanwhile
-    }
-}
-
-/// Waits for room in the queue, unless the drain starts first.
-fn send_waiting(conn: Arc<Conn>, queue: &Sender<Arc<Conn>>, shared: &Shared) {
-    select! {
-        send(queue, Arc::clone(&conn)) -> sent => if sent.is_err() {
-            turn_away(conn, GoAwayCode::Shutdown, shared);
-        },
-        recv(shared.shutdown.drained()) -> _ => turn_away(conn, GoAwayCode::Shutdown, shared),
-    }
-}
-
-/// Sends GOAWAY (BUSY, or SHUTDOWN while draining) and closes.
-fn turn_away(conn: Arc<Conn>, code: GoAwayCode, shared: &Shared) {
-    let peer = conn.peer;
-    // False if the reaper expired it while the acceptor waited.
-    if shared.closer.turn_away(conn, code) && code == GoAwayCode::Busy {
-        Stats::bump(&shared.stats.rejected_busy);
-        debug!("{peer}: queue full, sent BUSY");
-    }
-}
-
-/// Backoff and log throttling for a run of accept errors.
+/// Backoff and log throttling for a run of accept errors: at most one
+/// failure line a second, each followed by one line when accepting works
+/// again. That holds also when accepts fail and succeed by turns (a
+/// descriptor limit that each closing connection lifts for one accept).
 #[derive(Debug, Default)]
 struct Trouble {
     pause: Option<Duration>,
+    /// When a failure was last logged.
     last_log: Option<Instant>,
     unlogged: u64,
+    /// A failure was logged and its recovery not yet.
+    reported: bool,
 }
 
 impl Trouble {
@@ -195,16 +215,16 @@ impl Trouble {
             );
             self.last_log = Some(Instant::now());
             self.unlogged = 0;
+            self.reported = true;
         }
         pause
     }
 
-    /// Accepting works again.
+    /// An accept succeeded.
     fn resolved(&mut self) {
-        if self.pause.take().is_some() {
+        self.pause = None;
+        if std::mem::take(&mut self.reported) {
             info!("accepting connections again");
-            self.last_log = None;
-            self.unlogged = 0;
         }
     }
 }

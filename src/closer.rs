@@ -9,8 +9,8 @@
 //!
 //! The lingering is done here, on one thread for the whole server, with
 //! non-blocking reads: the acceptor rejecting a flood of clients as BUSY, the
-//! reaper, and the workers hand a connection over and go straight back to
-//! work. The number of lingering sockets is capped, so a flood cannot make
+//! reaper, the drain and the workers hand a connection over and go straight
+//! back to work. The number of lingering sockets is capped, so a flood cannot make
 //! this thread hold descriptors without bound: past the cap, a connection is
 //! closed at once (GOAWAY is best effort, as the protocol says).
 
@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use crate::conn::{Conn, CLOSING, QUEUED, RESTING};
 use crate::frame::{Framing, GoAwayCode};
-use crate::registry::{Conn, Registry, CLOSING, QUEUED};
+use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 
 /// How long a closing connection's input is drained before the socket closes.
@@ -32,8 +33,9 @@ pub const LINGER: Duration = Duration::from_millis(250);
 /// How often lingering sockets are polled.
 const POLL: Duration = Duration::from_millis(5);
 
-/// The most sockets lingering at once; more are closed immediately.
-const MAX_LINGERING: usize = 4096;
+/// The most sockets lingering at once (fewer under a low descriptor limit,
+/// see `server`); more are closed immediately.
+pub(crate) const MAX_LINGERING: usize = 4096;
 
 /// A connection on its way out.
 #[derive(Debug)]
@@ -67,15 +69,31 @@ impl Closer {
 }
 
 impl Closer {
-    /// Closes a connection that never got a worker (queue full, deadline
-    /// passed in the queue, or draining) with the GOAWAY `code`, unless
-    /// another thread took it first. Returns whether this call closed it.
-    pub(crate) fn turn_away(&self, conn: Arc<Conn>, code: GoAwayCode) -> bool {
+    /// Closes a connection waiting in line (new, woken or requeued) with the
+    /// GOAWAY `code`, unless another thread took it first; a new one gives
+    /// its place in `--queue` back at once, though its entry stays in the
+    /// line until a worker skips it. Returns whether this call closed it.
+    pub(crate) fn turn_away(&self, conn: &Arc<Conn>, code: GoAwayCode) -> bool {
         if !conn.transition(QUEUED, CLOSING) {
             return false;
         }
+        conn.leave_queue();
         self.close(Closing {
-            conn,
+            conn: Arc::clone(conn),
+            goaway: Some(code),
+        });
+        true
+    }
+
+    /// Closes a resting connection with the GOAWAY `code`, unless another
+    /// thread took it first (the poller woke it, say). No worker is
+    /// involved. Returns whether this call closed it.
+    pub(crate) fn close_resting(&self, conn: &Arc<Conn>, code: GoAwayCode) -> bool {
+        if !conn.transition(RESTING, CLOSING) {
+            return false;
+        }
+        self.close(Closing {
+            conn: Arc::clone(conn),
             goaway: Some(code),
         });
         true
@@ -100,8 +118,14 @@ pub(crate) fn send_goaway_nonblocking(conn: &Conn, framing: Framing, code: GoAwa
 }
 
 /// Creates the closer's channel; the receiving half goes to [`run`].
-pub(crate) fn channel(registry: Arc<Registry>, framing: Framing) -> (Closer, Receiver<Closing>) {
-    let (tx, rx) = crossbeam_channel::bounded(1024);
+/// At most `max_lingering` connections wait in it, so the closer never
+/// holds more than twice that many descriptors (see `server`).
+pub(crate) fn channel(
+    registry: Arc<Registry>,
+    framing: Framing,
+    max_lingering: usize,
+) -> (Closer, Receiver<Closing>) {
+    let (tx, rx) = crossbeam_channel::bounded(max_lingering.max(1));
     (
         Closer {
             tx,
@@ -124,6 +148,7 @@ pub(crate) fn run(
     registry: Arc<Registry>,
     framing: Framing,
     shutdown: Arc<Shutdown>,
+    max_lingering: usize,
 ) {
     let mut lingering: Vec<Lingering> = Vec::new();
     let mut scratch = vec![0u8; 16 * 1024];
@@ -149,7 +174,7 @@ pub(crate) fn run(
         };
         for closing in next.into_iter().chain(rx.try_iter()) {
             begin(&closing, framing);
-            if lingering.len() >= MAX_LINGERING
+            if lingering.len() >= max_lingering
                 || closing.conn.stream.set_nonblocking(true).is_err()
             {
                 registry.remove(&closing.conn);

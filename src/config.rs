@@ -7,17 +7,18 @@
 
 use std::time::Duration;
 
-use crate::frame::Framing;
-use crate::Error;
+use crate::error::Error;
+use crate::frame::{Framing, HEADER_LEN};
 
-/// What the acceptor does when the queue to the workers is full.
+/// What the acceptor does when a limit is reached: `--max-connections`
+/// clients connected, or `--queue` new connections already waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overload {
     /// Send the new connection GOAWAY 3 (BUSY) and close it at once, so
     /// memory stays bounded however many clients arrive.
     #[default]
     Reject,
-    /// Stop accepting until a slot frees; the kernel backlog holds or
+    /// Stop accepting until there is room; the kernel backlog holds or
     /// refuses the excess.
     Block,
 }
@@ -25,12 +26,20 @@ pub enum Overload {
 /// Server settings. See the README's flags table for the operator's view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Fixed size of the worker pool; each worker serves one connection at a time.
+    /// Fixed size of the worker pool: how many connections are worked on at
+    /// once (answering a request, writing replies, running the service).
     pub workers: usize,
-    /// Capacity of the queue between acceptor and workers; 0 hands a
-    /// connection over only to an idle worker.
+    /// How many *new* connections may wait for a worker at once; 0 hands a
+    /// new connection over only to an idle worker. Open connections with
+    /// work are never turned away for this.
     pub queue: usize,
-    /// What to do with a new connection when the queue is full.
+    /// How many clients may be connected at once. Lowered at start (with a
+    /// warning) to what the process's descriptor limit allows.
+    pub max_connections: usize,
+    /// Total bytes of unfinished frames held for connections that have
+    /// nothing to answer; see `docs/design.md`, "Memory".
+    pub max_buffered: usize,
+    /// What to do with a new connection when a limit is reached.
     pub overload: Overload,
     /// A connection that neither sends a complete frame nor receives a
     /// response for this long is closed with GOAWAY 2.
@@ -51,19 +60,36 @@ pub struct Config {
     pub backlog: u32,
     /// Log the counters at info level this often; `None` (the default) never.
     pub stats_interval: Option<Duration>,
+    /// Whether a worker that has answered everything may keep waiting on its
+    /// quiet connection while no other connection needs a worker (the
+    /// default). That saves a hand-off per request when there are no more
+    /// busy clients than workers. With `false` every quiet connection rests
+    /// in the poller at once: the same guarantees, at the cost of a
+    /// hand-off per request; it is there to measure the difference.
+    pub stay_on_quiet: bool,
 }
 
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
 pub const MAX_FRAME_LIMIT: u32 = 1 << 30;
 
-/// The largest queue accepted: the queue's slots are allocated up front.
+/// The largest queue accepted.
 pub const MAX_QUEUE: usize = 1 << 20;
+
+/// The largest pool accepted: each worker is a thread with its own buffers,
+/// and far more threads than this exhaust the process's memory mappings.
+pub const MAX_WORKERS: usize = 4096;
+
+/// The most connections accepted: the line to the workers has room for
+/// every connection at once, allocated up front.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue: 64,
+            max_connections: 10_000,
+            max_buffered: 64 << 20,
             overload: Overload::Reject,
             heartbeat_timeout: Duration::from_secs(30),
             reap_interval: Duration::from_secs(1),
@@ -73,6 +99,7 @@ impl Default for Config {
             grace: Duration::from_secs(10),
             backlog: 1024,
             stats_interval: None,
+            stay_on_quiet: true,
         }
     }
 }
@@ -82,24 +109,41 @@ impl Config {
     /// interval lowered to `heartbeat_timeout / 4` if it was larger. The
     /// second value is a warning for the operator when that happened.
     pub fn validate(mut self) -> Result<(Config, Option<String>), Error> {
-        let invalid = |what: &str| Err(Error::InvalidConfig(what.to_owned()));
-        if self.workers == 0 {
-            return invalid("workers must be at least 1");
+        let invalid = |what: String| Err(Error::InvalidConfig(what));
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return invalid(format!("workers must be between 1 and {MAX_WORKERS}"));
         }
         if self.queue > MAX_QUEUE {
-            return invalid("queue must be at most 1048576");
+            return invalid(format!("queue must be at most {MAX_QUEUE}"));
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return invalid(format!(
+                "max-connections must be between 1 and {MAX_CONNECTIONS}"
+            ));
         }
         if self.max_frame == 0 || self.max_frame > MAX_FRAME_LIMIT {
-            return invalid("max-frame must be between 1 and 1073741824 bytes");
+            return invalid(format!(
+                "max-frame must be between 1 and {MAX_FRAME_LIMIT} bytes"
+            ));
+        }
+        // A frame is assembled within the budget unless a worker has work,
+        // so a budget smaller than one frame could never complete it.
+        let frame = self.max_frame as usize + HEADER_LEN;
+        if self.max_buffered < frame {
+            return invalid(format!(
+                "max-buffered ({} bytes) must be at least one whole frame (max-frame + {HEADER_LEN} = \
+                 {frame} bytes)",
+                self.max_buffered
+            ));
         }
         if self.heartbeat_timeout.is_zero() {
-            return invalid("heartbeat-timeout must be greater than 0");
+            return invalid("heartbeat-timeout must be greater than 0".into());
         }
         if self.write_timeout.is_zero() {
-            return invalid("write-timeout must be greater than 0");
+            return invalid("write-timeout must be greater than 0".into());
         }
         if self.reap_interval.is_zero() {
-            return invalid("reap-interval must be greater than 0");
+            return invalid("reap-interval must be greater than 0".into());
         }
         let mut warning = None;
         let ceiling = self.heartbeat_timeout / 4;
@@ -140,7 +184,19 @@ mod tests {
                 ..Config::default()
             },
             Config {
+                workers: MAX_WORKERS + 1,
+                ..Config::default()
+            },
+            Config {
+                max_connections: 0,
+                ..Config::default()
+            },
+            Config {
                 max_frame: 0,
+                ..Config::default()
+            },
+            Config {
+                max_buffered: 1024,
                 ..Config::default()
             },
             Config {
@@ -150,5 +206,15 @@ mod tests {
         ] {
             assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
         }
+    }
+
+    #[test]
+    fn a_budget_of_exactly_one_frame_is_enough() {
+        let config = Config {
+            max_frame: 1000,
+            max_buffered: 1000 + HEADER_LEN,
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
     }
 }

@@ -27,6 +27,15 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// Something the server needs from the operating system could not be
+    /// set up (the readiness poller, a signal handler).
+    #[error("cannot set up {what}")]
+    Setup {
+        /// What could not be set up.
+        what: &'static str,
+        /// The operating system's reason.
+        source: io::Error,
+    },
     /// A server thread could not be started.
     #[error("cannot start {what} thread")]
     Spawn {

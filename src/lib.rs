@@ -1,23 +1,26 @@
 //! # wharf
 //!
-//! A TCP server for long-lived services with fixed resource limits: an
-//! acceptor thread feeds accepted connections through a bounded queue to a
-//! fixed pool of worker threads; a reaper drops clients that miss their
-//! heartbeat deadline; a drain-and-close shutdown answers every request it
-//! started before closing. The number of threads never grows with the number
-//! of clients.
+//! A TCP server for long-lived services with fixed resource limits. An
+//! acceptor thread puts accepted connections in a bounded line to a fixed
+//! pool of worker threads; a connection holds a worker only while it has
+//! work, and rests in a poller thread, at no thread's cost, while it is
+//! quiet. A reaper drops clients that miss their heartbeat deadline; a
+//! drain-and-close shutdown answers every request it started before
+//! closing. The number of threads never grows with the number of clients.
 //!
 //! ```text
-//!            accept()            bounded queue (--queue)         --workers threads
-//! clients ──> acceptor ──────────> [conn][conn][ ] ──────────────> worker ─┐
-//!               │  queue full:                                   worker ─┼─> Service
-//!               │  GOAWAY 3 (reject) or wait (block)             worker ─┘
-//!               v                                                   │
-//!            registry (one entry per live connection: deadline, BUSY mark)
-//!               ^                                                   │
-//!            reaper (every --reap-interval: GOAWAY 2 / GOAWAY 3)     v
-//!                                                      closer (GOAWAY, linger, close)
+//!             accept()                 the line (one place per connection)    --workers threads
+//! clients ──> acceptor ──new──────────> [conn][conn][conn] ─────────────────> worker ─┐
+//!               │ --max-connections,        ^                                 worker ─┼─> Service
+//!               │ --queue: GOAWAY 3 or wait │ bytes arrived                   worker ─┘     │
+//!               v                           │                                   │  quiet    v
+//!            registry (every connection:   poller <──────────────────────────────┘        replies
+//!            state, deadline)              (resting connections, oneshot epoll)
+//!               ^
+//!            reaper (GOAWAY 2 / GOAWAY 3) ──> closer (GOAWAY, linger, close)
 //! ```
+//!
+//! `docs/design.md` follows one connection through its whole life.
 //!
 //! The binary `wharf serve` is a thin layer over this library: it parses
 //! flags into a [`Config`], installs SIGINT/SIGTERM handlers that call
@@ -55,19 +58,30 @@
 
 mod acceptor;
 pub mod bench;
+mod budget;
 pub mod client;
 mod closer;
 pub mod config;
-mod connection;
+mod conn;
+mod drain;
 mod error;
 pub mod frame;
+mod inbox;
+mod limits;
+mod poller;
 mod pool;
+mod queue;
 mod reaper;
 mod registry;
+mod reply;
 mod server;
 pub mod service;
+mod shared;
 mod shutdown;
 mod stats;
+mod wake;
+mod worker;
+mod writer;
 
 pub use client::{Client, ClientError, ClientOptions, Reply, RequestSender};
 pub use closer::LINGER;
@@ -75,6 +89,7 @@ pub use config::{Config, Overload};
 pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
 pub use server::Server;
-pub use service::{Echo, Response, Service, ServiceError};
+pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use shutdown::ShutdownHandle;
 pub use stats::Report;
+pub use worker::BATCH_BUDGET;

@@ -1,122 +1,217 @@
-//! The fixed pool of worker threads that drain the connection queue.
+//! The fixed pool of worker threads, and what a worker does with a
+//! connection when its turn ends.
 //!
-//! Each worker takes one connection at a time from the bounded queue and
-//! serves it until it ends, so the pool size bounds how many clients are
-//! served at once; the rest wait in the queue (where the reaper watches their
-//! deadline) or are turned away by the acceptor. No thread is ever started
-//! per client. A worker never dies from a client: errors end that connection
-//! only, and even a panic outside the service is caught, logged and survived.
+//! Each worker takes the next connection from the line, serves it for one
+//! turn (`worker`), and lets go of it: to the poller if it is quiet, to the
+//! back of the line if its batch budget ran out while others wait, or to its
+//! end. No thread is ever started per client. A worker never dies from a
+//! client: errors end that connection only, and even a panic outside the
+//! service is caught, logged and survived.
 //!
-//! Workers exit once the acceptor has gone (the queue's sending side is
-//! dropped) and the queue is empty. While draining, a connection taken from
-//! the queue is sent GOAWAY 1 instead of being served.
+//! A connection whose heartbeat deadline passed while it waited in line is
+//! sent GOAWAY 3 and never occupies the worker. While draining, a
+//! connection taken from the line is sent GOAWAY 1 instead of being served.
+//! Workers exit when they take the exit message the drain puts in line.
 
 use std::net::Shutdown as How;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
-use log::error;
+use log::{debug, error, info, warn};
 
-use crate::connection::{panic_message, Shared, Worker};
+use crate::closer::Closing;
+use crate::conn::{Conn, Travel, ACTIVE, QUEUED};
+use crate::error::Error;
 use crate::frame::GoAwayCode;
-use crate::registry::{Conn, ACTIVE, CLOSING, QUEUED};
-use crate::{reaper, Error};
+use crate::reply::panic_message;
+use crate::shared::Shared;
+use crate::stats::Stats;
+use crate::worker::{taken, End, Outcome, Worker};
+use crate::{poller, reaper};
 
 /// Starts `shared.config.workers` workers and returns once every one of
 /// them is waiting for a connection. Each holds a clone of `done`, so the
 /// receiving side disconnects when the last worker has exited.
-pub(crate) fn spawn(
-    shared: &Arc<Shared>,
-    queue: &Receiver<Arc<Conn>>,
-    done: &Sender<()>,
-) -> Result<Vec<JoinHandle<()>>, Error> {
+pub(crate) fn spawn(shared: &Arc<Shared>, done: &Sender<()>) -> Result<Vec<JoinHandle<()>>, Error> {
     let ready = WaitGroup::new();
-    let workers = start(shared, queue, done, &ready)?;
-    ready.wait();
-    Ok(workers)
-}
-
-fn start(
-    shared: &Arc<Shared>,
-    queue: &Receiver<Arc<Conn>>,
-    done: &Sender<()>,
-    ready: &WaitGroup,
-) -> Result<Vec<JoinHandle<()>>, Error> {
-    (0..shared.config.workers)
+    let workers = (0..shared.config.workers)
         .map(|index| {
             let worker = Worker::new(index, Arc::clone(shared));
-            let queue = queue.clone();
             let done = done.clone();
             let ready = ready.clone();
             std::thread::Builder::new()
                 .name(format!("wharf-worker-{index}"))
-                .spawn(move || run(worker, queue, done, ready))
+                .spawn(move || run(worker, done, ready))
                 .map_err(|source| Error::Spawn {
                     what: "worker",
                     source,
                 })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    ready.wait();
+    Ok(workers)
 }
 
-/// An entry the reaper had turned away has left the queue.
-pub(crate) fn note_expired_taken(shared: &Shared) {
-    let _ = shared
-        .expired_in_queue
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-}
-
-fn run(mut worker: Worker, queue: Receiver<Arc<Conn>>, done: Sender<()>, ready: WaitGroup) {
-    let shared = Arc::clone(worker.shared());
-    let mut ready = Some(ready);
-    loop {
-        // Counted idle before waiting, so the acceptor never turns a client
-        // away as BUSY while this worker is about to take it.
-        shared.idle_workers.fetch_add(1, Ordering::SeqCst);
-        drop(ready.take());
-        let next = queue.recv();
-        shared.idle_workers.fetch_sub(1, Ordering::SeqCst);
-        let Ok(conn) = next else {
-            break; // the acceptor is gone and the queue is empty
-        };
-        // Its deadline passed in the queue since the reaper's last scan: it
-        // is turned away with BUSY and never occupies a worker.
+fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
+    let shared = Arc::clone(&worker.shared);
+    shared.line.register_worker(worker.index);
+    drop(ready);
+    while let Some(conn) = shared.line.take(worker.index) {
+        // Its deadline passed in line: BUSY, and it never takes a worker.
         if conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout) {
-            if !reaper::turn_away_expired(&shared, conn) {
-                note_expired_taken(&shared);
-            }
+            reaper::turn_away_late(&shared, &conn);
             continue;
         }
-        // Lost the race to the reaper or the drain: they close it.
+        // Closed by the reaper or the drain while it waited.
         if !conn.transition(QUEUED, ACTIVE) {
-            if conn.state() == CLOSING {
-                note_expired_taken(&shared);
-            }
             continue;
         }
+        let mut travel = std::mem::take(&mut *conn.travel.lock());
+        // A new connection leaves `--queue` the moment a worker takes it.
+        drop(travel.place.take());
         // Pairs with the drain, which sets the flag before it looks for
         // ACTIVE connections to wake: one of the two sees the other.
         if shared.shutdown.is_draining() {
-            worker.finish(conn, crate::connection::End::GoAway(GoAwayCode::Shutdown));
+            worker.finish(conn, travel, End::GoAway(GoAwayCode::Shutdown));
             continue;
         }
-        match catch_unwind(AssertUnwindSafe(|| worker.serve(&conn))) {
-            Ok(end) => worker.finish(conn, end),
+        match catch_unwind(AssertUnwindSafe(|| worker.serve(&conn, &mut travel))) {
+            Ok(Outcome::End(end)) => worker.finish(conn, travel, end),
+            Ok(Outcome::Rest) => worker.rest(conn, travel, false),
+            Ok(Outcome::Hold) => worker.rest(conn, travel, true),
+            Ok(Outcome::Requeue) => worker.requeue(conn, travel),
             Err(panic) => {
                 error!(
                     "{}: worker recovered from a panic: {}",
-                    conn.peer,
+                    conn.peer(),
                     panic_message(&panic)
                 );
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
-                worker.reset_buffers();
+                worker.inbox.clear();
+                worker.reset_output();
             }
         }
     }
+    debug!("worker {} stopped", worker.index);
     drop(done);
+}
+
+impl Worker {
+    /// Hands a quiet connection to the poller, with its unfinished bytes;
+    /// `hold` keeps it from being watched until budget room frees.
+    fn rest(&mut self, conn: Arc<Conn>, mut travel: Travel, hold: bool) {
+        travel.carry = self.inbox.stash();
+        self.reset_output();
+        *conn.travel.lock() = travel;
+        self.shared.stats.add_rest(self.index);
+        if poller::rest(&self.shared, &conn, hold).is_err() {
+            self.finish_taken(conn);
+        }
+    }
+
+    /// Sends a connection to the back of the line, with what it has not
+    /// been answered yet.
+    fn requeue(&mut self, conn: Arc<Conn>, mut travel: Travel) {
+        travel.carry = self.inbox.stash();
+        self.reset_output();
+        *conn.travel.lock() = travel;
+        if !conn.transition(ACTIVE, QUEUED) {
+            return self.finish_taken(conn);
+        }
+        self.shared.stats.add_requeue(self.index);
+        if let Err(full) = self.shared.line.push(Arc::clone(&conn)) {
+            error!("{}: the line is full, which should not happen", conn.peer());
+            self.shared.closer.turn_away(&full.0, GoAwayCode::Busy);
+            return;
+        }
+        // The drain may have scanned before it was back in line.
+        if self.shared.shutdown.is_draining() {
+            self.shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
+        }
+    }
+
+    /// The reaper or the drain took the connection while the worker was
+    /// letting go of it: carry out what they decided.
+    fn finish_taken(&mut self, conn: Arc<Conn>) {
+        let travel = std::mem::take(&mut *conn.travel.lock());
+        let end = taken(&conn);
+        self.finish(conn, travel, end);
+    }
+
+    /// Carries out the end of a connection and gets the buffers ready for
+    /// the next one. The session (in `travel`) is dropped here.
+    pub(crate) fn finish(&mut self, conn: Arc<Conn>, travel: Travel, end: End) {
+        self.inbox.clear();
+        let shared = Arc::clone(&self.shared);
+        let life = shared.clock.now_ms().saturating_sub(conn.accepted_ms);
+        match end {
+            End::PeerClosed => {
+                debug!(
+                    "{}: closed by the client after {} request(s) in {life} ms",
+                    conn.peer(),
+                    travel.requests
+                );
+                conn.shutdown(How::Write);
+                shared.registry.remove(&conn);
+            }
+            End::GoAway(code) => {
+                if code == GoAwayCode::HeartbeatTimeout {
+                    info!(
+                        "{}: reaped, no complete frame within the heartbeat timeout",
+                        conn.peer()
+                    );
+                } else {
+                    debug!("{}: sending GOAWAY {code}", conn.peer());
+                }
+                shared
+                    .config
+                    .framing
+                    .encode_goaway(code, code.reason(), &mut self.out);
+                match self.flush(&conn) {
+                    Ok(()) => shared.closer.close(Closing { conn, goaway: None }),
+                    Err(end) => return self.finish(conn, travel, end),
+                }
+            }
+            End::Forced => {}
+            End::WriteTimeout => {
+                Stats::bump(&shared.stats.write_timeouts);
+                warn!(
+                    "{}: dropped, did not read its replies within the write timeout ({:?})",
+                    conn.peer(),
+                    shared.config.write_timeout
+                );
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+            }
+            End::Failed(e) => {
+                if is_disconnect(&e) || shared.shutdown.is_forced() {
+                    debug!("{}: connection lost: {e}", conn.peer());
+                } else {
+                    warn!("{}: connection failed: {e}", conn.peer());
+                }
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+            }
+        }
+        drop(travel);
+        self.reset_output();
+    }
+}
+
+/// Whether an error just means the client went away: not worth a warning
+/// (health checkers such as HAProxy's close with a reset on purpose).
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+            | ErrorKind::UnexpectedEof
+    )
 }

@@ -5,30 +5,32 @@
 //! frame and its last response; bytes of an unfinished frame do not count,
 //! so a client dribbling a byte at a time is dropped like a silent one.
 //!
-//! - Still in the queue past its deadline: sent GOAWAY 3 (BUSY) and closed
-//!   through the closer; it never occupies a worker.
-//! - Being served: marked REAPED and its read side shut down, which wakes the
-//!   worker blocked in `read`; the worker, the only writer of that socket,
-//!   sends GOAWAY 2 and closes. If the worker is stuck writing to a client
-//!   that does not read, a later scan (one interval plus the closer's linger
-//!   after the deadline) shuts the socket down completely.
+//! - Waiting in line past its deadline (new, or open with work): sent
+//!   GOAWAY 3 (BUSY) through the closer; it never occupies a worker. The
+//!   server was busy, not the client silent.
+//! - Resting in the poller (or held): sent GOAWAY 2 through the closer; no
+//!   worker is involved.
+//! - Held by a worker that stays on it: marked REAPED and its read side shut
+//!   down, which wakes the worker blocked in `read`; the worker, the only
+//!   writer of that socket, sends GOAWAY 2 and closes. If the worker is
+//!   stuck writing to a client that does not read, a later scan (one
+//!   interval plus the closer's linger after the deadline) shuts the socket
+//!   down completely.
 //! - BUSY (its service is running): never reaped.
 //!
 //! A missed deadline is therefore acted on within one interval, which the
 //! configuration keeps at no more than a quarter of the heartbeat timeout.
 
 use std::net::Shutdown as How;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
 
 use crate::closer::LINGER;
-use crate::connection::Shared;
+use crate::conn::{Conn, ACTIVE, QUEUED, REAPED, RESTING};
 use crate::frame::GoAwayCode;
-use crate::pool;
-use crate::registry::{Conn, ACTIVE, QUEUED, REAPED};
+use crate::shared::Shared;
 use crate::stats::Stats;
 
 /// Scans every `reap_interval` until `stop` disconnects.
@@ -50,12 +52,10 @@ fn scan(shared: &Shared) {
         }
         match conn.state() {
             QUEUED => {
-                // It stays in the queue: the acceptor takes it off the front
-                // if it needs the room. Counted before it can be taken.
-                shared.expired_in_queue.fetch_add(1, Ordering::SeqCst);
-                if !turn_away_expired(shared, conn) {
-                    pool::note_expired_taken(shared);
-                }
+                turn_away_late(shared, &conn);
+            }
+            RESTING => {
+                reap_resting(shared, &conn);
             }
             ACTIVE if conn.transition(ACTIVE, REAPED) => {
                 // Between the deadline check and the swap its worker may have
@@ -77,16 +77,37 @@ fn scan(shared: &Shared) {
     }
 }
 
-/// Sends GOAWAY 3 to a connection whose deadline passed while it waited in
-/// the queue, unless someone took it first. Used by the reaper's scan and
-/// by a worker that dequeues an expired connection between two scans.
-/// Returns whether this call turned it away.
-pub(crate) fn turn_away_expired(shared: &Shared, conn: Arc<Conn>) -> bool {
-    let peer = conn.peer;
+/// Closes a resting connection that missed its deadline with GOAWAY 2,
+/// unless another thread took it first. Also used by the poller, which does
+/// not wake a connection whose deadline has passed: bytes that do not
+/// complete a frame in time are the client's silence, not the server's
+/// delay. Returns whether this call reaped it.
+pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
+    let reaped = shared
+        .closer
+        .close_resting(conn, GoAwayCode::HeartbeatTimeout);
+    if reaped {
+        Stats::bump(&shared.stats.reaped);
+        info!(
+            "{}: reaped, no complete frame within the heartbeat timeout",
+            conn.peer()
+        );
+    }
+    reaped
+}
+
+/// Closes a connection whose deadline passed while it waited in line with
+/// GOAWAY 3, unless another thread took it first: the server was busy, not
+/// the client silent. Also used by a worker that takes such a connection
+/// from the line between two scans. Returns whether this call closed it.
+pub(crate) fn turn_away_late(shared: &Shared, conn: &Arc<Conn>) -> bool {
     let turned_away = shared.closer.turn_away(conn, GoAwayCode::Busy);
     if turned_away {
-        Stats::bump(&shared.stats.rejected_busy);
-        info!("{peer}: waited in the queue past its heartbeat deadline; sent BUSY");
+        Stats::bump(&shared.stats.rejected_queue_deadline);
+        info!(
+            "{}: waited in line past its heartbeat deadline; sent BUSY",
+            conn.peer()
+        );
     }
     turned_away
 }

@@ -1,5 +1,5 @@
-//! What the server does with a request: the [`Service`] abstraction and the
-//! built-in [`Echo`] service.
+//! What the server does with a request: the [`Service`] abstraction, the
+//! per-connection [`Service::Session`], and the built-in [`Echo`] service.
 //!
 //! A service sees one DATA request at a time (request bytes in) and appends
 //! its response to a [`Response`] (bytes out), or fails with a
@@ -9,15 +9,25 @@
 //! block (the pool is sized for that), but while it runs the connection is
 //! marked busy and is never reaped.
 //!
+//! A connection is not tied to one worker: between requests it may rest in
+//! the poller and come back on another worker. What a service keeps per
+//! client (a session, an authenticated user, a counter) therefore lives in
+//! its [`Service::Session`], which travels with the connection: created by
+//! [`Service::open`] before the connection's first request, handed to every
+//! call on it whichever worker serves it, and dropped when it closes.
+//! Stateless services use `()`, which costs nothing.
+//!
 //! A panic inside a service is caught by the worker: the client gets ERROR,
 //! the panic is logged, and the worker goes on serving.
 
+use std::any::Any;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Maps one request to one response. Shared by all workers.
 ///
 /// Closures `Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError>`
-/// implement it, so a small service needs no type of its own:
+/// implement it with no session, so a small service needs no type of its own:
 ///
 /// ```
 /// use wharf::{Response, ServiceError};
@@ -28,18 +38,107 @@ use std::time::{Duration, Instant};
 /// # fn is_service<S: wharf::Service>(_: &S) {}
 /// # is_service(&upper);
 /// ```
+///
+/// A service with state per client names it as its `Session`:
+///
+/// ```
+/// use wharf::{ConnInfo, Response, Service, ServiceError};
+///
+/// /// Numbers each request of a connection: "1 hello", "2 world", ...
+/// struct Count;
+///
+/// impl Service for Count {
+///     type Session = u64;
+///     fn open(&self, _conn: &ConnInfo) -> u64 {
+///         0
+///     }
+///     fn call(&self, seen: &mut u64, request: &[u8], response: &mut Response<'_>)
+///         -> Result<(), ServiceError>
+///     {
+///         *seen += 1;
+///         response.extend_from_slice(format!("{seen} ").as_bytes());
+///         response.extend_from_slice(request);
+///         Ok(())
+///     }
+/// }
+/// ```
 pub trait Service: Send + Sync + 'static {
+    /// What the service keeps for one connection; `()` for none.
+    type Session: Send + 'static;
+
+    /// Creates the session of a new connection, on the worker that serves
+    /// its first request, before that request. If it panics, that request
+    /// gets ERROR and the next request tries again.
+    fn open(&self, conn: &ConnInfo) -> Self::Session;
+
     /// Answers `request` by appending to `response`, or fails with a message
     /// that the client receives as an ERROR frame.
-    fn call(&self, request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError>;
+    fn call(
+        &self,
+        session: &mut Self::Session,
+        request: &[u8],
+        response: &mut Response<'_>,
+    ) -> Result<(), ServiceError>;
 }
 
 impl<F> Service for F
 where
     F: Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError> + Send + Sync + 'static,
 {
-    fn call(&self, request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError> {
+    type Session = ();
+
+    fn open(&self, _conn: &ConnInfo) {}
+
+    fn call(
+        &self,
+        _session: &mut (),
+        request: &[u8],
+        response: &mut Response<'_>,
+    ) -> Result<(), ServiceError> {
         self(request, response)
+    }
+}
+
+/// Who a connection is, for [`Service::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Unique for the life of the server, in order of acceptance from 1.
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// A service with its session type erased, as the workers hold it: the
+/// session travels as `Box<dyn Any + Send>` (no allocation for `()`), and
+/// each call is one type check away from the typed [`Service::call`].
+pub(crate) trait ErasedService: Send + Sync + 'static {
+    fn open_session(&self, conn: &ConnInfo) -> Box<dyn Any + Send>;
+    fn call_with(
+        &self,
+        session: &mut (dyn Any + Send),
+        request: &[u8],
+        response: &mut Response<'_>,
+    ) -> Result<(), ServiceError>;
+}
+
+impl<S: Service> ErasedService for S {
+    fn open_session(&self, conn: &ConnInfo) -> Box<dyn Any + Send> {
+        Box::new(Service::open(self, conn))
+    }
+
+    fn call_with(
+        &self,
+        session: &mut (dyn Any + Send),
+        request: &[u8],
+        response: &mut Response<'_>,
+    ) -> Result<(), ServiceError> {
+        match session.downcast_mut::<S::Session>() {
+            Some(session) => Service::call(self, session, request, response),
+            // Sessions are only ever made by `open_session` above.
+            None => Err(ServiceError(
+                "internal error: session of another type".into(),
+            )),
+        }
     }
 }
 
@@ -126,7 +225,16 @@ pub struct Echo {
 }
 
 impl Service for Echo {
-    fn call(&self, request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError> {
+    type Session = ();
+
+    fn open(&self, _conn: &ConnInfo) {}
+
+    fn call(
+        &self,
+        _session: &mut (),
+        request: &[u8],
+        response: &mut Response<'_>,
+    ) -> Result<(), ServiceError> {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
@@ -149,7 +257,9 @@ mod tests {
     fn response_appends_after_existing_bytes() {
         let mut buf = b"earlier".to_vec();
         let mut response = Response::new(&mut buf);
-        Echo::default().call(b"abc", &mut response).unwrap();
+        Echo::default()
+            .call(&mut (), b"abc", &mut response)
+            .unwrap();
         assert_eq!(response.as_slice(), b"abc");
         response.clear();
         assert!(response.is_empty());
@@ -164,7 +274,8 @@ mod tests {
         };
         let start = Instant::now();
         let mut buf = Vec::new();
-        echo.call(b"x", &mut Response::new(&mut buf)).unwrap();
+        echo.call(&mut (), b"x", &mut Response::new(&mut buf))
+            .unwrap();
         assert!(start.elapsed() >= Duration::from_millis(5));
         assert_eq!(buf, b"x");
     }

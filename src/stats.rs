@@ -1,10 +1,13 @@
 //! Counters an operator reads to see trouble, and the [`Report`] a server
 //! returns when it stops.
 //!
-//! Connection-level events (accepts, rejections, reaps, ...) are rare and
-//! use shared atomics. Requests are counted per worker in a cache-line
-//! padded slot that only that worker writes, so the hot path never bounces
-//! a shared cache line between cores.
+//! Connection-level events (accepts, rejections, reaps, wake-ups) are rare
+//! next to requests and use shared atomics. What a worker does per request
+//! or per hand-off (requests answered, rests, requeues) is counted in that
+//! worker's own cache-line padded slot, which only it writes, so the hot
+//! path never bounces a shared cache line between cores. How many
+//! connections are where right now is not counted at all: it is read off
+//! the registry when asked for (see [`Snapshot`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,28 +18,46 @@ use crossbeam_utils::CachePadded;
 #[derive(Debug)]
 pub(crate) struct Stats {
     pub(crate) accepted: AtomicU64,
-    pub(crate) rejected_busy: AtomicU64,
+    pub(crate) rejected_max_connections: AtomicU64,
+    pub(crate) rejected_queue_full: AtomicU64,
+    pub(crate) rejected_queue_deadline: AtomicU64,
     pub(crate) reaped: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) service_panics: AtomicU64,
-    requests: Box<[CachePadded<AtomicU64>]>,
+    wakeups: CachePadded<AtomicU64>,
+    workers: Box<[CachePadded<WorkerCounts>]>,
+}
+
+/// What one worker counts; only that worker writes it.
+#[derive(Debug, Default)]
+struct WorkerCounts {
+    requests: AtomicU64,
+    rests: AtomicU64,
+    requeues: AtomicU64,
+}
+
+/// Adds `n` to a counter that only the calling thread writes: a load and a
+/// store, no lock prefix.
+fn add_own(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 impl Stats {
     pub(crate) fn new(workers: usize) -> Self {
         Stats {
             accepted: AtomicU64::new(0),
-            rejected_busy: AtomicU64::new(0),
+            rejected_max_connections: AtomicU64::new(0),
+            rejected_queue_full: AtomicU64::new(0),
+            rejected_queue_deadline: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             write_timeouts: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             service_panics: AtomicU64::new(0),
-            requests: (0..workers)
-                .map(|_| CachePadded::new(AtomicU64::new(0)))
-                .collect(),
+            wakeups: CachePadded::new(AtomicU64::new(0)),
+            workers: (0..workers).map(|_| CachePadded::default()).collect(),
         }
     }
 
@@ -47,45 +68,87 @@ impl Stats {
 
     /// Adds `n` answered requests to worker `worker`'s own slot.
     pub(crate) fn add_requests(&self, worker: usize, n: u64) {
-        let slot = &self.requests[worker];
-        // Only this worker writes its slot: a load and a store, no lock prefix.
-        slot.store(slot.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        add_own(&self.workers[worker].requests, n);
+    }
+
+    /// Worker `worker` put a quiet connection to rest.
+    pub(crate) fn add_rest(&self, worker: usize) {
+        add_own(&self.workers[worker].rests, 1);
+    }
+
+    /// Worker `worker` sent a connection back in line (batch budget).
+    pub(crate) fn add_requeue(&self, worker: usize) {
+        add_own(&self.workers[worker].requeues, 1);
+    }
+
+    /// The poller woke `n` resting connections (only the poller writes it).
+    pub(crate) fn add_wakeups(&self, n: u64) {
+        if n > 0 {
+            add_own(&self.wakeups, n);
+        }
     }
 
     /// The counters as they are now.
     pub(crate) fn report(&self, forced: bool) -> Report {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let sum = |f: fn(&WorkerCounts) -> &AtomicU64| -> u64 {
+            self.workers.iter().map(|w| get(f(w))).sum()
+        };
+        let max_connections = get(&self.rejected_max_connections);
+        let queue_full = get(&self.rejected_queue_full);
+        let queue_deadline = get(&self.rejected_queue_deadline);
         Report {
             accepted: get(&self.accepted),
-            rejected_busy: get(&self.rejected_busy),
+            rejected_busy: max_connections + queue_full + queue_deadline,
+            rejected_max_connections: max_connections,
+            rejected_queue_full: queue_full,
+            rejected_queue_deadline: queue_deadline,
             reaped: get(&self.reaped),
-            requests: self.requests.iter().map(|c| get(c)).sum(),
+            requests: sum(|w| &w.requests),
             protocol_errors: get(&self.protocol_errors),
             write_timeouts: get(&self.write_timeouts),
             accept_errors: get(&self.accept_errors),
             service_panics: get(&self.service_panics),
+            rests: sum(|w| &w.rests),
+            wakeups: get(&self.wakeups),
+            requeues: sum(|w| &w.requeues),
             forced,
         }
     }
 }
 
-/// The counters plus the connections live right now, for the periodic log.
+/// The counters plus where the connections are right now, for the periodic
+/// log line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     /// The counters so far.
     pub(crate) report: Report,
-    /// Connections a worker is serving now.
+    /// Connections open (counted against `--max-connections`).
+    pub(crate) open: usize,
+    /// Connections held by a worker now.
     pub(crate) active: usize,
-    /// Connections waiting in the queue now.
+    /// Connections waiting in line now.
     pub(crate) queued: usize,
+    /// Connections resting in the poller now (held ones included).
+    pub(crate) resting: usize,
+    /// Workers holding a connection that has work.
+    pub(crate) busy_workers: usize,
+    /// Bytes of unfinished frames counted against `--max-buffered`.
+    pub(crate) buffered: usize,
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "active={} queued={} {}",
-            self.active, self.queued, self.report
+            "open={} active={} queued={} resting={} busy_workers={} buffered_bytes={} {}",
+            self.open,
+            self.active,
+            self.queued,
+            self.resting,
+            self.busy_workers,
+            self.buffered,
+            self.report
         )
     }
 }
@@ -95,8 +158,15 @@ impl fmt::Display for Snapshot {
 pub struct Report {
     /// Connections accepted (including those then rejected as busy).
     pub accepted: u64,
-    /// Connections sent GOAWAY 3: queue full, or deadline passed in the queue.
+    /// Connections sent GOAWAY 3 for any reason: the sum of the three
+    /// `rejected_*` counts below.
     pub rejected_busy: u64,
+    /// ... because `--max-connections` clients were already connected.
+    pub rejected_max_connections: u64,
+    /// ... because `--queue` new connections already waited for a worker.
+    pub rejected_queue_full: u64,
+    /// ... because they waited in line past their heartbeat deadline.
+    pub rejected_queue_deadline: u64,
     /// Connections closed with GOAWAY 2 for missing their heartbeat deadline.
     pub reaped: u64,
     /// Requests answered: every complete frame that got a reply (DATA, PONG or ERROR).
@@ -109,8 +179,14 @@ pub struct Report {
     pub accept_errors: u64,
     /// Requests whose service panicked (answered with ERROR).
     pub service_panics: u64,
-    /// Whether the drain ran out of time (or was cut short) and connections
-    /// were closed by force.
+    /// Times a worker put a quiet connection to rest in the poller.
+    pub rests: u64,
+    /// Times the poller put a resting connection back in line.
+    pub wakeups: u64,
+    /// Times the batch budget sent a connection to the back of the line.
+    pub requeues: u64,
+    /// Whether the drain ran out of time (or was cut short) while work was
+    /// still running, and connections were closed by force.
     pub forced: bool,
 }
 
@@ -118,16 +194,24 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} rejected_busy={} reaped={} requests={} protocol_errors={} \
-             write_timeouts={} accept_errors={} service_panics={}",
+            "accepted={} rejected_busy={} rejected_max_connections={} rejected_queue_full={} \
+             rejected_queue_deadline={} reaped={} requests={} protocol_errors={} \
+             write_timeouts={} accept_errors={} service_panics={} rests={} wakeups={} \
+             requeues={}",
             self.accepted,
             self.rejected_busy,
+            self.rejected_max_connections,
+            self.rejected_queue_full,
+            self.rejected_queue_deadline,
             self.reaped,
             self.requests,
             self.protocol_errors,
             self.write_timeouts,
             self.accept_errors,
             self.service_panics,
+            self.rests,
+            self.wakeups,
+            self.requeues,
         )
     }
 }

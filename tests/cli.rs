@@ -119,6 +119,13 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--framing", "xml"], "--framing"),
         (&["--queue", "100000000000"], "--queue"),
         (&["--max-frame", "0"], "--max-frame"),
+        (&["--max-frame", "2GiB"], "--max-frame"),
+        (&["--max-frame", "64KB"], "--max-frame"),
+        (&["--workers", "100000"], "--workers"),
+        (&["--max-connections", "0"], "--max-connections"),
+        (&["--max-buffered", "64KB"], "--max-buffered"),
+        // A budget smaller than one frame could never complete that frame.
+        (&["--max-buffered", "1KiB"], "--max-buffered"),
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (flags, named) in cases {
@@ -246,7 +253,7 @@ fn idle_signal_exits_0(signal: i32) {
         name,
         "shutdown: draining",
         "listener closed",
-        "queued connection(s) sent GOAWAY 1",
+        "quiet connection(s) sent GOAWAY 1",
         "shutdown: done",
         "summary:",
     ] {
@@ -478,4 +485,98 @@ fn all_workers_exist_at_listening_and_clients_add_no_threads() {
         "{}",
         wharf.log()
     );
+}
+
+/// `--grace 0` with nothing in progress is a clean stop, not a forced one:
+/// exit 0 with no connection, and with quiet clients, each of which gets
+/// GOAWAY 1. (A regression: every stop with `--grace 0` once exited 1.)
+#[test]
+fn grace_0_with_nothing_in_progress_exits_0() {
+    for clients in [0, 3] {
+        let mut wharf = spawn_wharf(&["--workers", "2", "--grace", "0"]);
+        let mut quiet: Vec<Client> = (0..clients)
+            .map(|i| {
+                let mut client = Client::connect(wharf.addr);
+                client.echo(format!("quiet {i}").as_bytes());
+                client
+            })
+            .collect();
+        wharf.signal(libc::SIGTERM);
+        let code = exit_code(&mut wharf, Duration::from_secs(10));
+        assert_eq!(code, 0, "{clients} client(s); log:\n{}", wharf.log());
+        for client in &mut quiet {
+            client.expect_goaway(GoAwayCode::Shutdown);
+        }
+    }
+}
+
+/// `--grace 0` with a request in its service is forced: exit 1.
+#[test]
+fn grace_0_with_a_request_in_progress_exits_1() {
+    let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "3s", "--grace", "0"]);
+    let _client = request_in_flight(&wharf, b"three seconds");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(
+        exit_code(&mut wharf, Duration::from_secs(10)),
+        1,
+        "{}",
+        wharf.log()
+    );
+}
+
+/// Contract §1a: `--max-connections` is never more than the descriptor
+/// limit allows; a lowered value is logged as a warning at startup.
+#[test]
+fn max_connections_is_lowered_to_the_descriptor_limit_with_a_warning() {
+    use std::os::unix::process::CommandExt;
+    let mut command = common::serve_command("127.0.0.1:0", &["--max-connections", "10000"]);
+    // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing
+    // but its own stack.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut wharf = common::spawn_wharf_command(command);
+    let log = wharf.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("max-connections 10000") && l.contains("lowered to"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    let lowered: usize = warning
+        .split("lowered to ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{warning}"));
+    assert!(lowered > 0 && lowered < 256, "{warning}");
+    assert!(
+        log.contains(&format!("max-connections {lowered},")),
+        "the listening line shows the lowered value:\n{log}"
+    );
+    let mut client = Client::connect(wharf.addr);
+    client.echo(b"served within the limit");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+}
+
+/// Contract §3: byte sizes accept a bare number or a KiB, MiB or GiB suffix.
+#[test]
+fn byte_size_flags_accept_binary_suffixes() {
+    let mut wharf = spawn_wharf(&["--max-frame", "64KiB", "--max-buffered", "1MiB"]);
+    let mut client = Client::connect(wharf.addr);
+    // len counts the kind byte: a payload of 64 KiB - 1 is the largest.
+    client.echo(&vec![b'x'; 64 * 1024 - 1]);
+    client.send(DATA, &vec![b'x'; 64 * 1024]);
+    client.expect_goaway(GoAwayCode::FrameTooLarge);
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use common::gate::{gate, Gate};
 use common::{config, start, start_with};
 use wharf::{
     Client, ClientError, ClientOptions, Config, Echo, Framing, GoAwayCode, Overload, Reply,
@@ -476,24 +477,48 @@ fn queue_0_first_connection_to_an_idle_worker_is_served() {
     );
 }
 
+/// A quiet connection does not hold a worker (contract v2, §1a), so the
+/// holder keeps the only worker busy with a slow request, held by the
+/// service until [`release_holder`].
+const HOLD: &[u8] = b"slow: hold the only worker";
+
+/// Sends [`HOLD`] on `holder` and waits until the service is running it.
+fn make_busy(holder: &mut Client, gate: &Gate) {
+    holder.send(HOLD).unwrap();
+    holder.flush().unwrap();
+    gate.wait_started(HOLD);
+}
+
+/// Lets the holder's slow request finish and checks its reply.
+fn release_holder(holder: &mut Client, gate: &Gate) {
+    gate.release();
+    assert_eq!(holder.recv().unwrap(), Reply::Data(HOLD.to_vec()));
+}
+
 fn busy_when_the_worker_is_held(queue: usize) {
-    let server = start(Config {
-        workers: 1,
-        queue,
-        overload: Overload::Reject,
-        heartbeat_timeout: Duration::from_secs(20),
-        ..config()
-    });
+    let (service, gate) = gate();
+    let server = start_with(
+        Config {
+            workers: 1,
+            queue,
+            overload: Overload::Reject,
+            heartbeat_timeout: Duration::from_secs(20),
+            ..config()
+        },
+        service,
+    );
     let addr = server.local_addr();
     let mut holder = connect_served(addr);
-    // Fill the queue, if there is one.
+    make_busy(&mut holder, &gate);
+    // Fill the queue, if there is one. The acceptor takes connections in
+    // order, so the fillers are in line before the next one is accepted.
     let fillers: Vec<Client> = (0..queue).map(|_| connect(addr)).collect();
-    thread::sleep(Duration::from_millis(100));
 
     let mut turned_away = connect(addr);
     assert_goaway(turned_away.recv(), GoAwayCode::Busy);
 
     // The holder is still served.
+    release_holder(&mut holder, &gate);
     assert_eq!(holder.request(b"still here").unwrap(), b"still here");
     drop((holder, fillers));
     stop(server);
@@ -511,19 +536,25 @@ fn full_queue_1_is_goaway_3_busy() {
 
 #[test]
 fn request_on_a_busy_server_is_goaway_3() {
-    let server = start(Config {
-        workers: 1,
-        queue: 0,
-        heartbeat_timeout: Duration::from_secs(20),
-        ..config()
-    });
+    let (service, gate) = gate();
+    let server = start_with(
+        Config {
+            workers: 1,
+            queue: 0,
+            heartbeat_timeout: Duration::from_secs(20),
+            ..config()
+        },
+        service,
+    );
     let addr = server.local_addr();
-    let holder = connect_served(addr);
+    let mut holder = connect_served(addr);
+    make_busy(&mut holder, &gate);
     let mut turned_away = connect(addr);
     // Give the GOAWAY time to arrive before writing, so the write cannot race
     // the server's close.
     thread::sleep(Duration::from_millis(100));
     assert_goaway(turned_away.request(b"please"), GoAwayCode::Busy);
+    release_holder(&mut holder, &gate);
     drop(holder);
     stop(server);
 }
@@ -772,27 +803,35 @@ fn sender_shutdown_write_from_another_thread() {
 /// bare I/O error of the failed write.
 #[test]
 fn a_failed_write_after_goaway_reports_the_goaway() {
-    let server = start(Config {
-        workers: 1,
-        queue: 0,
-        ..config()
-    });
+    let (service, gate) = gate();
+    let server = start_with(
+        Config {
+            workers: 1,
+            queue: 0,
+            ..config()
+        },
+        service,
+    );
     let mut holder = wharf::Client::connect(server.local_addr(), ClientOptions::default()).unwrap();
     assert_eq!(holder.request(b"hold").unwrap(), b"hold");
+    make_busy(&mut holder, &gate);
     let mut late = wharf::Client::connect(server.local_addr(), ClientOptions::default()).unwrap();
-    // Let the server send GOAWAY 3, linger and close the socket for good.
-    std::thread::sleep(wharf::LINGER * 3);
+    // Write until the server has sent GOAWAY 3, lingered and closed the
+    // socket for good (writes before that succeed; bounded).
     let mut outcome = None;
-    for _ in 0..50 {
-        let sent = late.send(b"anyone there?").and_then(|()| late.flush());
-        if let Err(e) = sent {
-            outcome = Some(e);
-            break;
+    let failed = common::eventually(REPLY_TIMEOUT, || {
+        match late.send(b"anyone there?").and_then(|()| late.flush()) {
+            Ok(()) => false,
+            Err(e) => {
+                outcome = Some(e);
+                true
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let e = outcome.expect("writing to a closed connection fails");
+    });
+    assert!(failed, "writing to a closed connection fails");
+    let e = outcome.expect("the write error");
     assert_eq!(e.goaway_code(), Some(3), "{e}");
+    release_holder(&mut holder, &gate);
     drop(holder);
     server.handle().shutdown();
     server.join();

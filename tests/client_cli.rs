@@ -390,12 +390,17 @@ fn ping_in_line_framing() {
 
 #[test]
 fn busy_server_goaway_3_on_stderr_and_exit_13() {
-    let server = start(Config {
-        workers: 1,
-        queue: 0,
-        heartbeat_timeout: Duration::from_secs(20),
-        ..config()
-    });
+    const HOLD: &[u8] = b"slow: hold the only worker";
+    let (service, gate) = common::gate::gate();
+    let server = start_with(
+        Config {
+            workers: 1,
+            queue: 0,
+            heartbeat_timeout: Duration::from_secs(20),
+            ..config()
+        },
+        service,
+    );
     // With queue 0 a connection made before the worker waits for one is
     // turned away (a known server race), so retry until the holder is served.
     let mut holder = None;
@@ -410,7 +415,13 @@ fn busy_server_goaway_3_on_stderr_and_exit_13() {
             Err(e) => panic!("holder: {e}"),
         }
     }
-    let holder = holder.expect("the holder is served");
+    let mut holder = holder.expect("the holder is served");
+    // A quiet connection does not hold a worker (contract v2, §1a): the
+    // holder keeps the only worker busy with a slow request, which the
+    // service holds until the gate releases it.
+    holder.send(HOLD).unwrap();
+    holder.flush().unwrap();
+    gate.wait_started(HOLD);
 
     // Idle stdin: the client only reads, so it sees the GOAWAY whatever the timing.
     let mut proc = spawn_client(&["--connect", &addr_arg(&server)]);
@@ -426,6 +437,8 @@ fn busy_server_goaway_3_on_stderr_and_exit_13() {
         "{done:#?}"
     );
     assert_eq!(done.stdout, "");
+    gate.release();
+    assert_eq!(holder.recv().unwrap(), wharf::Reply::Data(HOLD.to_vec()));
     drop(holder);
     stop(server);
 }

@@ -13,39 +13,39 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, serve_command, spawn_wharf, spawn_wharf_command, Client, Wharf};
+use common::{eventually, spawn_wharf, Client};
 use wharf::frame::{DATA, GOAWAY};
 use wharf::{Framing, GoAwayCode};
 
 // ---------------------------------------------------------------------------
-// A `wharf serve` child with a low descriptor limit.
+// The descriptor limit of a running `wharf serve` child.
 // ---------------------------------------------------------------------------
 
-/// Starts `wharf serve --bind 127.0.0.1:0 <args>` with both descriptor limits
-/// at `nofile` (the server raises its soft limit to the hard one, so both must
-/// be low), and waits for its listening line.
-fn spawn_limited(nofile: u64, args: &[&str]) -> Wharf {
-    let mut command = serve_command("127.0.0.1:0", args);
-    // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing
-    // but its own stack.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: nofile as libc::rlim_t,
-                rlim_max: nofile as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    spawn_wharf_command(command)
+/// Sets the soft RLIMIT_NOFILE of the running process `pid` (our child) to
+/// `soft`, keeping its hard limit; returns the previous soft limit.
+fn set_soft_nofile(pid: libc::pid_t, soft: libc::rlim_t) -> libc::rlim_t {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) on our own child, reading into a valid rlimit.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    let error = std::io::Error::last_os_error();
+    assert_eq!(rc, 0, "prlimit({pid}) get: {error}");
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above, writing a valid rlimit (soft <= hard is checked by
+    // the kernel).
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    let error = std::io::Error::last_os_error();
+    assert_eq!(rc, 0, "prlimit({pid}) set: {error}");
+    old.rlim_cur
 }
 
 /// CPU time (user + system) a process has used so far, from /proc/<pid>/stat.
@@ -128,8 +128,9 @@ fn served_within(addr: SocketAddr, within: Duration) -> Option<Duration> {
 // a) File-descriptor exhaustion.
 // ---------------------------------------------------------------------------
 
-/// Descriptor limit (soft and hard) for the server under test.
-const NOFILE: u64 = 64;
+/// Descriptors the server may still open when its limit is lowered: that
+/// many more connections are accepted, then `accept` fails.
+const SPARE_FDS: libc::rlim_t = 4;
 /// Upper bound on extra connections opened to exhaust the server.
 const MAX_EXTRA: usize = 200;
 /// Clients connected (and served by a worker) before the exhaustion.
@@ -140,16 +141,23 @@ const EXHAUSTED_FOR: Duration = Duration::from_secs(2);
 /// acceptor would use about a full core (2 s); a backing-off one a few ms.
 const MAX_CPU: Duration = Duration::from_millis(500);
 
+/// Running out of descriptors for real. A server started with a low
+/// descriptor limit no longer gets there: it lowers `--max-connections` at
+/// startup to what the limit allows and answers BUSY instead (contract v2,
+/// §1a). Descriptors can still run out under it (a limit lowered while it
+/// runs, descriptors its service opens), so the test starts the server with
+/// the normal limit, connects the held clients, and then lowers the running
+/// child's soft limit (`prlimit`) to just above the descriptors it has open:
+/// after a few more connections, `accept` fails with EMFILE, with
+/// `--max-connections` far away.
 #[test]
 fn fd_exhaustion_backs_off_and_resumes() {
-    // 4 workers: HELD of them serve the held clients, one is left to work
-    // through the queued connections once they close. A large queue keeps
-    // accepted connections open (no BUSY closes that would free descriptors),
-    // and the default 30 s heartbeat keeps them from being reaped.
-    let mut server = spawn_limited(
-        NOFILE,
-        &["--workers", "4", "--queue", "512", "--log-level", "info"],
-    );
+    // A large queue and the default `--max-connections` keep every accepted
+    // connection open (no BUSY closes that would free descriptors), and the
+    // default 30 s heartbeat keeps them from being reaped. Idle connections
+    // rest in the poller, so the 4 workers are free to serve the held
+    // clients and to close the extra connections once they go.
+    let mut server = spawn_wharf(&["--workers", "4", "--queue", "512", "--log-level", "info"]);
     let pid = server.pid();
     let fds_at_start = open_fds(pid);
 
@@ -160,6 +168,15 @@ fn fd_exhaustion_backs_off_and_resumes() {
             c
         })
         .collect();
+
+    // Leave the server a few spare descriptors, no more.
+    let fds_before_limit = open_fds(pid);
+    let nofile = fds_before_limit as libc::rlim_t + SPARE_FDS;
+    let normal_nofile = set_soft_nofile(pid, nofile);
+    assert!(
+        normal_nofile > nofile,
+        "the server's limit {normal_nofile} is already at most {nofile}"
+    );
 
     // Open connections until the server logs that accept fails.
     let mut extra = Vec::new();
@@ -262,8 +279,9 @@ fn fd_exhaustion_backs_off_and_resumes() {
     dump_log(&log);
 
     println!(
-        "FIGURES fd_exhaustion_backs_off_and_resumes: RLIMIT_NOFILE={NOFILE}; server fds \
-         {fds_at_start} at start, {fds_exhausted} exhausted, {fds_after} after recovery; \
+        "FIGURES fd_exhaustion_backs_off_and_resumes: soft RLIMIT_NOFILE {normal_nofile} \
+         lowered to {nofile} with {fds_before_limit} open; server fds {fds_at_start} at start, \
+         {fds_exhausted} exhausted, {fds_after} after recovery; \
          exhausted after {extra_opened} extra connections; over {:.2}s exhausted: cpu {:.3}s \
          (bound {:.1}s), {failed_in_window} 'accept failed' lines (bound {max_lines}), \
          {} echoes to {HELD} held clients; new client served {:.2}s after freeing; \

@@ -221,33 +221,26 @@ fn a_running_service_is_never_reaped_and_the_deadline_restarts_from_its_response
 
 #[test]
 fn a_connection_waiting_in_the_queue_past_its_deadline_is_sent_busy() {
-    let server = start(Config {
-        workers: 1,
-        queue: 4,
-        ..hb_config(800)
-    });
+    let (service, gate) = common::gate::gate();
+    let server = start_with(
+        Config {
+            workers: 1,
+            queue: 4,
+            ..hb_config(800)
+        },
+        service,
+    );
     let cfg = server.config().clone();
     let addr = server.local_addr();
 
-    // A holds the only worker, pinging every heartbeat / 4 until told to stop.
+    // A keeps the only worker busy with a slow request, held by the service
+    // until the test releases it (a quiet A would not hold the worker, and a
+    // running service is never reaped).
+    const HOLD: &[u8] = b"slow: a keeps the only worker busy";
     let mut a = Client::connect(addr);
     a.ping(b"a");
-    let stop_a = Arc::new(AtomicBool::new(false));
-    let pinger = {
-        let stop_a = Arc::clone(&stop_a);
-        let interval = cfg.heartbeat_timeout / 4;
-        thread::spawn(move || {
-            // Bounded: at most 60 pings (about 12 s).
-            for _ in 0..60 {
-                if stop_a.load(Ordering::SeqCst) {
-                    break;
-                }
-                thread::sleep(interval);
-                a.ping(b"a");
-            }
-            a
-        })
-    };
+    a.send(DATA, HOLD);
+    gate.wait_started(HOLD);
 
     let before_connect = Instant::now();
     let mut b = Client::connect(addr);
@@ -263,19 +256,21 @@ fn a_connection_waiting_in_the_queue_past_its_deadline_is_sent_busy() {
         "B turned away only after {elapsed:?}"
     );
 
-    // A was never disturbed and is still served.
-    stop_a.store(true, Ordering::SeqCst);
-    let mut a = pinger.join().expect("A kept getting PONGs");
+    // A was never disturbed: its request is answered and it is still served.
+    gate.release();
+    let reply = a.recv().expect("A's slow reply");
+    assert_eq!((reply.kind, reply.payload.as_slice()), (DATA, HOLD));
     a.echo(b"a is still served");
     drop(a);
 
-    // B never took the worker: a new client gets it once A has left.
+    // B never took the worker: a new client gets it once A is done.
     let mut c = Client::connect(addr);
     c.echo(b"c");
     drop(c);
 
     let report = stop(server);
     assert_eq!(report.rejected_busy, 1, "{report}");
+    assert_eq!(report.rejected_queue_deadline, 1, "{report}");
     assert_eq!(report.reaped, 0, "{report}");
 }
 

@@ -530,19 +530,26 @@ fn slowloris_army_is_dropped_and_a_good_client_is_served_when_a_worker_frees() {
 /// deadline, and the next scan reaped the connection with GOAWAY 2). This
 /// test makes that window deterministic: it learns when the reaper scans,
 /// lets B's deadline pass in the queue just after a scan, and frees the only
-/// worker before the next.
+/// worker before the next. The worker is kept busy by A's slow request, held
+/// by the service until the test releases it (a quiet connection does not
+/// hold a worker, contract v2 §1a).
 #[test]
 fn connection_expired_in_the_queue_gets_busy_even_if_a_worker_frees_before_the_scan() {
     let _serial = serial();
     const HEARTBEAT: Duration = Duration::from_secs(2);
     const REAP: Duration = Duration::from_millis(500);
-    let server = start(Config {
-        workers: 1,
-        queue: 8,
-        heartbeat_timeout: HEARTBEAT,
-        reap_interval: REAP,
-        ..config()
-    });
+    const HOLD: &[u8] = b"slow: a keeps the only worker busy";
+    let (service, gate) = common::gate::gate();
+    let server = start_with(
+        Config {
+            workers: 1,
+            queue: 8,
+            heartbeat_timeout: HEARTBEAT,
+            reap_interval: REAP,
+            ..config()
+        },
+        service,
+    );
     let addr = server.local_addr();
 
     // When does the reaper scan? A silent probe is reaped at a scan.
@@ -551,11 +558,12 @@ fn connection_expired_in_the_queue_gets_busy_even_if_a_worker_frees_before_the_s
     let scan = Instant::now();
     drop(probe);
 
-    // A holds the only worker and keeps itself alive with PINGs.
+    // A keeps the only worker busy (a running service is never reaped).
     let mut a = Client::connect(addr);
-    a.echo(b"a holds the worker");
-    // B's deadline falls 150 ms after a scan; A leaves 150 ms after that,
-    // 200 ms before the next scan.
+    a.send(DATA, HOLD);
+    gate.wait_started(HOLD);
+    // B's deadline falls 150 ms after a scan; A's request ends 150 ms after
+    // that, 200 ms before the next scan.
     let next_scans = scan + 4 * REAP;
     let b_deadline = next_scans + Duration::from_millis(150);
     let a_leaves = b_deadline + Duration::from_millis(150);
@@ -563,10 +571,10 @@ fn connection_expired_in_the_queue_gets_busy_even_if_a_worker_frees_before_the_s
     let mut b = Client::connect(addr);
     let b_connected = Instant::now();
     b.send_raw(&[0, 0]); // the start of a frame; it never completes
-    while Instant::now() < a_leaves {
-        a.ping(b"alive");
-        thread::sleep(left(a_leaves).min(Duration::from_millis(300)));
-    }
+    thread::sleep(left(a_leaves));
+    gate.release();
+    let a_reply = a.recv().expect("A's slow reply");
+    assert_eq!((a_reply.kind, a_reply.payload.as_slice()), (DATA, HOLD));
     drop(a);
 
     let reply = b.recv().expect("B gets a GOAWAY");
@@ -594,6 +602,7 @@ fn connection_expired_in_the_queue_gets_busy_even_if_a_worker_frees_before_the_s
          ({report})"
     );
     assert_eq!(report.reaped, 1, "only the probe is reaped: {report}");
+    assert_eq!(report.rejected_queue_deadline, 1, "{report}");
 }
 
 // ---------------------------------------------------------------------------

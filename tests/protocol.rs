@@ -617,7 +617,16 @@ struct Rendezvous {
 }
 
 impl wharf::Service for Rendezvous {
-    fn call(&self, request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError> {
+    type Session = ();
+
+    fn open(&self, _conn: &wharf::ConnInfo) {}
+
+    fn call(
+        &self,
+        _session: &mut (),
+        request: &[u8],
+        response: &mut Response<'_>,
+    ) -> Result<(), ServiceError> {
         match request {
             b"panic" => {
                 response.extend_from_slice(b"half-written");

@@ -1,12 +1,15 @@
 //! Helpers shared by the integration tests: a raw protocol client, servers
-//! started through the library on 127.0.0.1:0, and the real `wharf` binary
-//! run as a child process (killed by PID if a test fails midway).
+//! started through the library on 127.0.0.1:0, the real `wharf` binary
+//! run as a child process (killed by PID if a test fails midway), and (in
+//! [`gate`]) a service that keeps a worker busy until the test lets it go.
 //!
 //! Every blocking read has a timeout, so a broken server fails a test
 //! instead of hanging it. Timing bounds are generous: CI is a busy 2-core
 //! machine.
 
 #![allow(dead_code)]
+
+pub mod gate;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

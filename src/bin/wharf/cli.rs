@@ -110,13 +110,20 @@ pub struct ServeArgs {
     /// Listen address; port 0 picks a free port; IPv6 as [::1]:0.
     #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = socket_addr)]
     pub bind: SocketAddr,
-    /// Fixed size of the worker pool (default: number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Fixed size of the worker pool: connections worked on at once (default: number of CPUs).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=wharf::config::MAX_WORKERS as i64))]
     pub workers: Option<u32>,
-    /// Capacity of the queue between acceptor and workers (0: hand-off to an idle worker only).
+    /// Most new connections waiting for a worker at once (0: hand-off to an idle worker only).
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = queue_capacity)]
     pub queue: usize,
-    /// What the acceptor does when the queue is full.
+    /// Most clients connected at once (lowered to what the descriptor limit allows).
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = max_connections)]
+    pub max_connections: usize,
+    /// Total bytes of unfinished frames held for connections not being served (e.g. 64MiB).
+    #[arg(long, default_value = "64MiB", value_name = "BYTES", value_parser = byte_size)]
+    pub max_buffered: u64,
+    /// What the acceptor does when --max-connections or --queue is reached.
     #[arg(long, value_enum, default_value_t = OverloadArg::Reject)]
     pub overload: OverloadArg,
     /// Close a connection with no complete frame or response for this long.
@@ -128,9 +135,8 @@ pub struct ServeArgs {
     /// Drop a client that does not read its responses for this long.
     #[arg(long, default_value = "10s", value_name = "D", value_parser = positive_duration)]
     pub write_timeout: Duration,
-    /// Largest accepted frame (kind byte plus payload) or line, in bytes.
-    #[arg(long, default_value_t = 1_048_576, value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(wharf::config::MAX_FRAME_LIMIT)))]
+    /// Largest accepted frame (kind byte plus payload) or line (e.g. 1MiB).
+    #[arg(long, default_value = "1MiB", value_name = "BYTES", value_parser = frame_size)]
     pub max_frame: u32,
     /// Wire format.
     #[arg(long, value_enum, default_value_t = FramingArg::Length)]
@@ -227,6 +233,53 @@ fn queue_capacity(text: &str) -> Result<usize, String> {
     }
 }
 
+/// `--max-connections`: 1 to 1048576.
+fn max_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=wharf::config::MAX_CONNECTIONS).contains(&n) => Ok(n),
+        Ok(_) => Err(format!(
+            "must be between 1 and {}",
+            wharf::config::MAX_CONNECTIONS
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A byte size: a bare number of bytes, or a number with a `KiB`, `MiB` or
+/// `GiB` suffix (binary units, as the contract states; `64K` or `64KB` are
+/// refused rather than guessed at).
+pub fn byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let shift = match unit.trim() {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        other => return Err(format!("unknown unit {other:?} ({SIZES})")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (expected e.g. 65536, 64KiB or 1MiB)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text} is too large"))
+}
+
+/// What a byte size may look like, for error messages.
+const SIZES: &str = "expected a number of bytes, or KiB, MiB or GiB, e.g. 64MiB";
+
+/// `--max-frame`: a byte size from 1 byte to 1 GiB.
+fn frame_size(text: &str) -> Result<u32, String> {
+    let limit = wharf::config::MAX_FRAME_LIMIT;
+    match byte_size(text)? {
+        n if n >= 1 && n <= u64::from(limit) => Ok(n as u32),
+        _ => Err(format!("must be between 1 byte and {} (1GiB)", limit)),
+    }
+}
+
 /// A count of at least 1.
 fn positive_count(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -256,5 +309,29 @@ mod tests {
         assert_eq!(duration("0"), Ok(Duration::ZERO));
         assert!(duration("soon").is_err());
         assert!(positive_duration("0").is_err());
+    }
+
+    #[test]
+    fn byte_sizes_in_the_documented_forms() {
+        assert_eq!(byte_size("1048576"), Ok(1_048_576));
+        assert_eq!(byte_size("64KiB"), Ok(65_536));
+        assert_eq!(byte_size("64 KiB"), Ok(65_536));
+        assert_eq!(byte_size("1MiB"), Ok(1 << 20));
+        assert_eq!(byte_size("2GiB"), Ok(2 << 30));
+        assert_eq!(byte_size("0"), Ok(0));
+        for bad in [
+            "64K",
+            "64KB",
+            "1.5MiB",
+            "MiB",
+            "-1",
+            "lots",
+            "99999999999GiB",
+        ] {
+            assert!(byte_size(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(frame_size("1GiB"), Ok(1 << 30));
+        assert!(frame_size("0").is_err());
+        assert!(frame_size("2GiB").is_err());
     }
 }

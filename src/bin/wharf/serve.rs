@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::CommandFactory;
 use log::{debug, info, warn, LevelFilter};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -54,6 +55,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the signal thread")?;
 
     let config = config(&args);
+    // Settings that are wrong together are bad flags too: exit 2, naming them.
+    if let Err(wharf::Error::InvalidConfig(why)) = config.clone().validate() {
+        crate::cli::Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, format!("--{why}"))
+            .exit();
+    }
     let echo = Echo {
         delay: args.delay,
         spin: args.spin,
@@ -76,6 +83,8 @@ fn config(args: &ServeArgs) -> Config {
     Config {
         workers: args.workers.map_or(defaults.workers, |n| n as usize),
         queue: args.queue,
+        max_connections: args.max_connections,
+        max_buffered: usize::try_from(args.max_buffered).unwrap_or(usize::MAX),
         overload: match args.overload {
             OverloadArg::Reject => Overload::Reject,
             OverloadArg::Block => Overload::Block,
@@ -88,6 +97,7 @@ fn config(args: &ServeArgs) -> Config {
         grace: args.grace,
         backlog: args.backlog,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
+        stay_on_quiet: defaults.stay_on_quiet,
     }
 }
 

@@ -1,0 +1,211 @@
+//! One client connection: its socket, where it is in its life, its
+//! heartbeat deadline, and what travels with it between workers.
+//!
+//! A connection is an `Arc<Conn>` shared by the registry and whichever stage
+//! holds it now: the line to the workers, a worker, the poller, or the
+//! closer. It is in exactly one of those places at a time, and its one atomic
+//! state says which; the state only changes by compare-and-swap, so two
+//! threads can never both think they own it (see `docs/design.md` for the
+//! whole diagram):
+//!
+//! ```text
+//!                    worker                 worker
+//! accept --> QUEUED ---------> ACTIVE <----------------> BUSY (service running:
+//!              ^  \            |  |  \                         never reaped)
+//!    poller:   |   \ reaper,   |  |   \ reaper
+//!    bytes     |    \ drain    |  |    v
+//!    arrived   |     v         |  |   REAPED (its worker sends GOAWAY 2)
+//!              |   CLOSING <---+--|-------------------+
+//!              |     ^  worker:   | worker:           | reaper (GOAWAY 2),
+//!              |     |  budget    | quiet             | drain (GOAWAY 1)
+//!              |     |  used up   v                   |
+//!              +-----|-------- RESTING ---------------+
+//!                    |   (in the poller, or held while the budget is spent)
+//!    (any state --force--> FORCED)
+//! ```
+//!
+//! Only the worker holding a connection writes to it while it is ACTIVE,
+//! BUSY or REAPED; whoever swaps it to CLOSING or FORCED from a state with
+//! no worker writing (QUEUED, RESTING, BUSY) sends the GOAWAY itself. So a
+//! GOAWAY never interleaves with a response.
+//!
+//! Because the socket lives in the `Conn` and closes only when the last
+//! `Arc` goes, any thread may `shutdown` it safely: that is how the reaper
+//! and the drain wake a worker waiting in `read` on a quiet connection.
+
+use std::any::Any;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::inbox::Carry;
+use crate::limits::{OpenSlot, QueuePlace};
+use crate::service::ConnInfo;
+
+/// Waiting in line for a worker: new, woken by the poller, or sent back by
+/// the batch budget.
+pub(crate) const QUEUED: u8 = 0;
+/// Held by a worker that is reading or writing.
+pub(crate) const ACTIVE: u8 = 1;
+/// Held by a worker whose service is running: never reaped.
+pub(crate) const BUSY: u8 = 2;
+/// The reaper took it from its worker, which sends GOAWAY 2 and closes.
+pub(crate) const REAPED: u8 = 3;
+/// Being closed by a thread other than a worker (deadline, drain, limits).
+pub(crate) const CLOSING: u8 = 4;
+/// Closed by force at the end of the grace period.
+pub(crate) const FORCED: u8 = 5;
+/// Quiet, with no worker: watched by the poller (or held, see `budget`).
+pub(crate) const RESTING: u8 = 6;
+
+/// The name of a state, for log lines.
+pub(crate) fn state_name(state: u8) -> &'static str {
+    match state {
+        QUEUED => "queued",
+        ACTIVE => "active",
+        BUSY => "busy",
+        REAPED => "reaped",
+        CLOSING => "closing",
+        FORCED => "forced",
+        RESTING => "resting",
+        _ => "unknown",
+    }
+}
+
+/// Milliseconds since the server started: cheap to store in an atomic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            epoch: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// What a connection takes from one worker to the next. A worker takes it
+/// all out when it takes the connection and puts it back when it lets go.
+#[derive(Debug, Default)]
+pub(crate) struct Travel {
+    /// Bytes read but not yet answered (see `inbox`).
+    pub(crate) carry: Option<Carry>,
+    /// The service's state for this connection, once it has one.
+    pub(crate) session: Option<Box<dyn Any + Send>>,
+    /// A new connection's place in `--queue`, until a worker first takes it.
+    pub(crate) place: Option<QueuePlace>,
+    /// Requests answered so far, for the closing log line.
+    pub(crate) requests: u64,
+}
+
+/// Whether the socket is registered with the poller. Arming and the final
+/// deregistration take this lock, so a connection is never armed after it
+/// was deregistered for its close.
+#[derive(Debug, Default)]
+pub(crate) struct Registration {
+    pub(crate) registered: bool,
+    pub(crate) closed: bool,
+}
+
+/// One client connection.
+pub(crate) struct Conn {
+    /// The socket. `&TcpStream` reads and writes, so no lock is needed.
+    pub(crate) stream: TcpStream,
+    /// Who it is: id and peer address.
+    pub(crate) info: ConnInfo,
+    /// Its key in the registry and the poller: slot and generation.
+    pub(crate) key: usize,
+    /// When it was accepted (Clock ms), for the closing log line.
+    pub(crate) accepted_ms: u64,
+    state: AtomicU8,
+    /// Latest of accept, last complete frame, last response (Clock ms).
+    last_active: AtomicU64,
+    pub(crate) travel: Mutex<Travel>,
+    pub(crate) registration: Mutex<Registration>,
+    /// Counts against `--max-connections` until the socket is closed;
+    /// `None` for a connection turned away at accept.
+    _slot: Option<OpenSlot>,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        stream: TcpStream,
+        info: ConnInfo,
+        key: usize,
+        now_ms: u64,
+        slot: Option<OpenSlot>,
+        place: Option<QueuePlace>,
+    ) -> Self {
+        Conn {
+            stream,
+            info,
+            key,
+            accepted_ms: now_ms,
+            state: AtomicU8::new(QUEUED),
+            last_active: AtomicU64::new(now_ms),
+            travel: Mutex::new(Travel {
+                place,
+                ..Travel::default()
+            }),
+            registration: Mutex::new(Registration::default()),
+            _slot: slot,
+        }
+    }
+
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.info.peer
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    /// Moves from `from` to `to` if nobody else moved it first. SeqCst: the
+    /// drain relies on a worker either seeing its flag or being seen.
+    pub(crate) fn transition(&self, from: u8, to: u8) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Records activity that moves the heartbeat deadline.
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.last_active.store(now_ms, Ordering::Release);
+    }
+
+    /// Whether the heartbeat deadline has passed at `now_ms`.
+    pub(crate) fn expired(&self, now_ms: u64, timeout: Duration) -> bool {
+        let last = self.last_active.load(Ordering::Acquire);
+        now_ms >= last.saturating_add(timeout.as_millis() as u64)
+    }
+
+    /// Shuts the socket down, ignoring "not connected": the peer may be gone.
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
+        let _ = self.stream.shutdown(how);
+    }
+
+    /// Gives back a new connection's place in `--queue` (taken by a worker,
+    /// or turned away from the line).
+    pub(crate) fn leave_queue(&self) {
+        drop(self.travel.lock().place.take());
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.info.id)
+            .field("peer", &self.info.peer)
+            .field("state", &state_name(self.state()))
+            .finish()
+    }
+}

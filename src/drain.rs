@@ -1,0 +1,221 @@
+//! The drain: what happens between a shutdown request and the exit.
+//!
+//! A coordinator thread waits for [`crate::ShutdownHandle::shutdown`]
+//! (logging the counters every `--stats-interval` meanwhile), then:
+//!
+//! 1. the listener is already closed (the switch did it), so new
+//!    connections are refused; the acceptor and the poller stop;
+//! 2. every quiet connection is sent GOAWAY 1 and closed at once: those in
+//!    line and those resting in the poller here, and those a worker stays on
+//!    by waking that worker (their read side is shut down), which sends it;
+//! 3. each connection being served finishes the request in progress, sends
+//!    its response, then GOAWAY 1, and closes;
+//! 4. once the last worker is done, the threads are joined and
+//!    [`crate::Server::join`] returns the [`Report`].
+//!
+//! If the work is not done within the grace period, or
+//! [`crate::ShutdownHandle::force`] is called, every remaining connection is
+//! closed at once (GOAWAY 1 to those whose service is still running, or that
+//! no worker holds) and the report says `forced`. Only work still running
+//! makes a drain forced: when the grace period ends with no service running,
+//! workers still finishing quiet connections' GOAWAYs get [`SETTLE`] first,
+//! so `--grace 0` with nothing in progress exits cleanly. A worker stuck
+//! inside a service call cannot be interrupted; it is left to finish on its
+//! own and is not waited for.
+
+use std::net::Shutdown as How;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use log::{info, warn};
+
+use crate::closer::send_goaway_nonblocking;
+use crate::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
+use crate::frame::GoAwayCode;
+use crate::shared::Shared;
+use crate::stats::{Report, Snapshot};
+
+/// How long a forced drain waits for workers blocked in I/O to notice.
+const FORCED_SETTLE: Duration = Duration::from_millis(200);
+
+/// How long, after the grace period, workers that are only closing quiet
+/// connections may take before the drain counts as forced.
+pub(crate) const SETTLE: Duration = Duration::from_millis(50);
+
+/// The server's threads, for joining.
+pub(crate) struct Threads {
+    pub(crate) acceptor: JoinHandle<()>,
+    pub(crate) poller: JoinHandle<()>,
+    pub(crate) workers: Vec<JoinHandle<()>>,
+    pub(crate) reaper: JoinHandle<()>,
+    pub(crate) closer: JoinHandle<()>,
+}
+
+/// What the coordinator needs to run the drain.
+pub(crate) struct Drain {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) workers_done: Receiver<()>,
+    pub(crate) reaper_stop: Sender<()>,
+    pub(crate) threads: Threads,
+}
+
+impl Drain {
+    pub(crate) fn run(self) -> Report {
+        let Drain {
+            shared,
+            workers_done,
+            reaper_stop,
+            threads,
+        } = self;
+        let shutdown = &shared.shutdown;
+        // Disconnects (never receives) when the drain is triggered; until
+        // then, log the counters every stats interval if asked to.
+        match shared.config.stats_interval {
+            Some(every) => {
+                while let Err(RecvTimeoutError::Timeout) = shutdown.drained().recv_timeout(every) {
+                    info!("stats: {}", snapshot(&shared));
+                }
+            }
+            None => {
+                let _ = shutdown.drained().recv();
+            }
+        }
+        let started = Instant::now();
+        info!("shutdown: draining; listener closed, new connections are refused");
+        let _ = shared.poller.notify();
+        let _ = threads.acceptor.join();
+        let _ = threads.poller.join();
+
+        // The flag is set: a worker that lets go of a connection after this
+        // scan sees it and closes the connection itself.
+        let mut quiet = 0;
+        for conn in shared.registry.snapshot() {
+            match conn.state() {
+                QUEUED if shared.closer.turn_away(&conn, GoAwayCode::Shutdown) => quiet += 1,
+                RESTING if shared.closer.close_resting(&conn, GoAwayCode::Shutdown) => quiet += 1,
+                // Wakes a worker staying on it; a BUSY one sees the flag
+                // after its request.
+                ACTIVE => conn.shutdown(How::Read),
+                _ => {}
+            }
+        }
+        shared.line.close();
+        info!(
+            "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {:?} for {} \
+             connection(s) held by a worker",
+            shared.config.grace,
+            shared.registry.census().active
+        );
+
+        let deadline = started + shared.config.grace;
+        let mut finished = select! {
+            recv(workers_done) -> _ => true,
+            recv(shutdown.forced()) -> _ => false,
+            recv(crossbeam_channel::at(deadline)) -> _ => false,
+        };
+        if !finished && !shutdown.is_forced() && !any_busy(&shared) {
+            // No service is running: the workers left are only writing
+            // replies or GOAWAYs. Give them a moment.
+            finished = matches!(
+                workers_done.recv_timeout(SETTLE),
+                Err(RecvTimeoutError::Disconnected)
+            );
+        }
+        let mut workers_exited = finished;
+        if !finished {
+            if shutdown.is_forced() {
+                info!("shutdown: forced before the drain finished");
+            } else {
+                info!(
+                    "shutdown: grace period of {:?} expired",
+                    shared.config.grace
+                );
+            }
+            shutdown.force();
+            let closed = force_close(&shared);
+            info!("shutdown: closed {closed} remaining connection(s) by force");
+            // Workers blocked in I/O fail at once; one stuck inside its
+            // service cannot be interrupted and is not waited for.
+            workers_exited = matches!(
+                workers_done.recv_timeout(FORCED_SETTLE),
+                Err(RecvTimeoutError::Disconnected)
+            );
+        }
+        drop(reaper_stop);
+        let _ = threads.reaper.join();
+        if !workers_exited {
+            let stuck = threads.workers.iter().filter(|w| !w.is_finished()).count();
+            warn!("shutdown: {stuck} worker(s) still inside the service; not waiting for them");
+            return shared.stats.report(!finished);
+        }
+        for worker in threads.workers {
+            let _ = worker.join();
+        }
+        // Anything a worker put back in line or to rest while the scan ran.
+        for conn in shared.registry.snapshot() {
+            match conn.state() {
+                QUEUED => {
+                    shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
+                }
+                RESTING => {
+                    shared.closer.close_resting(&conn, GoAwayCode::Shutdown);
+                }
+                _ => {}
+            }
+        }
+        // The workers, acceptor and poller are gone; dropping the last
+        // handle on the shared state lets the closer finish its lingering
+        // and exit.
+        let report = shared.stats.report(!finished);
+        drop(shared);
+        let _ = threads.closer.join();
+        info!("shutdown: done in {:?}", started.elapsed());
+        report
+    }
+}
+
+/// Whether some connection's service is running.
+fn any_busy(shared: &Shared) -> bool {
+    shared
+        .registry
+        .snapshot()
+        .iter()
+        .any(|conn| conn.state() == BUSY)
+}
+
+/// The counters and where the connections are right now.
+pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
+    let census = shared.registry.census();
+    Snapshot {
+        report: shared.stats.report(false),
+        open: shared.limits.open(),
+        active: census.active,
+        queued: census.queued,
+        resting: census.resting,
+        busy_workers: shared.line.busy(),
+        buffered: shared.budget.used(),
+    }
+}
+
+/// Closes every registered connection now. A connection whose service is
+/// running, or that no worker holds, gets GOAWAY 1 first: no worker can be
+/// writing to it, and once it is FORCED none ever will. One a worker holds
+/// (reading or writing) is only shut down. Returns how many were closed.
+fn force_close(shared: &Shared) -> usize {
+    let framing = shared.config.framing;
+    let mut closed = 0;
+    for conn in shared.registry.snapshot() {
+        let state = conn.state();
+        if matches!(state, BUSY | QUEUED | RESTING) && conn.transition(state, FORCED) {
+            send_goaway_nonblocking(&conn, framing, GoAwayCode::Shutdown);
+        } else {
+            let _ = conn.transition(ACTIVE, FORCED);
+        }
+        conn.shutdown(How::Both);
+        shared.registry.remove(&conn);
+        closed += 1;
+    }
+    closed
+}

@@ -1,0 +1,426 @@
+//! A worker's read buffer, and the [`Carry`] a connection takes with it when
+//! it leaves the worker.
+//!
+//! Each worker reads into its own buffer, reused from one connection to the
+//! next, so a frame costs no allocation; the buffer grows only to the size
+//! the decoder asks for (never past one `max_frame` frame) and shrinks back
+//! when the connection leaves. Frames are decoded in place.
+//!
+//! A connection may leave its worker with bytes not yet answered: part of a
+//! frame when it goes to rest, or whole frames when the batch budget sends it
+//! back in line. Those bytes travel with the connection as a [`Carry`]: the
+//! bytes themselves (an exact-size allocation, so a connection with nothing
+//! buffered holds no buffer at all) and, for line framing, how far they have
+//! already been scanned for a newline. The next worker puts them back at the
+//! front of its own buffer, so a frame split across any number of rests is
+//! decoded exactly as if it had arrived in one read.
+//!
+//! The inbox also keeps the `--max-buffered` count for the connection it
+//! holds (see `budget`): the unfinished bytes of a connection that has
+//! nothing to answer count, and a carry counts all of its bytes until a
+//! worker takes it back.
+
+use std::sync::Arc;
+
+use crate::budget::Budget;
+use crate::frame::{DecodeError, Decoded, Frame, Framing, HEADER_LEN};
+
+/// Buffer size a worker starts with and returns to after a large frame.
+pub(crate) const READ_BUF: usize = 16 * 1024;
+
+/// The most one read takes from a socket: what one read may add to the
+/// `--max-buffered` budget.
+pub(crate) const MAX_READ: usize = 64 * 1024;
+
+/// Bytes a connection carries while no worker holds it. Its bytes stay
+/// counted against the budget until a worker takes them back (or the
+/// connection closes and the carry is dropped).
+pub(crate) struct Carry {
+    bytes: Box<[u8]>,
+    scanned: usize,
+    budget: Arc<Budget>,
+}
+
+impl Carry {
+    /// Bytes carried.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Drop for Carry {
+    fn drop(&mut self) {
+        self.budget.adjust(self.bytes.len(), 0);
+    }
+}
+
+impl std::fmt::Debug for Carry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carry")
+            .field("len", &self.bytes.len())
+            .field("scanned", &self.scanned)
+            .finish()
+    }
+}
+
+/// One worker's read buffer and decoding position.
+pub(crate) struct Inbox {
+    framing: Framing,
+    max_frame: u32,
+    budget: Arc<Budget>,
+    buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Bytes after `start` known to hold no newline (line framing).
+    scanned: usize,
+    /// Total bytes the frame at `start` needs once complete.
+    need: usize,
+    /// Bytes this inbox counts against the budget now.
+    counted: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(framing: Framing, max_frame: u32, budget: Arc<Budget>) -> Self {
+        Inbox {
+            framing,
+            max_frame,
+            budget,
+            buf: vec![0; READ_BUF],
+            start: 0,
+            end: 0,
+            scanned: 0,
+            need: 0,
+            counted: 0,
+        }
+    }
+
+    /// The complete frame at the front, consumed; `None` when only part of
+    /// a frame (or nothing) is buffered.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame<'_>>, DecodeError> {
+        let pending = &self.buf[self.start..self.end];
+        match self.framing.decode(pending, self.scanned, self.max_frame)? {
+            Decoded::Partial { need } => {
+                self.scanned = pending.len();
+                self.need = need;
+                Ok(None)
+            }
+            Decoded::Frame { frame, used } => {
+                self.start += used;
+                self.scanned = 0;
+                self.need = 0;
+                Ok(Some(frame))
+            }
+        }
+    }
+
+    /// Bytes buffered and not yet consumed.
+    pub(crate) fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Counts the unconsumed bytes against the budget: call when nothing
+    /// complete is left to answer, so they are an unfinished frame.
+    pub(crate) fn count_unfinished(&mut self) {
+        let now = self.pending();
+        if now != self.counted {
+            self.budget.adjust(self.counted, now);
+            self.counted = now;
+        }
+    }
+
+    /// Room for the next read: at most [`MAX_READ`] bytes, after moving the
+    /// unconsumed bytes to the front and growing the buffer so the frame
+    /// being assembled fits (never beyond one `max_frame` frame).
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let need = self.need.max(1);
+        if self.start > 0 && (self.end == self.buf.len() || self.start + need > self.buf.len()) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if need > self.buf.len() {
+            let limit = self.max_frame as usize + HEADER_LEN;
+            let size = need.max(self.buf.len() * 2).min(limit).max(need);
+            self.buf.resize(size, 0);
+        }
+        let end = self.buf.len().min(self.end + MAX_READ);
+        &mut self.buf[self.end..end]
+    }
+
+    /// Of `n` bytes just placed in [`Inbox::spare`] without being consumed
+    /// (a peek), how many end complete frames, counting the unconsumed bytes
+    /// before them: read that many and no unfinished frame grows. A stream
+    /// that can never decode counts whole, so its error is found by reading.
+    pub(crate) fn complete_prefix(&self, n: usize) -> usize {
+        let mut at = self.start;
+        let mut scanned = self.scanned;
+        let end = self.end + n;
+        loop {
+            match self
+                .framing
+                .decode(&self.buf[at..end], scanned, self.max_frame)
+            {
+                Ok(Decoded::Frame { used, .. }) => {
+                    at += used;
+                    scanned = 0;
+                }
+                Ok(Decoded::Partial { .. }) => return at.saturating_sub(self.end),
+                Err(_) => return n,
+            }
+        }
+    }
+
+    /// Records that a read put `n` bytes into [`Inbox::spare`].
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// Takes the unconsumed bytes away for a connection leaving this worker;
+    /// they stay counted against the budget, now by the carry.
+    pub(crate) fn stash(&mut self) -> Option<Carry> {
+        let pending = self.pending();
+        self.budget.adjust(self.counted, pending);
+        self.counted = 0;
+        let carry = (pending > 0).then(|| Carry {
+            bytes: self.buf[self.start..self.end].into(),
+            scanned: self.scanned,
+            budget: Arc::clone(&self.budget),
+        });
+        self.reset();
+        carry
+    }
+
+    /// Puts a connection's carried bytes back at the front of an empty
+    /// inbox; this inbox now counts them.
+    pub(crate) fn restore(&mut self, mut carry: Carry) {
+        debug_assert_eq!(self.pending(), 0, "restore into a busy inbox");
+        let bytes = std::mem::take(&mut carry.bytes);
+        if bytes.len() > self.buf.len() {
+            self.buf.resize(bytes.len(), 0);
+        }
+        self.buf[..bytes.len()].copy_from_slice(&bytes);
+        self.start = 0;
+        self.end = bytes.len();
+        self.scanned = carry.scanned;
+        self.need = 0;
+        // The carry, now empty, releases nothing when dropped.
+        self.counted += bytes.len();
+    }
+
+    /// Forgets the buffered bytes of a connection that has ended.
+    pub(crate) fn clear(&mut self) {
+        self.budget.adjust(self.counted, 0);
+        self.counted = 0;
+        self.reset();
+    }
+
+    fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.scanned = 0;
+        self.need = 0;
+        if self.buf.len() > READ_BUF {
+            self.buf.truncate(READ_BUF);
+            self.buf.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{DATA, PING};
+    use proptest::prelude::*;
+
+    fn budget(max: usize) -> Arc<Budget> {
+        Arc::new(Budget::new(
+            max,
+            Arc::new(polling::Poller::new().expect("poller")),
+        ))
+    }
+
+    /// Feeds `stream` in the chunks given by `cuts`; after every chunk the
+    /// connection leaves with a carry and comes back to a *different*
+    /// inbox. Returns every frame decoded, as (kind, payload).
+    fn decode_in_pieces(
+        framing: Framing,
+        max_frame: u32,
+        stream: &[u8],
+        cuts: &[usize],
+    ) -> Result<Vec<(u8, Vec<u8>)>, DecodeError> {
+        let budget = budget(1 << 30);
+        let mut inboxes = [
+            Inbox::new(framing, max_frame, Arc::clone(&budget)),
+            Inbox::new(framing, max_frame, Arc::clone(&budget)),
+        ];
+        let mut frames = Vec::new();
+        let mut carry = None;
+        let mut at = 0;
+        for (turn, &cut) in cuts.iter().chain([&stream.len()]).enumerate() {
+            let inbox = &mut inboxes[turn % 2];
+            if let Some(carry) = carry.take() {
+                inbox.restore(carry);
+            }
+            let cut = cut.clamp(at, stream.len());
+            while at < cut {
+                let spare = inbox.spare();
+                let n = spare.len().min(cut - at);
+                assert!(n > 0, "no room to read");
+                spare[..n].copy_from_slice(&stream[at..at + n]);
+                inbox.filled(n);
+                at += n;
+                while let Some(frame) = inbox.next_frame()? {
+                    frames.push((frame.kind, frame.payload.to_vec()));
+                }
+            }
+            inbox.count_unfinished();
+            carry = inbox.stash();
+        }
+        let left = carry.as_ref().map_or(0, Carry::len);
+        drop(carry);
+        assert_eq!(
+            budget.used(),
+            0,
+            "budget released ({left} bytes were carried)"
+        );
+        Ok(frames)
+    }
+
+    fn length_stream(payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            Framing::Length.encode(if i % 3 == 2 { PING } else { DATA }, p, &mut out);
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any split of any length-framed stream, with the connection
+        /// resting (and changing worker) at every split, decodes the same
+        /// frames as one read.
+        #[test]
+        fn length_frames_survive_any_split_across_rests(
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12),
+            cuts in prop::collection::vec(0usize..4000, 0..24),
+        ) {
+            let stream = length_stream(&payloads);
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let whole = decode_in_pieces(Framing::Length, 1 << 20, &stream, &[]).unwrap();
+            let pieces = decode_in_pieces(Framing::Length, 1 << 20, &stream, &cuts).unwrap();
+            prop_assert_eq!(&pieces, &whole);
+            prop_assert_eq!(whole.len(), payloads.len());
+        }
+
+        /// The same for lines, including the scan offset of a long line and
+        /// a `\r\n` cut between its two bytes.
+        #[test]
+        fn lines_survive_any_split_across_rests(
+            lines in prop::collection::vec("[a-zA-Z0-9 ]{0,200}", 0..12),
+            crlf in any::<bool>(),
+            cuts in prop::collection::vec(0usize..3000, 0..24),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let stream: String = lines.iter().map(|l| format!("{l}{end}")).collect();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let whole = decode_in_pieces(Framing::Line, 256, stream.as_bytes(), &[]).unwrap();
+            let pieces = decode_in_pieces(Framing::Line, 256, stream.as_bytes(), &cuts).unwrap();
+            prop_assert_eq!(&pieces, &whole);
+            prop_assert_eq!(whole.len(), lines.len());
+        }
+
+        /// A line too long is refused at the same byte however it is split.
+        #[test]
+        fn an_overlong_line_is_refused_however_it_is_split(
+            len in 9usize..200,
+            cuts in prop::collection::vec(0usize..200, 0..12),
+        ) {
+            let stream = vec![b'x'; len];
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            prop_assert!(decode_in_pieces(Framing::Line, 8, &stream, &cuts).is_err());
+        }
+    }
+
+    #[test]
+    fn unfinished_bytes_are_counted_until_taken_back() {
+        let budget = budget(1 << 20);
+        let mut inbox = Inbox::new(Framing::Length, 1024, Arc::clone(&budget));
+        let spare = inbox.spare();
+        spare[..3].copy_from_slice(&[0, 0, 0]);
+        inbox.filled(3);
+        assert!(inbox.next_frame().unwrap().is_none());
+        assert_eq!(
+            budget.used(),
+            0,
+            "not counted while it may still be answered"
+        );
+        inbox.count_unfinished();
+        assert_eq!(budget.used(), 3);
+        let carry = inbox.stash().expect("a carry");
+        assert_eq!((carry.len(), budget.used()), (3, 3));
+        let mut other = Inbox::new(Framing::Length, 1024, Arc::clone(&budget));
+        other.restore(carry);
+        assert_eq!(budget.used(), 3, "the new inbox counts it");
+        other.clear();
+        assert_eq!(budget.used(), 0);
+        let carry = {
+            let spare = other.spare();
+            spare[..2].copy_from_slice(&[0, 0]);
+            other.filled(2);
+            other.stash().expect("a carry")
+        };
+        assert_eq!(budget.used(), 2);
+        drop(carry);
+        assert_eq!(budget.used(), 0, "a dropped carry releases its bytes");
+    }
+
+    #[test]
+    fn complete_prefix_counts_only_bytes_that_finish_frames() {
+        let mut inbox = Inbox::new(Framing::Length, 1024, budget(1 << 30));
+        let mut stream = Vec::new();
+        Framing::Length.encode_data(b"one", &mut stream); // 8 bytes
+        Framing::Length.encode_data(b"two", &mut stream); // 8 more
+                                                          // Three bytes of the first frame already read and unconsumed.
+        inbox.spare()[..3].copy_from_slice(&stream[..3]);
+        inbox.filled(3);
+        assert!(inbox.next_frame().unwrap().is_none());
+        // Peeked: the rest of frame one and half of frame two.
+        let peeked = &stream[3..12];
+        inbox.spare()[..peeked.len()].copy_from_slice(peeked);
+        assert_eq!(
+            inbox.complete_prefix(peeked.len()),
+            5,
+            "through frame one only"
+        );
+        // Nothing complete in a peek of two bytes.
+        assert_eq!(inbox.complete_prefix(2), 0);
+        // A malformed header counts whole, so reading it reports the error.
+        let mut bad = Inbox::new(Framing::Length, 1024, budget(1 << 30));
+        bad.spare()[..4].copy_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(bad.complete_prefix(4), 4);
+        // Lines: through the last newline.
+        let mut lines = Inbox::new(Framing::Line, 1024, budget(1 << 30));
+        lines.spare()[..8].copy_from_slice(b"ab\ncd\nef");
+        assert_eq!(lines.complete_prefix(8), 6);
+    }
+
+    #[test]
+    fn a_read_never_takes_more_than_max_read() {
+        let mut inbox = Inbox::new(Framing::Length, 1 << 20, budget(1 << 30));
+        // Announce a frame of 1 MiB: the buffer grows, one read does not.
+        inbox.spare()[..4].copy_from_slice(&(1u32 << 20).to_be_bytes());
+        inbox.filled(4);
+        assert!(inbox.next_frame().unwrap().is_none());
+        assert_eq!(inbox.spare().len(), MAX_READ);
+    }
+}

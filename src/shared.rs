@@ -1,0 +1,37 @@
+//! What every thread of a running server shares: settings, the service, and
+//! the server's state, each in the module that owns it. One `Arc<Shared>`
+//! is handed to each thread at start; nothing in it is per request.
+
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::budget::Budget;
+use crate::closer::Closer;
+use crate::config::Config;
+use crate::conn::{Clock, Conn};
+use crate::limits::Limits;
+use crate::queue::Line;
+use crate::registry::Registry;
+use crate::service::ErasedService;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) service: Arc<dyn ErasedService>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) line: Line,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) budget: Arc<Budget>,
+    /// Readiness for resting connections (see `poller`).
+    pub(crate) poller: Arc<polling::Poller>,
+    /// Resting connections held away from the poller while the budget is
+    /// spent (see `budget`). Weak, so a held connection that is reaped
+    /// meanwhile closes at once instead of waiting here for room.
+    pub(crate) held: Mutex<Vec<Weak<Conn>>>,
+    pub(crate) shutdown: Arc<Shutdown>,
+    pub(crate) stats: Stats,
+    pub(crate) clock: Clock,
+    pub(crate) closer: Closer,
+}
