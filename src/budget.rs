@@ -18,7 +18,6 @@
 //! overshot by at most one read (64 KiB) per worker.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 /// The budget, shared by every worker and the poller.
 pub(crate) struct Budget {
@@ -26,17 +25,17 @@ pub(crate) struct Budget {
     used: AtomicUsize,
     /// Connections held until room frees (the poller keeps the list).
     held: AtomicUsize,
-    /// Woken when room frees while connections are held.
-    poller: Arc<polling::Poller>,
+    /// Called when room frees while connections are held: wakes the poller.
+    on_room: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Budget {
-    pub(crate) fn new(max: usize, poller: Arc<polling::Poller>) -> Self {
+    pub(crate) fn new(max: usize, on_room: Box<dyn Fn() + Send + Sync>) -> Self {
         Budget {
             max,
             used: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
-            poller,
+            on_room,
         }
     }
 
@@ -59,7 +58,7 @@ impl Budget {
             self.used.fetch_sub(from - to, Ordering::SeqCst);
             // Pairs with `hold`: either it sees the room, or this sees it.
             if self.held() > 0 && !self.is_spent() {
-                let _ = self.poller.notify();
+                (self.on_room)();
             }
         }
     }
@@ -69,7 +68,7 @@ impl Budget {
     pub(crate) fn hold(&self) {
         self.held.fetch_add(1, Ordering::SeqCst);
         if !self.is_spent() {
-            let _ = self.poller.notify();
+            (self.on_room)();
         }
     }
 

@@ -35,7 +35,7 @@
 
 use std::any::Any;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -106,15 +106,6 @@ pub(crate) struct Travel {
     pub(crate) requests: u64,
 }
 
-/// Whether the socket is registered with the poller. Arming and the final
-/// deregistration take this lock, so a connection is never armed after it
-/// was deregistered for its close.
-#[derive(Debug, Default)]
-pub(crate) struct Registration {
-    pub(crate) registered: bool,
-    pub(crate) closed: bool,
-}
-
 /// One client connection.
 pub(crate) struct Conn {
     /// The socket. `&TcpStream` reads and writes, so no lock is needed.
@@ -129,7 +120,8 @@ pub(crate) struct Conn {
     /// Latest of accept, last complete frame, last response (Clock ms).
     last_active: AtomicU64,
     pub(crate) travel: Mutex<Travel>,
-    pub(crate) registration: Mutex<Registration>,
+    /// Whether its socket has been added to the poller's epoll set.
+    pub(crate) registered: AtomicBool,
     /// Counts against `--max-connections` until the socket is closed;
     /// `None` for a connection turned away at accept.
     _slot: Option<OpenSlot>,
@@ -155,7 +147,7 @@ impl Conn {
                 place,
                 ..Travel::default()
             }),
-            registration: Mutex::new(Registration::default()),
+            registered: AtomicBool::new(false),
             _slot: slot,
         }
     }

@@ -84,7 +84,7 @@ impl Drain {
         }
         let started = Instant::now();
         info!("shutdown: draining; listener closed, new connections are refused");
-        let _ = shared.poller.notify();
+        shared.poller.notify();
         let _ = threads.acceptor.join();
         let _ = threads.poller.join();
 

@@ -239,10 +239,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn budget(max: usize) -> Arc<Budget> {
-        Arc::new(Budget::new(
-            max,
-            Arc::new(polling::Poller::new().expect("poller")),
-        ))
+        Arc::new(Budget::new(max, Box::new(|| {})))
     }
 
     /// Feeds `stream` in the chunks given by `cuts`; after every chunk the

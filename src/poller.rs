@@ -1,12 +1,12 @@
 //! Where quiet connections wait: the poller thread.
 //!
 //! A connection with nothing to do costs no thread. Its worker hands it over
-//! ([`rest`]): the socket is registered with a readiness poller (`polling`,
-//! epoll on Linux) in *oneshot* mode, keyed by its registry key, while the
-//! `TcpStream` stays where it was, in the connection. The poller thread
-//! waits for readiness and, when a resting connection's bytes arrive (or it
-//! closes, or fails), puts it back in line for the next free worker. It does
-//! not read: the worker that takes the connection does, without blocking.
+//! ([`rest`]): the socket is registered with an epoll instance in *oneshot*
+//! mode, keyed by its registry key, while the `TcpStream` stays where it was,
+//! in the connection. The poller thread waits for readiness and, when a
+//! resting connection's bytes arrive (or it closes, or fails), puts it back
+//! in line for the next free worker. It does not read: the worker that takes
+//! the connection does, without blocking.
 //!
 //! Oneshot is what keeps a connection in exactly one place: after its event
 //! fires, the socket is disarmed until a worker rests it again, and re-arming
@@ -14,23 +14,109 @@
 //! worker held it are not missed. Events are only acted on for a connection
 //! still RESTING with the same key, so a late event for a connection that
 //! has since been reaped, or whose registry slot now belongs to another
-//! connection, is ignored.
+//! connection, is ignored. A connection whose deadline has passed is reaped
+//! here (GOAWAY 2) rather than woken: bytes that did not complete a frame in
+//! time are the client's silence, not the server's delay.
+//!
+//! epoll comes from `rustix`, which wraps the three system calls and nothing
+//! else: one `epoll_wait` per wake-up and one `epoll_ctl` per rest. (The
+//! `polling` crate, tried first, re-arms its own timer and notifier around
+//! every wait, four more system calls each time; `mio` has no oneshot mode,
+//! so a socket registered once would wake this thread for every request of
+//! a connection a worker is serving.) A socket is removed from the epoll
+//! set by the kernel when it closes; connections never duplicate theirs.
 //!
 //! A quiet connection with an unfinished frame, put aside while the
-//! `--max-buffered` budget is spent, is held instead of armed (see
-//! `budget`); this thread arms the held connections again when room frees.
+//! `--max-buffered` budget is spent, is held instead of armed (see `budget`);
+//! this thread arms the held connections again when room frees.
 
 use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use log::{debug, error};
-use polling::{Event, Events};
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags};
 
 use crate::conn::{Conn, ACTIVE, QUEUED, RESTING};
 use crate::frame::GoAwayCode;
 use crate::reaper;
 use crate::shared::Shared;
+
+/// The key of the poller's own wake-up event; registry keys never reach it
+/// (their slot half is below 2^32 - 1).
+const WAKE_KEY: u64 = u64::MAX;
+
+/// Most events taken from the kernel per wait.
+const EVENTS: usize = 1024;
+
+/// An epoll instance for resting connections, and an eventfd to wake its
+/// thread.
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+    waker: OwnedFd,
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        let epoll = epoll::create(CreateFlags::CLOEXEC)?;
+        let waker = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&epoll, &waker, EventData::new_u64(WAKE_KEY), EventFlags::IN)?;
+        Ok(Poller { epoll, waker })
+    }
+
+    /// Wakes the poller thread (the drain starts, or budget room freed).
+    pub(crate) fn notify(&self) {
+        let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());
+    }
+
+    /// Asks for one readiness event for `conn`: registers its socket the
+    /// first time, re-arms it after that. Only the thread that holds the
+    /// connection (its worker, or this thread for a held one) arms it; the
+    /// `registered` mark only saves a failed call, the kernel has the last
+    /// word.
+    fn arm(&self, conn: &Conn) -> io::Result<()> {
+        use rustix::io::Errno;
+        let data = EventData::new_u64(conn.key as u64);
+        let flags = EventFlags::IN | EventFlags::RDHUP | EventFlags::ONESHOT;
+        let (add, modify) = (
+            || epoll::add(&self.epoll, &conn.stream, data, flags),
+            || epoll::modify(&self.epoll, &conn.stream, data, flags),
+        );
+        let result = if conn.registered.swap(true, Ordering::SeqCst) {
+            modify().or_else(|e| if e == Errno::NOENT { add() } else { Err(e) })
+        } else {
+            add().or_else(|e| if e == Errno::EXIST { modify() } else { Err(e) })
+        };
+        result.map_err(io::Error::from)
+    }
+
+    /// Waits for events; `events` is refilled.
+    fn wait(&self, events: &mut Vec<Event>) -> io::Result<()> {
+        events.clear();
+        loop {
+            match epoll::wait(&self.epoll, spare_capacity(events), None) {
+                Err(rustix::io::Errno::INTR) => continue,
+                result => return result.map(drop).map_err(io::Error::from),
+            }
+        }
+    }
+
+    /// Clears the wake-up event.
+    fn clear_wake(&self) {
+        let mut count = [0u8; 8];
+        let _ = rustix::io::read(&self.waker, &mut count);
+    }
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller").finish_non_exhaustive()
+    }
+}
 
 /// Puts a connection that its worker has let go of (ACTIVE, with its travel
 /// state stored) to rest. It is held instead of watched if `hold` says so,
@@ -66,32 +152,11 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
         shared.budget.hold();
         return Ok(());
     }
-    if let Err(e) = arm(&shared.poller, conn) {
+    if let Err(e) = shared.poller.arm(conn) {
         error!("{}: cannot watch a resting connection: {e}", conn.peer());
         shared.closer.close_resting(conn, GoAwayCode::Busy);
     }
     Ok(())
-}
-
-/// Asks for one readiness event for `conn`: registers its socket the first
-/// time, re-arms it after that. Nothing happens once the registry has
-/// deregistered it for its close.
-fn arm(poller: &polling::Poller, conn: &Conn) -> io::Result<()> {
-    let mut registration = conn.registration.lock();
-    if registration.closed {
-        return Ok(());
-    }
-    let interest = Event::readable(conn.key);
-    if registration.registered {
-        poller.modify(&conn.stream, interest)
-    } else {
-        // SAFETY: the socket is deleted from the poller by
-        // `Registry::remove`, under this same lock, and it is only closed
-        // when the connection's last handle drops, which is after that.
-        unsafe { poller.add(&conn.stream, interest)? };
-        registration.registered = true;
-        Ok(())
-    }
 }
 
 /// The held connections still open, if the budget has room to watch them
@@ -107,10 +172,9 @@ fn release_held(shared: &Shared) -> Vec<Arc<Conn>> {
 
 /// The poller thread: runs until the drain starts.
 pub(crate) fn run(shared: Arc<Shared>) {
-    let mut events = Events::new();
+    let mut events = Vec::with_capacity(EVENTS);
     loop {
-        events.clear();
-        if let Err(e) = shared.poller.wait(&mut events, None) {
+        if let Err(e) = shared.poller.wait(&mut events) {
             error!("poller: {e}; retrying");
             // Shutdown does not wait for this: the drain wakes the poller.
             std::thread::sleep(Duration::from_millis(10));
@@ -120,8 +184,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         }
         let mut woken = 0;
         let now = shared.clock.now_ms();
-        for event in events.iter() {
-            let Some(conn) = shared.registry.get(event.key) else {
+        for event in &events {
+            let key = event.data.u64();
+            if key == WAKE_KEY {
+                shared.poller.clear_wake();
+                continue;
+            }
+            let Some(conn) = shared.registry.get(key as usize) else {
                 continue;
             };
             if conn.expired(now, shared.config.heartbeat_timeout) {
@@ -143,7 +212,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         shared.stats.add_wakeups(woken);
         for conn in release_held(&shared) {
             if conn.state() == RESTING {
-                if let Err(e) = arm(&shared.poller, &conn) {
+                if let Err(e) = shared.poller.arm(&conn) {
                     error!("{}: cannot watch a resting connection: {e}", conn.peer());
                     shared.closer.close_resting(&conn, GoAwayCode::Busy);
                 }

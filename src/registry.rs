@@ -6,9 +6,6 @@
 //! a late poller event for a slot that has since been reused by another
 //! connection finds a different key and is ignored.
 //!
-//! Removing a connection is the one place its socket leaves the poller:
-//! `polling` requires a source to be deleted before it is closed, and the
-//! socket closes only after the last handle drops, which is after this.
 //! The registry's lock is taken to add or remove a connection, to look up a
 //! poller event's key, and once per reaper scan; never per request.
 
@@ -27,7 +24,6 @@ use crate::service::ConnInfo;
 pub(crate) struct Registry {
     conns: Mutex<Slab<Arc<Conn>>>,
     next_id: AtomicU64,
-    poller: Arc<polling::Poller>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -50,11 +46,10 @@ pub(crate) struct Census {
 }
 
 impl Registry {
-    pub(crate) fn new(poller: Arc<polling::Poller>) -> Self {
+    pub(crate) fn new() -> Self {
         Registry {
             conns: Mutex::new(Slab::new()),
             next_id: AtomicU64::new(1),
-            poller,
         }
     }
 
@@ -86,20 +81,13 @@ impl Registry {
             .map(Arc::clone)
     }
 
-    /// Forgets a connection and takes its socket out of the poller; the
-    /// socket closes when the last handle drops.
+    /// Forgets a connection; its socket closes when the last handle drops
+    /// (and leaves the poller's epoll set then).
     pub(crate) fn remove(&self, conn: &Conn) {
-        {
-            let mut conns = self.conns.lock();
-            let slot = conn.key & 0xffff_ffff;
-            if conns.get(slot).is_some_and(|c| std::ptr::eq(&**c, conn)) {
-                conns.remove(slot);
-            }
-        }
-        let mut registration = conn.registration.lock();
-        registration.closed = true;
-        if std::mem::take(&mut registration.registered) {
-            let _ = self.poller.delete(&conn.stream);
+        let mut conns = self.conns.lock();
+        let slot = conn.key & 0xffff_ffff;
+        if conns.get(slot).is_some_and(|c| std::ptr::eq(&**c, conn)) {
+            conns.remove(slot);
         }
     }
 
@@ -150,7 +138,7 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        Registry::new(Arc::new(polling::Poller::new().unwrap()))
+        Registry::new()
     }
 
     #[test]

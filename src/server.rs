@@ -22,6 +22,7 @@ use crate::drain::{Drain, Threads};
 use crate::error::Error;
 use crate::frame::Framing;
 use crate::limits::Limits;
+use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;
 use crate::service::Service;
@@ -75,20 +76,24 @@ impl Server {
             .local_addr()
             .map_err(|source| Error::Listen { addr, source })?;
 
-        let poller = Arc::new(polling::Poller::new().map_err(|source| Error::Setup {
+        let poller = Arc::new(Poller::new().map_err(|source| Error::Setup {
             what: "the readiness poller",
             source,
         })?);
-        let registry = Arc::new(Registry::new(Arc::clone(&poller)));
+        let registry = Arc::new(Registry::new());
         let shutdown = Arc::new(Shutdown::new(Arc::clone(&listener)));
         let (closer, closing) =
             closer::channel(Arc::clone(&registry), config.framing, max_lingering);
+        let on_room = {
+            let poller = Arc::clone(&poller);
+            Box::new(move || poller.notify())
+        };
         let shared = Arc::new(Shared {
             service: Arc::new(service),
             registry: Arc::clone(&registry),
             line: Line::new(config.max_connections, config.workers),
             limits: Limits::new(config.max_connections, config.queue),
-            budget: Arc::new(Budget::new(config.max_buffered, Arc::clone(&poller))),
+            budget: Arc::new(Budget::new(config.max_buffered, on_room)),
             poller,
             held: Mutex::new(Vec::new()),
             shutdown: Arc::clone(&shutdown),
@@ -137,7 +142,7 @@ impl Server {
             Ok(threads) => threads,
             Err(e) => {
                 handle.shutdown();
-                let _ = shared.poller.notify();
+                shared.poller.notify();
                 shared.line.close();
                 return Err(e);
             }

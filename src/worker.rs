@@ -129,6 +129,7 @@ impl Worker {
         }
         let mut answered = 0;
         loop {
+            let before = answered;
             let more = match self.answer_buffered(conn, travel, &mut answered) {
                 Ok(more) => more,
                 Err(end) => return Outcome::End(end),
@@ -151,6 +152,13 @@ impl Worker {
             }
             // Nothing complete is left: what is buffered is unfinished.
             self.inbox.count_unfinished();
+            // Others wait, and this connection was just answered: its next
+            // request is most likely not here yet (a ping-pong client waits
+            // for the reply first), so rest it without a read that would
+            // come back empty. Re-arming the poller checks the socket anyway.
+            if waits && answered > before {
+                return Outcome::Rest;
+            }
             let spent = self.shared.budget.is_spent();
             let read = if spent {
                 self.read_complete_frames(conn)
