@@ -16,250 +16,37 @@
 //! The table goes
 //! to stdout and to `target/compare.md`; any error reported by the load
 //! generator is printed and makes the process exit 1.
+//!
+//! wharf runs with 64 workers everywhere except in scenario h, which is
+//! scenario c (64 closed-loop clients) on 4 workers: with connections that
+//! hold a worker only while they have work, 4 workers should serve 64
+//! clients about as fast as 64 workers do (the goal: at least 0.9x). The
+//! table ends with that ratio, of the medians and round by round. The peers
+//! are the same in h as in c; they live in `peers/mod.rs`, shared with the
+//! `many` benchmark.
+
+#[path = "peers/mod.rs"]
+mod peers;
 
 use std::fmt::Write as _;
-use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use peers::{StdServer, TokioServer};
 use wharf::bench::{load, BenchOptions, BenchPoint};
-use wharf::frame::{DATA, ERROR, HEADER_LEN, PING, PONG};
 use wharf::{Config, Echo, Server};
 
-/// Largest frame (kind byte plus payload) the peers accept, as wharf's default.
-const MAX_FRAME: usize = 1024 * 1024;
-/// Read buffer of the peers.
-const READ_BUF: usize = 64 * 1024;
-/// Write buffer of the peers: a 64 KiB response plus its header goes out in
-/// one write.
-const WRITE_BUF: usize = 128 * 1024;
 /// Connections per 1 ms in scenario g, for Little's law.
 const DELAY_CLIENTS: usize = 64;
-
-// ---------------------------------------------------------------------------
-// The shared protocol logic of both peers.
-
-/// The reply to one frame: DATA echoes, PING gets PONG, anything else ERROR.
-fn reply(kind: u8, payload: &[u8]) -> (u8, &[u8]) {
-    match kind {
-        DATA => (DATA, payload),
-        PING => (PONG, payload),
-        _ => (ERROR, b"unexpected frame kind"),
-    }
-}
-
-fn header(kind: u8, payload_len: usize) -> [u8; HEADER_LEN] {
-    let len = u32::try_from(payload_len + 1).expect("frame fits in u32");
-    let [a, b, c, d] = len.to_be_bytes();
-    [a, b, c, d, kind]
-}
-
-/// The frame length announced by a header, if it is acceptable.
-fn frame_len(header: &[u8; HEADER_LEN]) -> io::Result<usize> {
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len == 0 || len > MAX_FRAME {
-        return Err(io::Error::new(ErrorKind::InvalidData, "bad frame length"));
-    }
-    Ok(len)
-}
-
-/// Whether `buffered` starts with a whole frame, i.e. another reply will be
-/// produced without reading the socket, so the writer need not flush yet.
-fn whole_frame_buffered(buffered: &[u8]) -> bool {
-    match buffered.get(..4) {
-        Some(h) => {
-            let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            buffered.len() >= 4 + len
-        }
-        None => false,
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The thread-per-connection std server.
-
-struct StdServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: JoinHandle<Vec<(TcpStream, JoinHandle<()>)>>,
-}
-
-impl StdServer {
-    fn start(delay: Duration) -> io::Result<StdServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = std::thread::Builder::new()
-            .name("std-acceptor".into())
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || std_accept_loop(&listener, &stop, delay)
-            })?;
-        Ok(StdServer {
-            addr,
-            stop,
-            acceptor,
-        })
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor blocked in accept(); it sees the flag and returns.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        let conns = self.acceptor.join().unwrap_or_default();
-        for (stream, thread) in conns {
-            // The clients have closed already; this only ends a straggler.
-            let _ = stream.shutdown(Shutdown::Both);
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Accepts until the stop flag is set; returns the connections still open.
-fn std_accept_loop(
-    listener: &TcpListener,
-    stop: &AtomicBool,
-    delay: Duration,
-) -> Vec<(TcpStream, JoinHandle<()>)> {
-    let mut conns: Vec<(TcpStream, JoinHandle<()>)> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                // EMFILE and friends: back off instead of spinning.
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(handle) = stream.try_clone() else {
-            continue;
-        };
-        let spawned = std::thread::Builder::new()
-            .name("std-conn".into())
-            .spawn(move || {
-                let _ = std_serve(stream, delay);
-            });
-        if let Ok(thread) = spawned {
-            conns.retain(|(_, t)| !t.is_finished());
-            conns.push((handle, thread));
-        }
-    }
-    conns
-}
-
-/// Serves one connection until the client closes it (or on an I/O error).
-fn std_serve(stream: TcpStream, delay: Duration) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::with_capacity(READ_BUF, stream.try_clone()?);
-    let mut writer = BufWriter::with_capacity(WRITE_BUF, stream);
-    let mut payload = Vec::new();
-    loop {
-        let mut head = [0u8; HEADER_LEN];
-        match reader.read_exact(&mut head) {
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return writer.flush(),
-            other => other?,
-        }
-        let len = frame_len(&head)?;
-        payload.resize(len - 1, 0);
-        reader.read_exact(&mut payload)?;
-        let kind = head[4];
-        if kind == DATA && !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        let (reply_kind, body) = reply(kind, &payload);
-        writer.write_all(&header(reply_kind, body.len()))?;
-        writer.write_all(body)?;
-        if !whole_frame_buffered(reader.buffer()) {
-            writer.flush()?;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The tokio server.
-
-struct TokioServer {
-    addr: SocketAddr,
-    runtime: tokio::runtime::Runtime,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl TokioServer {
-    fn start(delay: Duration) -> io::Result<TokioServer> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("tokio-peer")
-            .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let addr = listener.local_addr()?;
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            tokio::spawn(async move {
-                                let _ = tokio_serve(stream, delay).await;
-                            });
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                    },
-                }
-            }
-        });
-        Ok(TokioServer {
-            addr,
-            runtime,
-            stop,
-        })
-    }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-        // Drops every remaining task (the clients have closed already).
-        self.runtime.shutdown_timeout(Duration::from_secs(2));
-    }
-}
-
-/// Serves one connection until the client closes it (or on an I/O error).
-async fn tokio_serve(mut stream: tokio::net::TcpStream, delay: Duration) -> io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    stream.set_nodelay(true)?;
-    let (read_half, write_half) = stream.split();
-    let mut reader = tokio::io::BufReader::with_capacity(READ_BUF, read_half);
-    let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUF, write_half);
-    let mut payload = Vec::new();
-    loop {
-        let mut head = [0u8; HEADER_LEN];
-        match reader.read_exact(&mut head).await {
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return writer.flush().await,
-            other => other?,
-        };
-        let len = frame_len(&head)?;
-        payload.resize(len - 1, 0);
-        reader.read_exact(&mut payload).await?;
-        let kind = head[4];
-        if kind == DATA && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let (reply_kind, body) = reply(kind, &payload);
-        writer.write_all(&header(reply_kind, body.len())).await?;
-        writer.write_all(body).await?;
-        if !whole_frame_buffered(reader.buffer()) {
-            writer.flush().await?;
-        }
-    }
-}
+/// wharf's pool in every scenario but h.
+const WORKERS: usize = 64;
+/// wharf's pool in scenario h.
+const H_WORKERS: usize = 4;
+/// Scenario h's goal: wharf on 4 workers reaches at least this fraction of
+/// its throughput on 64 workers with the same 64 clients (scenario c).
+const H_GOAL: f64 = 0.9;
 
 // ---------------------------------------------------------------------------
 // Running the comparison.
@@ -290,11 +77,11 @@ enum Running {
 }
 
 impl Running {
-    fn start(kind: Kind, delay: Duration) -> Result<Running, String> {
+    fn start(kind: Kind, delay: Duration, workers: usize) -> Result<Running, String> {
         let started = match kind {
             Kind::Wharf => {
                 let config = Config {
-                    workers: 64,
+                    workers,
                     queue: 64,
                     ..Config::default()
                 };
@@ -344,6 +131,8 @@ struct Scenario {
     batches_per_connection: Option<usize>,
     delay: Duration,
     long_lived: bool,
+    /// wharf's pool size (the peers have no pool).
+    workers: usize,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -355,6 +144,7 @@ fn scenarios() -> Vec<Scenario> {
         batches_per_connection: None,
         delay: Duration::ZERO,
         long_lived: true,
+        workers: WORKERS,
     };
     vec![
         base("a) 1 conn, 64 B", 1, 64),
@@ -373,6 +163,10 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             delay: Duration::from_millis(1),
             ..base("g) 64 conns, 64 B, 1 ms delay", DELAY_CLIENTS, 64)
+        },
+        Scenario {
+            workers: H_WORKERS,
+            ..base("h) 64 conns on 4 workers, 64 B", 64, 64)
         },
     ]
 }
@@ -410,7 +204,7 @@ fn settings() -> Result<Settings, String> {
 }
 
 fn measure(kind: Kind, scenario: &Scenario, settings: &Settings) -> Result<BenchPoint, String> {
-    let server = Running::start(kind, scenario.delay)?;
+    let server = Running::start(kind, scenario.delay, scenario.workers)?;
     let options = BenchOptions {
         clients: scenario.clients,
         payload: scenario.payload,
@@ -486,6 +280,8 @@ struct Row {
     p99: [f64; 3],
     /// Lowest and highest throughput over the rounds.
     spread: [(f64, f64); 3],
+    /// wharf's throughput in each round, in round order.
+    wharf_rounds: Vec<f64>,
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -502,7 +298,8 @@ fn table(scenarios: &[Scenario], rows: &[Row], settings: &Settings) -> String {
         out,
         "Median of {} rounds; per point {:.1} s warm-up + {:.1} s measured, a fresh server each \
          time, servers interleaved within a round. Load: `wharf::bench::load` closed-loop \
-         client threads in the same process, every echo verified. wharf: 64 workers, queue 64. \
+         client threads in the same process, every echo verified. wharf: 64 workers (4 in h), \
+         queue 64. \
          Throughput in requests/s, p99 latency in µs; ratios are wharf / peer (throughput: \
          higher is better for wharf; p99: lower is better for wharf).",
         settings.rounds,
@@ -593,6 +390,36 @@ fn table(scenarios: &[Scenario], rows: &[Row], settings: &Settings) -> String {
                 );
             }
         }
+    }
+    let wharf_row = |letter: char| {
+        scenarios
+            .iter()
+            .zip(rows)
+            .find(|(s, _)| s.label.starts_with(letter))
+            .map(|(_, row)| row)
+    };
+    if let (Some(c), Some(h)) = (wharf_row('c'), wharf_row('h')) {
+        let h_over_c = h.rps[0] / c.rps[0];
+        let per_round = if h.wharf_rounds.len() == c.wharf_rounds.len() {
+            let ratios: Vec<String> = h
+                .wharf_rounds
+                .iter()
+                .zip(&c.wharf_rounds)
+                .map(|(h, c)| ratio(*h, *c))
+                .collect();
+            format!(" Round by round: {}.", ratios.join(", "))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "\nh against c: 64 clients on {H_WORKERS} wharf workers reach {} req/s, {:.2}x the {} \
+             req/s on {WORKERS} workers (goal: at least {H_GOAL:.2}x): {}.{per_round}",
+            thousands(h.rps[0]),
+            h_over_c,
+            thousands(c.rps[0]),
+            if h_over_c >= H_GOAL { "met" } else { "NOT met" },
+        );
     }
     let mut findings = Vec::new();
     for (scenario, row) in scenarios.iter().zip(rows) {
@@ -725,6 +552,7 @@ fn main() -> ExitCode {
                 rps: [rps(0), rps(1), rps(2)],
                 p99: [p99(0), p99(1), p99(2)],
                 spread: [spread(0), spread(1), spread(2)],
+                wharf_rounds: per_kind[0].iter().map(|p| p.requests_per_sec).collect(),
             }
         })
         .collect();

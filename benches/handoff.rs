@@ -1,11 +1,21 @@
-//! The acceptor-to-worker hand-off, end to end on a real in-process server.
-//! Run with `cargo bench --bench handoff`.
+//! Hand-offs, end to end on a real in-process server: what it costs a
+//! request when its connection changes hands. Run with
+//! `cargo bench --bench handoff`.
 //!
-//! `connect_request_close` connects, sends one 64 B DATA frame, reads the
-//! echo and closes, once per iteration; `request_on_open_connection` does
-//! the same round trip on a connection opened beforehand. The difference is
-//! what a new connection costs: connect and accept, the queue, and a worker
-//! picking the connection up (plus the client's own connect and close).
+//! - `request_on_open_connection`: one 64 B round trip on an open
+//!   connection whose worker stays on it (nobody else needs a worker): the
+//!   baseline, one `read` and one `write` on the server.
+//! - `connect_request_close`: the same, on a new connection each time; the
+//!   difference is what a new connection costs: connect and accept, the
+//!   line, and a worker picking it up (plus the client's connect and close).
+//! - `request_while_the_worker_stays_on_another`: one worker, two open
+//!   connections used in turn. The worker stays on the one it answered
+//!   last, so every request arrives on a resting connection: the poller
+//!   wakes it, the staying worker is interrupted and rests the other one,
+//!   and takes it. The difference to the baseline is the whole hand-off.
+//! - `request_when_every_connection_rests`: one open connection on a server
+//!   that never stays (`stay_on_quiet: false`): every request is woken by
+//!   the poller, without an interruption.
 //!
 //! The client closes with a reset (`SO_LINGER` 0) rather than a FIN. With
 //! a FIN the client side keeps every closed connection in TIME_WAIT, and
@@ -72,10 +82,45 @@ fn handoff(c: &mut Criterion) {
         });
     });
     group.finish();
-
     server.handle().shutdown();
     let report = server.join();
     assert!(!report.forced, "the server did not drain cleanly");
+
+    let mut group = c.benchmark_group("handoff");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let one_worker = Config {
+        workers: 1,
+        ..Config::default()
+    };
+    let server =
+        Server::start("127.0.0.1:0", one_worker.clone(), Echo::default()).expect("start wharf");
+    group.bench_function("request_while_the_worker_stays_on_another", |b| {
+        let mut streams = [connect(server.local_addr()), connect(server.local_addr())];
+        let mut turn = 0;
+        b.iter(|| {
+            turn ^= 1;
+            round_trip(&mut streams[turn], &request, &mut reply);
+        });
+    });
+    server.handle().shutdown();
+    let report = server.join();
+    eprintln!("handoff: one worker, two connections in turn: {report}");
+
+    let never_stay = Config {
+        stay_on_quiet: false,
+        ..one_worker
+    };
+    let server = Server::start("127.0.0.1:0", never_stay, Echo::default()).expect("start wharf");
+    group.bench_function("request_when_every_connection_rests", |b| {
+        let mut stream = connect(server.local_addr());
+        b.iter(|| round_trip(&mut stream, &request, &mut reply));
+    });
+    group.finish();
+    server.handle().shutdown();
+    let report = server.join();
+    eprintln!("handoff: every connection rests: {report}");
 }
 
 criterion_group!(benches, handoff);
