@@ -36,9 +36,10 @@ use crate::stats::Stats;
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(1);
-/// With `--queue 0` and `--overload block`, how often the acceptor looks
-/// for a worker that has become available (workers do not announce it, to
-/// keep their hot path free of it).
+/// With `--overload block`, how often the acceptor looks again for a worker
+/// that has become available under `--queue 0`, or for room in a line
+/// clogged with closed entries (neither is announced, to keep the workers'
+/// hot path free of it).
 const AVAILABLE_POLL: Duration = Duration::from_millis(1);
 
 /// Why a new connection was turned away.
@@ -54,7 +55,9 @@ enum Refusal {
 pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
     let mut trouble = Trouble::default();
     while !shared.shutdown.is_draining() {
-        if shared.config.overload == Overload::Block && !wait_for_open_room(&shared) {
+        // Under `block`, wait for room before accepting, so that the
+        // client waits in the kernel's backlog, not in the acceptor's hands.
+        if shared.config.overload == Overload::Block && !wait_for_room(&shared) {
             break;
         }
         match listener.accept() {
@@ -116,34 +119,50 @@ fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
 
 /// Takes a place under both limits, waiting for it under `block`.
 fn take_room(shared: &Shared) -> Result<(OpenSlot, QueuePlace), Refusal> {
-    let limits = &shared.limits;
-    // Under `block` the acceptor waited for this before accepting, and only
-    // it takes room, so this cannot fail then.
-    let slot = limits.try_open().ok_or(Refusal::MaxConnections)?;
+    // Under `block` the acceptor waited for room before accepting, and only
+    // it takes room, so this fails then only if a worker stopped being
+    // available meanwhile (`--queue 0`); it waits again.
+    let slot = shared.limits.try_open().ok_or(Refusal::MaxConnections)?;
     loop {
-        if let Some(place) = limits.try_queue(shared.line.available()) {
-            return Ok((slot, place));
+        if line_has_room(shared) {
+            if let Some(place) = shared.limits.try_queue(shared.line.available()) {
+                return Ok((slot, place));
+            }
         }
         if shared.config.overload == Overload::Reject {
             return Err(Refusal::QueueFull);
         }
-        // Block: wait for a worker to take a new connection, or the drain.
-        let poll = (shared.config.queue == 0).then_some(AVAILABLE_POLL);
-        if !wait(shared, poll) {
+        if !wait(shared, Some(AVAILABLE_POLL)) {
             return Err(Refusal::Draining);
         }
     }
 }
 
-/// Under `block`: waits until another connection may open. Returns false if
-/// the drain started first.
-fn wait_for_open_room(shared: &Shared) -> bool {
-    while !shared.limits.has_open_room() {
-        if !wait(shared, None) {
+/// The line also holds entries of connections closed while they waited,
+/// until a worker skips them; a new connection joins only while the line is
+/// shorter than `--max-connections` (see `queue`).
+fn line_has_room(shared: &Shared) -> bool {
+    shared.line.len() < shared.config.max_connections
+}
+
+/// Under `block`: waits until a new connection may open and wait for a
+/// worker. Returns false if the drain started first.
+fn wait_for_room(shared: &Shared) -> bool {
+    loop {
+        let line_room = line_has_room(shared);
+        let queue_room = line_room && shared.limits.has_queue_room(shared.line.available());
+        if shared.limits.has_open_room() && queue_room {
+            return true;
+        }
+        // Room given back is announced; a worker becoming available (for
+        // `--queue 0`), or the line losing closed entries, is not: for
+        // those, look again now and then.
+        let unannounced = !line_room || (!queue_room && shared.config.queue == 0);
+        let poll = unannounced.then_some(AVAILABLE_POLL);
+        if !wait(shared, poll) {
             return false;
         }
     }
-    true
 }
 
 /// Waits for room to be given back (or `poll` to pass); false if the drain

@@ -79,6 +79,10 @@ pub const MAX_QUEUE: usize = 1 << 20;
 /// and far more threads than this exhaust the process's memory mappings.
 pub const MAX_WORKERS: usize = 4096;
 
+/// The longest duration accepted for any setting: long enough for any use,
+/// short enough that no deadline computed from it can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The most connections accepted: the line to the workers has room for
 /// every connection at once, allocated up front.
 pub const MAX_CONNECTIONS: usize = 1 << 20;
@@ -145,6 +149,18 @@ impl Config {
         if self.reap_interval.is_zero() {
             return invalid("reap-interval must be greater than 0".into());
         }
+        let durations = [
+            ("heartbeat-timeout", Some(self.heartbeat_timeout)),
+            ("reap-interval", Some(self.reap_interval)),
+            ("write-timeout", Some(self.write_timeout)),
+            ("grace", Some(self.grace)),
+            ("stats-interval", self.stats_interval),
+        ];
+        for (name, value) in durations {
+            if value.is_some_and(|d| d > MAX_DURATION) {
+                return invalid(format!("{name} must be at most 365 days"));
+            }
+        }
         let mut warning = None;
         let ceiling = self.heartbeat_timeout / 4;
         if self.reap_interval > ceiling {
@@ -201,6 +217,10 @@ mod tests {
             },
             Config {
                 heartbeat_timeout: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                grace: Duration::from_secs(400 * 24 * 3600),
                 ..Config::default()
             },
         ] {

@@ -35,9 +35,11 @@
 
 use std::any::Any;
 use std::net::{SocketAddr, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use log::error;
 use parking_lot::Mutex;
 
 use crate::inbox::Carry;
@@ -94,6 +96,9 @@ impl Clock {
 
 /// What a connection takes from one worker to the next. A worker takes it
 /// all out when it takes the connection and puts it back when it lets go.
+/// It is dropped with the connection, on whichever thread lets go of it
+/// last; a service session that panics when dropped is caught there (see
+/// the `Drop` impl), so it can never take a server thread down.
 #[derive(Debug, Default)]
 pub(crate) struct Travel {
     /// Bytes read but not yet answered (see `inbox`).
@@ -104,6 +109,16 @@ pub(crate) struct Travel {
     pub(crate) place: Option<QueuePlace>,
     /// Requests answered so far, for the closing log line.
     pub(crate) requests: u64,
+}
+
+impl Drop for Travel {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            if catch_unwind(AssertUnwindSafe(|| drop(session))).is_err() {
+                error!("a service session panicked when it was dropped");
+            }
+        }
+    }
 }
 
 /// One client connection.
@@ -144,8 +159,10 @@ impl Conn {
             state: AtomicU8::new(QUEUED),
             last_active: AtomicU64::new(now_ms),
             travel: Mutex::new(Travel {
+                carry: None,
+                session: None,
                 place,
-                ..Travel::default()
+                requests: 0,
             }),
             registered: AtomicBool::new(false),
             _slot: slot,

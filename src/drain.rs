@@ -16,10 +16,11 @@
 //! If the work is not done within the grace period, or
 //! [`crate::ShutdownHandle::force`] is called, every remaining connection is
 //! closed at once (GOAWAY 1 to those whose service is still running, or that
-//! no worker holds) and the report says `forced`. Only work still running
-//! makes a drain forced: when the grace period ends with no service running,
-//! workers still finishing quiet connections' GOAWAYs get [`SETTLE`] first,
-//! so `--grace 0` with nothing in progress exits cleanly. A worker stuck
+//! no worker holds) and the report says `forced`. Only work still running (a
+//! request in its service, replies being written) makes a drain forced: when
+//! the grace period ends with none, workers still closing quiet connections
+//! with GOAWAY 1 get [`SETTLE`] first, so `--grace 0` with nothing in
+//! progress exits cleanly. A worker stuck
 //! inside a service call cannot be interrupted; it is left to finish on its
 //! own and is not waited for.
 
@@ -115,9 +116,9 @@ impl Drain {
             recv(shutdown.forced()) -> _ => false,
             recv(crossbeam_channel::at(deadline)) -> _ => false,
         };
-        if !finished && !shutdown.is_forced() && !any_busy(&shared) {
-            // No service is running: the workers left are only writing
-            // replies or GOAWAYs. Give them a moment.
+        if !finished && !shutdown.is_forced() && shared.line.busy() == 0 {
+            // No work is running: the workers left are only closing quiet
+            // connections with GOAWAY 1. Give them a moment.
             finished = matches!(
                 workers_done.recv_timeout(SETTLE),
                 Err(RecvTimeoutError::Disconnected)
@@ -174,15 +175,6 @@ impl Drain {
         info!("shutdown: done in {:?}", started.elapsed());
         report
     }
-}
-
-/// Whether some connection's service is running.
-fn any_busy(shared: &Shared) -> bool {
-    shared
-        .registry
-        .snapshot()
-        .iter()
-        .any(|conn| conn.state() == BUSY)
 }
 
 /// The counters and where the connections are right now.

@@ -74,16 +74,21 @@ impl Limits {
         Some(OpenSlot(Arc::clone(self)))
     }
 
-    /// Counts a new connection against `--queue`, if there is room. With a
-    /// queue of 0, there is room only for as many new connections as there
-    /// are `available` workers (idle, or only staying on a quiet connection).
-    pub(crate) fn try_queue(self: &Arc<Self>, available: usize) -> Option<QueuePlace> {
+    /// Whether another new connection may wait for a worker. With a queue
+    /// of 0, there is room only for as many new connections as there are
+    /// `available` workers (idle, or only staying on a quiet connection).
+    pub(crate) fn has_queue_room(&self, available: usize) -> bool {
         let room = if self.queue == 0 {
             available
         } else {
             self.queue
         };
-        if self.waiting.load(Ordering::SeqCst) >= room {
+        self.waiting.load(Ordering::SeqCst) < room
+    }
+
+    /// Counts a new connection against `--queue`, if there is room.
+    pub(crate) fn try_queue(self: &Arc<Self>, available: usize) -> Option<QueuePlace> {
+        if !self.has_queue_room(available) {
             return None;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);

@@ -41,10 +41,11 @@ use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
 
-use crate::conn::{Conn, ACTIVE, QUEUED, RESTING};
+use crate::conn::{Conn, QUEUED, RESTING};
 use crate::frame::GoAwayCode;
 use crate::reaper;
 use crate::shared::Shared;
+use crate::worker::leave_active;
 
 /// The key of the poller's own wake-up event; registry keys never reach it
 /// (their slot half is below 2^32 - 1).
@@ -124,7 +125,7 @@ impl std::fmt::Debug for Poller {
 /// returning the connection's state, if the reaper or the drain took it
 /// first; the worker then carries that out.
 pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), u8> {
-    if !conn.transition(ACTIVE, RESTING) {
+    if !leave_active(conn, RESTING) {
         return Err(conn.state());
     }
     // Pairs with the drain, which sets its flag before it looks for resting
@@ -147,7 +148,7 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
             held.retain(|conn| conn.strong_count() > 0);
             shared.budget.unhold(before - held.len());
         }
-        held.push(Arc::downgrade(conn));
+        held.push_back(Arc::downgrade(conn));
         drop(held);
         shared.budget.hold();
         return Ok(());
@@ -159,15 +160,28 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
     Ok(())
 }
 
-/// The held connections still open, if the budget has room to watch them
-/// again.
+/// Held connections released per wake-up while the budget has room.
+const RELEASE_BATCH: usize = 16;
+
+/// The longest-held connections still open, a batch at a time, if the
+/// budget has room to watch them again. A batch that leaves room and more
+/// held connections wakes this thread again for the next one: waking them
+/// all at once would send every one through the line each time a few
+/// bytes free, only for most to be held again.
 fn release_held(shared: &Shared) -> Vec<Arc<Conn>> {
     if shared.budget.held() == 0 || shared.budget.is_spent() {
         return Vec::new();
     }
-    let held = std::mem::take(&mut *shared.held.lock());
-    shared.budget.unhold(held.len());
-    held.iter().filter_map(Weak::upgrade).collect()
+    let mut held = shared.held.lock();
+    let n = RELEASE_BATCH.min(held.len());
+    let batch: Vec<Weak<Conn>> = held.drain(..n).collect();
+    let more = !held.is_empty();
+    drop(held);
+    shared.budget.unhold(batch.len());
+    if more && !shared.budget.is_spent() {
+        shared.poller.notify();
+    }
+    batch.iter().filter_map(Weak::upgrade).collect()
 }
 
 /// The poller thread: runs until the drain starts.

@@ -29,7 +29,7 @@ use crate::frame::GoAwayCode;
 use crate::reply::panic_message;
 use crate::shared::Shared;
 use crate::stats::Stats;
-use crate::worker::{taken, End, Outcome, Worker};
+use crate::worker::{leave_active, taken, End, Outcome, Worker};
 use crate::{poller, reaper};
 
 /// Starts `shared.config.workers` workers and returns once every one of
@@ -69,9 +69,8 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
         if !conn.transition(QUEUED, ACTIVE) {
             continue;
         }
+        // (A new connection already left `--queue` in `take`.)
         let mut travel = std::mem::take(&mut *conn.travel.lock());
-        // A new connection leaves `--queue` the moment a worker takes it.
-        drop(travel.place.take());
         // Pairs with the drain, which sets the flag before it looks for
         // ACTIVE connections to wake: one of the two sees the other.
         if shared.shutdown.is_draining() {
@@ -119,7 +118,7 @@ impl Worker {
         travel.carry = self.inbox.stash();
         self.reset_output();
         *conn.travel.lock() = travel;
-        if !conn.transition(ACTIVE, QUEUED) {
+        if !leave_active(&conn, QUEUED) {
             return self.finish_taken(conn);
         }
         self.shared.stats.add_requeue(self.index);
@@ -159,6 +158,10 @@ impl Worker {
                 shared.registry.remove(&conn);
             }
             End::GoAway(code) => {
+                if code == GoAwayCode::Shutdown {
+                    // Its requests are answered: what is left is no work.
+                    shared.line.winding(self.index);
+                }
                 if code == GoAwayCode::HeartbeatTimeout {
                     info!(
                         "{}: reaped, no complete frame within the heartbeat timeout",

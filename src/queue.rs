@@ -4,10 +4,14 @@
 //! Everything that has work for a worker goes through one bounded crossbeam
 //! channel: new connections from the acceptor, connections the poller woke
 //! because their bytes arrived, and connections sent back by the batch
-//! budget. A connection holds at most one place in it (its state says where
-//! it is), so the channel, sized for `--max-connections` plus one exit
-//! message per worker, never fills: nobody with work is ever turned away
-//! here. Overload control lives at accept (`limits`).
+//! budget. A live connection holds at most one place in it (its state says
+//! where it is). Entries are weak: a connection closed while it waits
+//! (turned away at its deadline, or by the drain) gives its socket and its
+//! `--max-connections` slot back at once, and a worker skips its entry.
+//! The acceptor only adds a new connection while fewer than
+//! `--max-connections` entries wait, and the channel holds twice that plus
+//! an exit message per worker, so it never fills: nobody with work is ever
+//! turned away here. Overload control lives at accept (`limits`).
 //!
 //! **The hand-off rule.** After answering everything it has, a worker may
 //! *stay* on its quiet connection (block in `read`, one system call per
@@ -29,7 +33,7 @@
 //! push.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
@@ -47,6 +51,8 @@ const STAYING: u8 = 2;
 const INTERRUPTED: u8 = 3;
 /// Gone (the server is stopping).
 const EXITED: u8 = 4;
+/// Closing a quiet connection with GOAWAY 1 during the drain: no work.
+const WINDING: u8 = 5;
 
 /// One worker's hand-off state, readable by every thread.
 #[derive(Debug)]
@@ -58,8 +64,8 @@ struct Slot {
 /// The line and the workers' states.
 #[derive(Debug)]
 pub(crate) struct Line {
-    tx: Sender<Option<Arc<Conn>>>,
-    rx: Receiver<Option<Arc<Conn>>>,
+    tx: Sender<Option<Weak<Conn>>>,
+    rx: Receiver<Option<Weak<Conn>>>,
     /// Workers at the channel, or about to be.
     idle: AtomicUsize,
     slots: Box<[CachePadded<Slot>]>,
@@ -84,10 +90,10 @@ pub(crate) enum Stay {
 }
 
 impl Line {
-    /// A line with room for `max_connections` connections and `workers`
-    /// exit messages.
+    /// A line for `max_connections` connections and `workers` exit
+    /// messages (see the module docs for why twice the connections).
     pub(crate) fn new(max_connections: usize, workers: usize) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(max_connections + workers);
+        let (tx, rx) = crossbeam_channel::bounded(2 * max_connections + workers);
         Line {
             tx,
             rx,
@@ -114,13 +120,18 @@ impl Line {
     /// Puts a connection (already marked QUEUED) in line, and makes sure a
     /// worker will come for it.
     pub(crate) fn push(&self, conn: Arc<Conn>) -> Result<(), Full> {
-        match self.tx.try_send(Some(conn)) {
+        match self.tx.try_send(Some(Arc::downgrade(&conn))) {
             Ok(()) => {
                 self.cover();
                 Ok(())
             }
-            Err(e) => Err(Full(e.into_inner().expect("a connection was sent"))),
+            Err(_) => Err(Full(conn)),
         }
+    }
+
+    /// Entries in line now, including ones whose connection has closed.
+    pub(crate) fn len(&self) -> usize {
+        self.rx.len()
     }
 
     /// Whether more connections wait in line than idle workers will take.
@@ -156,19 +167,27 @@ impl Line {
         let slot = &self.slots[me];
         slot.state.store(IDLE, Ordering::SeqCst);
         self.idle.fetch_add(1, Ordering::SeqCst);
-        let next = self.rx.recv();
+        let next = loop {
+            match self.rx.recv() {
+                Ok(Some(entry)) => match entry.upgrade() {
+                    Some(conn) => break Some(conn),
+                    None => continue, // closed while it waited
+                },
+                Ok(None) | Err(_) => break None,
+            }
+        };
         self.idle.fetch_sub(1, Ordering::SeqCst);
-        slot.state.store(WORKING, Ordering::SeqCst);
+        // A new connection leaves `--queue` before this worker stops
+        // counting as available, so it is never counted twice.
+        if let Some(conn) = &next {
+            conn.leave_queue();
+        }
+        let state = if next.is_some() { WORKING } else { EXITED };
+        slot.state.store(state, Ordering::SeqCst);
         // This worker no longer counts as idle: a push that relied on it
         // may need another worker.
         self.cover();
-        match next {
-            Ok(Some(conn)) => Some(conn),
-            Ok(None) | Err(_) => {
-                slot.state.store(EXITED, Ordering::SeqCst);
-                None
-            }
-        }
+        next
     }
 
     /// Worker `me` announces that it will stay on its quiet connection, and
@@ -203,15 +222,22 @@ impl Line {
     }
 
     /// Workers that could take a new connection now: idle at the channel,
-    /// or only staying on a quiet connection.
+    /// only staying on a quiet connection, or interrupted on their way to
+    /// the line (for the connection whose place in `--queue` still counts).
     pub(crate) fn available(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| matches!(s.state.load(Ordering::SeqCst), IDLE | STAYING))
+            .filter(|s| matches!(s.state.load(Ordering::SeqCst), IDLE | STAYING | INTERRUPTED))
             .count()
     }
 
-    /// Workers holding a connection that has work.
+    /// Worker `me` is only closing a quiet connection for the drain.
+    pub(crate) fn winding(&self, me: usize) {
+        self.slots[me].state.store(WINDING, Ordering::SeqCst);
+    }
+
+    /// Workers holding a connection that has work (a request in the
+    /// service, replies being written, frames to answer).
     pub(crate) fn busy(&self) -> usize {
         self.slots
             .iter()

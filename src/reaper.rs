@@ -47,10 +47,14 @@ fn scan(shared: &Shared) {
     let timeout = shared.config.heartbeat_timeout;
     let now = shared.clock.now_ms();
     for conn in shared.registry.snapshot() {
+        // The state first, then the deadline: a worker moves the deadline
+        // before it lets go of a connection, so a connection seen resting
+        // or in line here is never judged by a deadline older than that.
+        let state = conn.state();
         if !conn.expired(now, timeout) {
             continue;
         }
-        match conn.state() {
+        match state {
             QUEUED => {
                 turn_away_late(shared, &conn);
             }

@@ -6,6 +6,7 @@
 //! thread count is fixed, whatever the number of clients. Stopping is the
 //! drain's business (see `drain`).
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,7 +96,7 @@ impl Server {
             limits: Limits::new(config.max_connections, config.queue),
             budget: Arc::new(Budget::new(config.max_buffered, on_room)),
             poller,
-            held: Mutex::new(Vec::new()),
+            held: Mutex::new(VecDeque::new()),
             shutdown: Arc::clone(&shutdown),
             stats: Stats::new(config.workers),
             clock: Clock::new(),

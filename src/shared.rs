@@ -2,6 +2,7 @@
 //! the server's state, each in the module that owns it. One `Arc<Shared>`
 //! is handed to each thread at start; nothing in it is per request.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -30,7 +31,7 @@ pub(crate) struct Shared {
     /// Resting connections held away from the poller while the budget is
     /// spent (see `budget`). Weak, so a held connection that is reaped
     /// meanwhile closes at once instead of waiting here for room.
-    pub(crate) held: Mutex<Vec<Weak<Conn>>>,
+    pub(crate) held: Mutex<VecDeque<Weak<Conn>>>,
     pub(crate) shutdown: Arc<Shutdown>,
     pub(crate) stats: Stats,
     pub(crate) clock: Clock,

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use log::error;
+use log::{error, warn};
 
 thread_local! {
     /// The socket this thread is staying on, or -1: what the handler sets
@@ -120,15 +120,26 @@ pub(crate) fn end() {
 /// signal has been handled on this thread (the sender may not have sent it
 /// yet), then makes `stream` blocking again if the handler changed it.
 pub(crate) fn absorb(stream: &TcpStream) {
+    // The sender swapped this worker's state before sending, so the signal
+    // is coming, however late (a sender descheduled by the host, or
+    // stopped): wait for it, or it would land later, outside a `read`.
     let started = Instant::now();
+    let mut warned = false;
     while !SIGNALLED.with(|s| s.swap(false, Ordering::SeqCst)) {
-        if started.elapsed() > Duration::from_secs(1) {
-            error!("an interruption announced to this worker never arrived");
-            break;
+        if !warned && started.elapsed() > Duration::from_secs(1) {
+            warn!("a worker has waited over a second for its wake-up signal");
+            warned = true;
         }
         // A system call: a pending signal is delivered on its way back.
         std::thread::yield_now();
     }
+    restore_blocking(stream);
+}
+
+/// Makes `stream` blocking again if the handler made it non-blocking. Also
+/// called after every stay, as a safety net: a socket left non-blocking
+/// would make its worker spin and its writes fail.
+pub(crate) fn restore_blocking(stream: &TcpStream) {
     if MADE_NONBLOCKING.with(|m| m.swap(false, Ordering::SeqCst)) {
         if let Err(e) = stream.set_nonblocking(false) {
             error!("cannot make a socket blocking again: {e}");

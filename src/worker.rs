@@ -206,7 +206,9 @@ impl Worker {
             }
         }
         let result = wake::read(&conn.stream, self.inbox.spare());
-        if line.end_stay(self.index) {
+        if !line.end_stay(self.index) {
+            wake::restore_blocking(&conn.stream);
+        } else {
             wake::absorb(&conn.stream);
             match result {
                 Ok(n) if n > 0 => return Read::CalledAway(n),
@@ -238,7 +240,8 @@ impl Worker {
     }
 
     /// Answers the complete frames at the front of the inbox. Returns
-    /// whether complete frames may remain (the output buffer filled up).
+    /// whether complete frames may remain (the output buffer filled up, or
+    /// the batch budget ran out while others wait).
     fn answer_buffered(
         &mut self,
         conn: &Conn,
@@ -264,7 +267,7 @@ impl Worker {
                 Ok(None) => break Ok(false),
                 Ok(Some(frame)) => {
                     if !busy {
-                        if !conn.transition(ACTIVE, BUSY) {
+                        if !leave_active(conn, BUSY) {
                             return Err(taken(conn));
                         }
                         busy = true;
@@ -272,6 +275,13 @@ impl Worker {
                     reply::answer(&mut cx, frame, &mut self.out);
                     batch += 1;
                     if self.out.len() >= FLUSH_AT {
+                        break Ok(true);
+                    }
+                    // Every BATCH_BUDGET requests of a turn, see whether
+                    // others wait: if so, stop here and let the rest of the
+                    // buffer go back in line with the connection.
+                    let total = *answered + batch;
+                    if total % BATCH_BUDGET == 0 && shared.line.someone_waits() {
                         break Ok(true);
                     }
                 }
@@ -325,6 +335,21 @@ fn protocol_error(shared: &Shared, conn: &Conn, e: DecodeError) -> End {
     Stats::bump(&shared.stats.protocol_errors);
     info!("{}: protocol error ({e}), sending GOAWAY", conn.peer());
     End::GoAway(e.goaway_code())
+}
+
+/// Moves a connection its worker holds out of ACTIVE. The reaper may have
+/// taken it and, finding its deadline moved meanwhile, be giving it back:
+/// if it is ACTIVE again, try again.
+pub(crate) fn leave_active(conn: &Conn, to: u8) -> bool {
+    for _ in 0..2 {
+        if conn.transition(ACTIVE, to) {
+            return true;
+        }
+        if conn.state() != ACTIVE {
+            return false;
+        }
+    }
+    false
 }
 
 /// Another thread took the connection away from its worker.

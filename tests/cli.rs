@@ -126,6 +126,9 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["--max-buffered", "64KB"], "--max-buffered"),
         // A budget smaller than one frame could never complete that frame.
         (&["--max-buffered", "1KiB"], "--max-buffered"),
+        // A deadline this far away would overflow the clock.
+        (&["--grace", "1000years"], "--grace"),
+        (&["--write-timeout", "500000000000y"], "--write-timeout"),
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (flags, named) in cases {

@@ -834,3 +834,185 @@ fn max_buffered_bounds_memory_with_hundreds_of_clients_stalled_mid_frame() {
         "every stalled client gets GOAWAY 2; others: {other:?}"
     );
 }
+
+/// The batch budget counts requests, not reads: a pipelining client whose
+/// one read holds thousands of frames still lets a ping-pong client in
+/// every 20 requests when each request takes real time.
+#[test]
+fn the_batch_budget_applies_within_one_read() {
+    let server = start_with(
+        Config {
+            // Room for a whole burst in one read.
+            ..one_worker()
+        },
+        |request: &[u8], response: &mut Response<'_>| -> Result<(), ServiceError> {
+            thread::sleep(Duration::from_millis(1));
+            response.extend_from_slice(request);
+            Ok(())
+        },
+    );
+    let addr = server.local_addr();
+    let mut hog = Client::connect(addr);
+    let mut burst = Vec::new();
+    for _ in 0..2000 {
+        Framing::Length.encode_data(b"", &mut burst); // 5 bytes each
+    }
+    let mut polite = Client::connect(addr);
+    polite.ping(b"before");
+    // 10 KB of requests arrive together: two seconds of work at 1 ms each.
+    hog.send_raw(&burst);
+    thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    polite.ping(b"during");
+    let waited = started.elapsed();
+    println!("FIGURES budget_within_a_read: PING answered after {waited:?} behind 2,000 pipelined requests");
+    // Twenty requests of 1 ms each, not two thousand.
+    assert!(
+        waited < Duration::from_millis(1000),
+        "a PING waited {waited:?} behind one read's worth of requests"
+    );
+    for _ in 0..2000 {
+        assert_eq!(hog.recv().expect("an echo").kind, DATA);
+    }
+    server.handle().shutdown();
+    let report = server.join();
+    assert!(report.requeues >= 1, "{report}");
+}
+
+/// With `--queue 0`, a burst of new connections while every worker only
+/// stays on a quiet connection is handed over, one per worker: a worker
+/// already interrupted for the first newcomer still counts as available for
+/// it, so the second is not turned away.
+#[test]
+fn queue_zero_hands_a_burst_to_every_staying_worker() {
+    let server = start(Config {
+        workers: 2,
+        queue: 0,
+        ..one_worker()
+    });
+    let addr = server.local_addr();
+    let mut quiet = [Client::connect(addr), Client::connect(addr)];
+    for client in &mut quiet {
+        client.echo(b"now quiet");
+    }
+    let mut turned_away = 0;
+    for round in 0..20 {
+        thread::sleep(Duration::from_millis(20));
+        let mut pair = [Client::connect(addr), Client::connect(addr)];
+        for (i, client) in pair.iter_mut().enumerate() {
+            client.send(PING, format!("{round} {i}").as_bytes());
+        }
+        for (i, client) in pair.iter_mut().enumerate() {
+            let reply = client.recv().expect("PONG or GOAWAY");
+            if reply.kind != PONG {
+                println!("round {round}: client {i} turned away");
+                turned_away += 1;
+            }
+        }
+    }
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(turned_away, 0, "{turned_away} of 40 turned away: {report}");
+}
+
+/// A connection closed while it waited in line gives its
+/// `--max-connections` slot back at once, not when a worker gets round to
+/// its entry. (The line's entries do not keep connections alive.)
+#[test]
+fn connections_closed_in_line_free_their_slots_at_once() {
+    let server = start_with(
+        Config {
+            max_connections: 4,
+            heartbeat_timeout: Duration::from_millis(1000),
+            reap_interval: Duration::from_millis(50),
+            ..one_worker()
+        },
+        slow_echo,
+    );
+    let addr = server.local_addr();
+    // The only worker is busy for 1.8 s with H's request (a running service
+    // is never reaped).
+    let mut holder = Client::connect(addr);
+    holder.send(DATA, b"slow 1800");
+    thread::sleep(Duration::from_millis(100));
+    // A, B and C wait in line and are turned away at their deadline.
+    let mut waiting: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
+    for client in &mut waiting {
+        client.expect_goaway(GoAwayCode::Busy);
+    }
+    drop(waiting);
+    // Their sockets close once the closer has seen them go (within its
+    // 250 ms linger), long before the worker is free to skip their entries.
+    thread::sleep(wharf::LINGER + Duration::from_millis(100));
+    // D is admitted: only H is connected. It waits in line for the worker,
+    // well within its own deadline.
+    let mut late = Client::connect(addr);
+    late.send(PING, b"late");
+    let reply = late.recv().expect("PONG once the worker is free");
+    assert_eq!(reply.kind, PONG, "{reply:?}");
+    assert_eq!(holder.recv().expect("H's reply").payload, b"slow 1800");
+    server.handle().shutdown();
+    let report = server.join();
+    assert_eq!(report.rejected_max_connections, 0, "{report}");
+    assert_eq!(report.rejected_queue_deadline, 3, "{report}");
+}
+
+/// A session that panics when it is dropped is caught on whichever thread
+/// drops it; the server goes on serving, resting connections included.
+#[test]
+fn a_session_that_panics_when_dropped_does_not_take_a_thread_down() {
+    struct Grenade;
+    impl Drop for Grenade {
+        fn drop(&mut self) {
+            panic!("a session that panics in drop");
+        }
+    }
+    struct Service;
+    impl wharf::Service for Service {
+        type Session = Grenade;
+        fn open(&self, _conn: &ConnInfo) -> Grenade {
+            Grenade
+        }
+        fn call(
+            &self,
+            _session: &mut Grenade,
+            request: &[u8],
+            response: &mut Response<'_>,
+        ) -> Result<(), ServiceError> {
+            response.extend_from_slice(request);
+            Ok(())
+        }
+    }
+    let server = start_with(
+        Config {
+            heartbeat_timeout: Duration::from_millis(400),
+            reap_interval: Duration::from_millis(50),
+            workers: 2,
+            ..one_worker()
+        },
+        Service,
+    );
+    let addr = server.local_addr();
+    // Sessions dropped by a worker (client closes) and by the closer
+    // (reaped while resting).
+    for _ in 0..5 {
+        let mut client = Client::connect(addr);
+        client.echo(b"then close");
+    }
+    let mut reaped = Client::connect(addr);
+    reaped.echo(b"then silence");
+    reaped.expect_goaway(GoAwayCode::HeartbeatTimeout);
+    // Still serving, and the poller still wakes resting connections.
+    let mut after = [
+        Client::connect(addr),
+        Client::connect(addr),
+        Client::connect(addr),
+    ];
+    for round in 0..5 {
+        for client in &mut after {
+            client.echo(format!("round {round}").as_bytes());
+        }
+    }
+    server.handle().shutdown();
+    assert!(!server.join().forced);
+}
