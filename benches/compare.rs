@@ -25,15 +25,17 @@
 //! are the same in h as in c; they live in `peers/mod.rs`, shared with the
 //! `many` benchmark.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "peers/mod.rs"]
 mod peers;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use common::{ephemeral_ports, machine, target_dir, thousands};
 use peers::{StdServer, TokioServer};
 use wharf::bench::{load, BenchOptions, BenchPoint};
 use wharf::{Config, Echo, Server};
@@ -229,51 +231,6 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// `12345.6` as `12,346`.
-fn thousands(value: f64) -> String {
-    if !value.is_finite() {
-        return "-".into();
-    }
-    let digits = format!("{:.0}", value.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if value < 0.0 {
-        out.insert(0, '-');
-    }
-    out
-}
-
-fn machine() -> String {
-    let nproc = std::process::Command::new("nproc")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or("?".into(), |n| n.get().to_string())
-        });
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/version")
-        .ok()
-        .map(|v| v.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown kernel".into());
-    format!("Machine: nproc {nproc}, {cpu}, {kernel}")
-}
-
 /// Medians of one scenario: per server, throughput and p99.
 struct Row {
     rps: [f64; 3],
@@ -457,20 +414,6 @@ fn table(scenarios: &[Scenario], rows: &[Row], settings: &Settings) -> String {
     }
     let _ = writeln!(out, "\n{}", machine());
     out
-}
-
-/// The kernel's ephemeral port range, from which every client connection
-/// takes its local port.
-fn ephemeral_ports() -> Option<(u32, u32)> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut ports = range.split_whitespace().map(|p| p.parse::<u32>().ok());
-    Some((ports.next()??, ports.next()??))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 fn main() -> ExitCode {

@@ -22,6 +22,7 @@
 //! configuration keeps at no more than a quarter of the heartbeat timeout.
 
 use std::net::Shutdown as How;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -87,17 +88,15 @@ fn scan(shared: &Shared) {
 /// complete a frame in time are the client's silence, not the server's
 /// delay. Returns whether this call reaped it.
 pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
-    let reaped = shared
+    let closed = shared
         .closer
         .close_resting(conn, GoAwayCode::HeartbeatTimeout);
-    if reaped {
-        Stats::bump(&shared.stats.reaped);
-        info!(
-            "{}: reaped, no complete frame within the heartbeat timeout",
-            conn.peer()
-        );
-    }
-    reaped
+    count(
+        closed,
+        &shared.stats.reaped,
+        conn,
+        "reaped, no complete frame within the heartbeat timeout",
+    )
 }
 
 /// Closes a connection whose deadline passed while it waited in line with
@@ -105,13 +104,20 @@ pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
 /// the client silent. Also used by a worker that takes such a connection
 /// from the line between two scans. Returns whether this call closed it.
 pub(crate) fn turn_away_late(shared: &Shared, conn: &Arc<Conn>) -> bool {
-    let turned_away = shared.closer.turn_away(conn, GoAwayCode::Busy);
-    if turned_away {
-        Stats::bump(&shared.stats.rejected_queue_deadline);
-        info!(
-            "{}: waited in line past its heartbeat deadline; sent BUSY",
-            conn.peer()
-        );
+    let closed = shared.closer.turn_away(conn, GoAwayCode::Busy);
+    count(
+        closed,
+        &shared.stats.rejected_queue_deadline,
+        conn,
+        "waited in line past its heartbeat deadline; sent BUSY",
+    )
+}
+
+/// Counts and logs a close that this thread carried out.
+fn count(closed: bool, counter: &AtomicU64, conn: &Conn, what: &str) -> bool {
+    if closed {
+        Stats::bump(counter);
+        info!("{}: {what}", conn.peer());
     }
-    turned_away
+    closed
 }

@@ -144,7 +144,7 @@ impl Worker {
                 return Outcome::End(End::GoAway(GoAwayCode::Shutdown));
             }
             let waits = self.shared.line.someone_waits();
-            if waits && answered >= BATCH_BUDGET {
+            if waits && answered >= u64::from(BATCH_BUDGET) {
                 return Outcome::Requeue;
             }
             if more {
@@ -246,7 +246,7 @@ impl Worker {
         &mut self,
         conn: &Conn,
         travel: &mut Travel,
-        answered: &mut u32,
+        answered: &mut u64,
     ) -> Result<bool, End> {
         let shared = &*self.shared;
         let mut cx = Context {
@@ -257,7 +257,7 @@ impl Worker {
             session: &mut travel.session,
         };
         let mut busy = false;
-        let mut batch = 0;
+        let mut batch: u64 = 0;
         let outcome = loop {
             if shared.shutdown.is_draining() {
                 break Err(End::GoAway(GoAwayCode::Shutdown));
@@ -281,7 +281,7 @@ impl Worker {
                     // others wait: if so, stop here and let the rest of the
                     // buffer go back in line with the connection.
                     let total = *answered + batch;
-                    if total % BATCH_BUDGET == 0 && shared.line.someone_waits() {
+                    if total % u64::from(BATCH_BUDGET) == 0 && shared.line.someone_waits() {
                         break Ok(true);
                     }
                 }
@@ -289,8 +289,8 @@ impl Worker {
         };
         if busy {
             *answered += batch;
-            travel.requests += u64::from(batch);
-            shared.stats.add_requests(self.index, u64::from(batch));
+            travel.requests += batch;
+            shared.stats.add_requests(self.index, batch);
             conn.touch(shared.clock.now_ms());
             if !conn.transition(BUSY, ACTIVE) {
                 return Err(taken(conn));

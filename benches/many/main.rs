@@ -72,6 +72,8 @@
 //! the busy closed-loop connections in `busy`; framing, connecting and the
 //! histograms in `wire`; the tables and notes in `report`.
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../peers/mod.rs"]
 mod peers;
 
@@ -87,7 +89,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use child::serve;
-use report::{ephemeral_ports, idle_table, machine, mib, notes, open_table, target_dir, thousands};
+use common::{ephemeral_ports, machine, target_dir, thousands};
+use report::{idle_table, mib, notes, open_table};
 use scenario::{run, Load};
 
 /// The descriptor limit asked for, soft and hard.

@@ -12,8 +12,8 @@ use wharf::frame::{DATA, PING};
 
 use crate::busy::{busy_loop, BusyResult};
 use crate::child::{cpu_secs, machine_cpu, status_kib, thread_count, ProcFigures, ServerProcess};
+use crate::common::thousands;
 use crate::driver::{drive, stall_probe, DriverResult, Schedule};
-use crate::report::thousands;
 use crate::wire::{connect_all, histogram, DATA_PAYLOAD, PING_PAYLOAD};
 use crate::{Settings, Spec};
 
