@@ -10,7 +10,9 @@
 //! ```
 //!
 //! (`WHARF_SOAK_SECS` defaults to 600.) The load, all bounded in rate and in
-//! threads, runs against `--workers 8 --queue 32 --heartbeat-timeout 2s`:
+//! threads, runs against `--workers 2 --queue 32 --heartbeat-timeout 2s`:
+//! far more clients than workers, so connections rest in the poller and are
+//! woken all the time (the exit summary counts the rests and wake-ups).
 //!
 //! - steady clients: request/response (sometimes 4 pipelined), ~1 ms apart;
 //! - churn: connect, 1-3 requests, close, every ~10 ms;
@@ -22,7 +24,7 @@
 //!
 //! Trend check: the median of the last 20% of samples against the median of
 //! the 20%-40% window (after warm-up): RSS may grow by less than 10% + 1 MiB,
-//! the thread count must be equal (and never above workers + 6), the open
+//! the thread count must be equal (and never above workers + 7), the open
 //! descriptors may grow by fewer than 16.
 
 mod common;
@@ -37,7 +39,7 @@ use common::{spawn_wharf, Client, Received};
 use wharf::frame::{DATA, ERROR, GOAWAY, PING, PONG};
 use wharf::{Framing, GoAwayCode};
 
-const WORKERS: usize = 8;
+const WORKERS: usize = 2;
 const MAX_FRAME: u32 = 65_536;
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Read timeout of every load client: a hung server fails fast enough.
@@ -587,8 +589,8 @@ fn soak_mixed_load_has_no_upward_trend() {
     );
     assert_eq!(thr_mid, thr_late, "thread count changed");
     assert!(
-        t.2 <= WORKERS as u64 + 6,
-        "{} threads at most, expected at most workers + 6",
+        t.2 <= WORKERS as u64 + 7,
+        "{} threads at most, expected at most workers + 7",
         t.2
     );
     assert!(

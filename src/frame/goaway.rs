@@ -18,8 +18,9 @@ pub enum GoAwayCode {
     Shutdown = 1,
     /// No complete frame arrived before the heartbeat deadline.
     HeartbeatTimeout = 2,
-    /// The connection could not be served: the queue was full, or it
-    /// waited in the queue past its heartbeat deadline.
+    /// The connection could not be served: `--max-connections` clients
+    /// were connected, `--queue` new connections already waited, or it
+    /// waited in line for a worker past its heartbeat deadline.
     Busy = 3,
     /// The byte stream was malformed (for example a frame of length 0).
     ProtocolError = 4,

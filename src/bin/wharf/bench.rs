@@ -169,9 +169,10 @@ pub fn table(
         if served < options.clients {
             let _ = writeln!(
                 out,
-                "note: at that size only {served} of {} clients were served; the rest waited in \
-                 the queue. Each worker serves one connection at a time: with long-lived \
-                 connections, size the pool for the clients that must be served at once.",
+                "note: at that size only {served} of {} clients got a reply in the window; the \
+                 rest were still waiting in line (or were turned away). Workers take turns \
+                 among connections with work, so a pool this small was saturated: look at \
+                 the p99 before choosing it.",
                 options.clients
             );
         }
