@@ -18,11 +18,11 @@
 //! closed at once (GOAWAY 1 to those whose service is still running, or that
 //! no worker holds) and the report says `forced`. Only work still running (a
 //! request in its service, replies being written) makes a drain forced: when
-//! the grace period ends with none, workers still closing quiet connections
-//! with GOAWAY 1 get [`SETTLE`] first, so `--grace 0` with nothing in
-//! progress exits cleanly. A worker stuck
-//! inside a service call cannot be interrupted; it is left to finish on its
-//! own and is not waited for.
+//! the grace period ends, the workers left get [`SETTLE`] to finish closing
+//! quiet connections with GOAWAY 1 (or to step past a reply they have just
+//! written), so `--grace 0` with nothing in progress exits cleanly. A
+//! worker stuck inside a service call cannot be interrupted; it is left to
+//! finish on its own and is not waited for.
 
 use std::net::Shutdown as How;
 use std::sync::Arc;
@@ -41,8 +41,9 @@ use crate::stats::{Report, Snapshot};
 /// How long a forced drain waits for workers blocked in I/O to notice.
 const FORCED_SETTLE: Duration = Duration::from_millis(200);
 
-/// How long, after the grace period, workers that are only closing quiet
-/// connections may take before the drain counts as forced.
+/// How long, after the grace period, the workers left may take before the
+/// drain counts as forced: long enough to close a quiet connection with
+/// GOAWAY 1 or step past a reply just written, far shorter than any real work.
 pub(crate) const SETTLE: Duration = Duration::from_millis(50);
 
 /// The server's threads, for joining.
@@ -116,9 +117,11 @@ impl Drain {
             recv(shutdown.forced()) -> _ => false,
             recv(crossbeam_channel::at(deadline)) -> _ => false,
         };
-        if !finished && !shutdown.is_forced() && shared.line.busy() == 0 {
-            // No work is running: the workers left are only closing quiet
-            // connections with GOAWAY 1. Give them a moment.
+        if !finished && !shutdown.is_forced() {
+            // Give the workers left a moment: those only closing quiet
+            // connections with GOAWAY 1, and those that have just written
+            // their last reply (counted as working for an instant more).
+            // Work that is really running does not end within it.
             finished = matches!(
                 workers_done.recv_timeout(SETTLE),
                 Err(RecvTimeoutError::Disconnected)
