@@ -5,6 +5,9 @@
 //! header is reserved first and filled in afterwards, so the response is
 //! never copied. A service that fails or panics yields ERROR in its
 //! request's place, so replies stay in order and the connection usable.
+//!
+//! DATA requests are counted for the batch (the worker adds them to its own
+//! slot once per batch): PINGs and other frames are not requests.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,6 +23,8 @@ pub(crate) struct Context<'a> {
     pub(crate) framing: Framing,
     pub(crate) service: &'a dyn ErasedService,
     pub(crate) stats: &'a Stats,
+    /// DATA requests answered so far with this context.
+    pub(crate) data: u64,
     pub(crate) conn: &'a ConnInfo,
     pub(crate) session: &'a mut Option<Box<dyn Any + Send>>,
 }
@@ -28,7 +33,10 @@ pub(crate) struct Context<'a> {
 pub(crate) fn answer(cx: &mut Context<'_>, frame: Frame<'_>, out: &mut Vec<u8>) {
     let framing = cx.framing;
     match frame.kind {
-        frame::DATA => call_service(cx, frame.payload, out),
+        frame::DATA => {
+            cx.data += 1;
+            call_service(cx, frame.payload, out)
+        }
         frame::PING if frame.payload.len() <= frame::MAX_PING_PAYLOAD => {
             framing.encode(frame::PONG, frame.payload, out)
         }

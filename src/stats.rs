@@ -3,7 +3,8 @@
 //!
 //! Connection-level events (accepts, rejections, reaps, wake-ups) are rare
 //! next to requests and use shared atomics. What a worker does per request
-//! or per hand-off (requests answered, rests, requeues) is counted in that
+//! or per hand-off (requests answered, DATA requests among them, rests,
+//! requeues) is counted in that
 //! worker's own cache-line padded slot, which only it writes, so the hot
 //! path never bounces a shared cache line between cores. How many
 //! connections are where right now is not counted at all: it is read off
@@ -34,6 +35,7 @@ pub(crate) struct Stats {
 #[derive(Debug, Default)]
 struct WorkerCounts {
     requests: AtomicU64,
+    data_requests: AtomicU64,
     rests: AtomicU64,
     requeues: AtomicU64,
 }
@@ -71,6 +73,11 @@ impl Stats {
         add_own(&self.workers[worker].requests, n);
     }
 
+    /// Adds `n` answered DATA requests to worker `worker`'s own slot.
+    pub(crate) fn add_data_requests(&self, worker: usize, n: u64) {
+        add_own(&self.workers[worker].data_requests, n);
+    }
+
     /// Worker `worker` put a quiet connection to rest.
     pub(crate) fn add_rest(&self, worker: usize) {
         add_own(&self.workers[worker].rests, 1);
@@ -105,6 +112,7 @@ impl Stats {
             rejected_queue_deadline: queue_deadline,
             reaped: get(&self.reaped),
             requests: sum(|w| &w.requests),
+            data_requests: sum(|w| &w.data_requests),
             protocol_errors: get(&self.protocol_errors),
             write_timeouts: get(&self.write_timeouts),
             accept_errors: get(&self.accept_errors),
@@ -171,6 +179,10 @@ pub struct Report {
     pub reaped: u64,
     /// Requests answered: every complete frame that got a reply (DATA, PONG or ERROR).
     pub requests: u64,
+    /// DATA requests answered (by the service, or with ERROR when it
+    /// failed or panicked): `requests` without PINGs and other frames, and
+    /// what `wharf_requests_total` counts.
+    pub data_requests: u64,
     /// Connections closed with GOAWAY 4 or 5 for a malformed stream.
     pub protocol_errors: u64,
     /// Connections dropped because the client did not take its responses.
@@ -195,7 +207,7 @@ impl fmt::Display for Report {
         write!(
             f,
             "accepted={} rejected_busy={} rejected_max_connections={} rejected_queue_full={} \
-             rejected_queue_deadline={} reaped={} requests={} protocol_errors={} \
+             rejected_queue_deadline={} reaped={} requests={} data_requests={} protocol_errors={} \
              write_timeouts={} accept_errors={} service_panics={} rests={} wakeups={} \
              requeues={}",
             self.accepted,
@@ -205,6 +217,7 @@ impl fmt::Display for Report {
             self.rejected_queue_deadline,
             self.reaped,
             self.requests,
+            self.data_requests,
             self.protocol_errors,
             self.write_timeouts,
             self.accept_errors,
@@ -213,5 +226,21 @@ impl fmt::Display for Report {
             self.wakeups,
             self.requeues,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_requests_are_summed_over_the_workers_apart_from_requests() {
+        let stats = Stats::new(2);
+        stats.add_requests(0, 5);
+        stats.add_data_requests(0, 3);
+        stats.add_data_requests(1, 4);
+        let report = stats.report(false);
+        assert_eq!((report.requests, report.data_requests), (5, 7));
+        assert!(report.to_string().contains(" data_requests=7 "), "{report}");
     }
 }
