@@ -253,6 +253,8 @@ impl Worker {
             framing: shared.config.framing,
             service: &*shared.service,
             stats: &shared.stats,
+            worker: self.index,
+            timed: shared.config.metrics.is_some(),
             data: 0,
             conn: &conn.info,
             session: &mut travel.session,
