@@ -137,6 +137,10 @@ pub(crate) struct Conn {
     pub(crate) travel: Mutex<Travel>,
     /// Whether its socket has been added to the poller's epoll set.
     pub(crate) registered: AtomicBool,
+    /// When it last joined the line (see `queue`), for the queue-wait
+    /// histogram. Written by whoever puts it in line, read by the worker
+    /// that takes it; the line's channel orders the two.
+    pub(crate) queued_ns: AtomicU64,
     /// Counts against `--max-connections` until the socket is closed;
     /// `None` for a connection turned away at accept.
     _slot: Option<OpenSlot>,
@@ -165,6 +169,7 @@ impl Conn {
                 requests: 0,
             }),
             registered: AtomicBool::new(false),
+            queued_ns: AtomicU64::new(0),
             _slot: slot,
         }
     }

@@ -68,6 +68,7 @@ mod error;
 pub mod frame;
 mod inbox;
 mod limits;
+mod metrics;
 mod poller;
 mod pool;
 mod queue;

@@ -9,7 +9,9 @@
 //! service is caught, logged and survived.
 //!
 //! A connection whose heartbeat deadline passed while it waited in line is
-//! sent GOAWAY 3 and never occupies the worker. While draining, a
+//! sent GOAWAY 3 and never occupies the worker (and is counted as a
+//! rejection, not in the queue-wait histogram, which times the waits that
+//! ended with a worker). While draining, a
 //! connection taken from the line is sent GOAWAY 1 instead of being served.
 //! Workers exit when they take the exit message the drain puts in line.
 
@@ -68,6 +70,9 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
         // Closed by the reaper or the drain while it waited.
         if !conn.transition(QUEUED, ACTIVE) {
             continue;
+        }
+        if let Some(waited) = shared.line.waited_ns(&conn) {
+            shared.stats.observe_queue_wait(worker.index, waited);
         }
         // (A new connection already left `--queue` in `take`.)
         let mut travel = std::mem::take(&mut *conn.travel.lock());

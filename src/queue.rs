@@ -31,9 +31,16 @@
 //! that went on staying. A worker taking a connection from the line runs the
 //! same check, because the idle count it leaves may have covered a later
 //! push.
+//!
+//! With the metrics endpoint on, the line also times each connection's wait
+//! for the queue-wait histogram: [`Line::push`] stamps the connection, and
+//! the worker that takes it reads [`Line::waited_ns`]. One clock read at
+//! each end of a hand-off that already costs a channel operation and
+//! usually a thread wake-up.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
@@ -68,9 +75,32 @@ pub(crate) struct Line {
     rx: Receiver<Option<Weak<Conn>>>,
     /// Workers at the channel, or about to be.
     idle: AtomicUsize,
-    slots: Box<[CachePadded<Slot>]>,
+    slots: Arc<[CachePadded<Slot>]>,
     /// Where the next search for a staying worker starts, to spread them.
     next: AtomicUsize,
+    /// The zero of the connections' `queued_ns` stamps.
+    epoch: Instant,
+    /// Whether waits are timed (the metrics endpoint is on).
+    timed: bool,
+}
+
+/// A read-only view of the workers' hand-off states, for the metrics
+/// thread: it needs the busy count, not the line.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerStates(Arc<[CachePadded<Slot>]>);
+
+impl WorkerStates {
+    /// Workers holding a connection that has work (see [`Line::busy`]).
+    pub(crate) fn busy(&self) -> usize {
+        busy(&self.0)
+    }
+}
+
+fn busy(slots: &[CachePadded<Slot>]) -> usize {
+    slots
+        .iter()
+        .filter(|s| matches!(s.state.load(Ordering::SeqCst), WORKING | INTERRUPTED))
+        .count()
 }
 
 /// The line is full: cannot happen (see the module docs), but it is not
@@ -91,8 +121,9 @@ pub(crate) enum Stay {
 
 impl Line {
     /// A line for `max_connections` connections and `workers` exit
-    /// messages (see the module docs for why twice the connections).
-    pub(crate) fn new(max_connections: usize, workers: usize) -> Self {
+    /// messages (see the module docs for why twice the connections), which
+    /// times the waits in it if `timed`.
+    pub(crate) fn new(max_connections: usize, workers: usize, timed: bool) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(2 * max_connections + workers);
         Line {
             tx,
@@ -107,7 +138,27 @@ impl Line {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            timed,
         }
+    }
+
+    /// The workers' states, to read from another thread.
+    pub(crate) fn worker_states(&self) -> WorkerStates {
+        WorkerStates(Arc::clone(&self.slots))
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// How long `conn` has been in line since its last [`Line::push`], if
+    /// waits are timed.
+    pub(crate) fn waited_ns(&self, conn: &Conn) -> Option<u64> {
+        self.timed.then(|| {
+            self.now_ns()
+                .saturating_sub(conn.queued_ns.load(Ordering::Relaxed))
+        })
     }
 
     /// Records the thread of worker `me`, so that it can be interrupted.
@@ -120,6 +171,9 @@ impl Line {
     /// Puts a connection (already marked QUEUED) in line, and makes sure a
     /// worker will come for it.
     pub(crate) fn push(&self, conn: Arc<Conn>) -> Result<(), Full> {
+        if self.timed {
+            conn.queued_ns.store(self.now_ns(), Ordering::Relaxed);
+        }
         match self.tx.try_send(Some(Arc::downgrade(&conn))) {
             Ok(()) => {
                 self.cover();
@@ -239,10 +293,7 @@ impl Line {
     /// Workers holding a connection that has work (a request in the
     /// service, replies being written, frames to answer).
     pub(crate) fn busy(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s.state.load(Ordering::SeqCst), WORKING | INTERRUPTED))
-            .count()
+        busy(&self.slots)
     }
 
     /// Tells every worker to exit once it has taken everything before it.

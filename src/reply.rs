@@ -5,9 +5,17 @@
 //! header is reserved first and filled in afterwards, so the response is
 //! never copied. A service that fails or panics yields ERROR in its
 //! request's place, so replies stay in order and the connection usable.
+//!
+//! DATA requests are counted for the batch (the worker adds them to its own
+//! slot once per batch). With the metrics endpoint on, the time each one
+//! spends in the service (opening the session included, whatever the
+//! outcome) also goes into the worker's own histogram (see `stats`): two
+//! clock reads and two plain stores per request, which is why it is off
+//! otherwise.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
 use log::error;
 
@@ -20,6 +28,12 @@ pub(crate) struct Context<'a> {
     pub(crate) framing: Framing,
     pub(crate) service: &'a dyn ErasedService,
     pub(crate) stats: &'a Stats,
+    /// The worker answering, for its own histogram slot.
+    pub(crate) worker: usize,
+    /// Whether to time the service (the metrics endpoint is on).
+    pub(crate) timed: bool,
+    /// DATA requests answered so far with this context.
+    pub(crate) data: u64,
     pub(crate) conn: &'a ConnInfo,
     pub(crate) session: &'a mut Option<Box<dyn Any + Send>>,
 }
@@ -28,7 +42,10 @@ pub(crate) struct Context<'a> {
 pub(crate) fn answer(cx: &mut Context<'_>, frame: Frame<'_>, out: &mut Vec<u8>) {
     let framing = cx.framing;
     match frame.kind {
-        frame::DATA => call_service(cx, frame.payload, out),
+        frame::DATA => {
+            cx.data += 1;
+            call_service(cx, frame.payload, out)
+        }
         frame::PING if frame.payload.len() <= frame::MAX_PING_PAYLOAD => {
             framing.encode(frame::PONG, frame.payload, out)
         }
@@ -51,10 +68,15 @@ fn call_service(cx: &mut Context<'_>, request: &[u8], out: &mut Vec<u8>) {
     let body_start = out.len();
     let (service, conn) = (cx.service, cx.conn);
     let session = &mut *cx.session;
+    let started = cx.timed.then(Instant::now);
     let result = catch_unwind(AssertUnwindSafe(|| {
         let session = session.get_or_insert_with(|| service.open_session(conn));
         service.call_with(session.as_mut(), request, &mut Response::new(out))
     }));
+    if let Some(started) = started {
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        cx.stats.observe_service(cx.worker, took);
+    }
     let failure = match result {
         Ok(Ok(())) => match framing {
             Framing::Length => match u32::try_from(out.len() - body_start + 1) {

@@ -1,10 +1,10 @@
 //! Starting a server: binding, sizing the limits, and starting every thread.
 //!
 //! [`Server::start`] binds the listener, starts every thread (closer,
-//! reaper, the whole worker pool, poller, acceptor, and the drain
-//! coordinator), logs `listening on <addr>` and returns. From then on the
-//! thread count is fixed, whatever the number of clients. Stopping is the
-//! drain's business (see `drain`).
+//! reaper, the whole worker pool, poller, acceptor, the metrics endpoint if
+//! configured, and the drain coordinator), logs `listening on <addr>` and
+//! returns. From then on the thread count is fixed, whatever the number of
+//! clients. Stopping is the drain's business (see `drain`).
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -30,7 +30,7 @@ use crate::service::Service;
 use crate::shared::Shared;
 use crate::shutdown::{Shutdown, ShutdownHandle};
 use crate::stats::{Report, Stats};
-use crate::{acceptor, poller, pool, reaper, wake};
+use crate::{acceptor, metrics, poller, pool, reaper, wake};
 
 /// Descriptors kept free for everything but client connections (the
 /// listener, the poller, standard streams, log files), at most a quarter
@@ -43,6 +43,7 @@ const RESERVED_DESCRIPTORS: u64 = 64;
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     config: Config,
     handle: ShutdownHandle,
     coordinator: Option<JoinHandle<Report>>,
@@ -76,6 +77,7 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Listen { addr, source })?;
+        let (metrics_listener, metrics_addr) = metrics::bind(config.metrics)?;
 
         let poller = Arc::new(Poller::new().map_err(|source| Error::Setup {
             what: "the readiness poller",
@@ -92,13 +94,17 @@ impl Server {
         let shared = Arc::new(Shared {
             service: Arc::new(service),
             registry: Arc::clone(&registry),
-            line: Line::new(config.max_connections, config.workers),
+            line: Line::new(
+                config.max_connections,
+                config.workers,
+                config.metrics.is_some(),
+            ),
             limits: Limits::new(config.max_connections, config.queue),
             budget: Arc::new(Budget::new(config.max_buffered, on_room)),
             poller,
             held: Mutex::new(VecDeque::new()),
             shutdown: Arc::clone(&shutdown),
-            stats: Stats::new(config.workers),
+            stats: Arc::new(Stats::new(config.workers)),
             clock: Clock::new(),
             closer,
             config: config.clone(),
@@ -149,6 +155,16 @@ impl Server {
             }
         };
 
+        // Stopped by the coordinator once the drain is over (see `metrics`).
+        let metrics = match metrics::start(metrics_listener, &shared) {
+            Ok(metrics) => metrics,
+            Err(e) => {
+                handle.shutdown();
+                shared.poller.notify();
+                shared.line.close();
+                return Err(e);
+            }
+        };
         let drain = Drain {
             shared,
             workers_done: done_rx,
@@ -161,13 +177,22 @@ impl Server {
                 closer: closer_thread,
             },
         };
-        let coordinator = match spawn("shutdown", move || drain.run()) {
+        let coordinator = match spawn("shutdown", move || {
+            let report = drain.run();
+            if let Some(metrics) = metrics {
+                metrics.stop();
+            }
+            report
+        }) {
             Ok(thread) => thread,
             Err(e) => {
                 handle.shutdown();
                 return Err(e);
             }
         };
+        if let Some(metrics_addr) = metrics_addr {
+            info!("metrics on {metrics_addr} (/metrics, /ready, /live)");
+        }
         info!(
             "listening on {local_addr} ({} workers, queue {}, max-connections {}, {} framing)",
             config.workers,
@@ -180,6 +205,7 @@ impl Server {
         );
         Ok(Server {
             local_addr,
+            metrics_addr,
             config,
             handle,
             coordinator: Some(coordinator),
@@ -189,6 +215,12 @@ impl Server {
     /// The address the server is bound to, with the real port.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics endpoint, with the real port, when
+    /// [`Config::metrics`] is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The settings in force (after validation and fitting to the

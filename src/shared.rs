@@ -33,7 +33,9 @@ pub(crate) struct Shared {
     /// meanwhile closes at once instead of waiting here for room.
     pub(crate) held: Mutex<VecDeque<Weak<Conn>>>,
     pub(crate) shutdown: Arc<Shutdown>,
-    pub(crate) stats: Stats,
+    /// Shared with the metrics thread, which must not hold `Shared` (its
+    /// closer handle keeps the closer thread alive).
+    pub(crate) stats: Arc<Stats>,
     pub(crate) clock: Clock,
     pub(crate) closer: Closer,
 }

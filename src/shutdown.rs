@@ -86,6 +86,15 @@ impl Shutdown {
         self.drain.on.load(Ordering::SeqCst)
     }
 
+    /// Whether the server has stopped being ready for new connections:
+    /// what `/ready` reports (503 from this moment). Today that is the
+    /// moment the drain starts; a drain delay would start it earlier, while
+    /// the server still accepts. Readers that mean "not ready" call this,
+    /// not [`Shutdown::is_draining`].
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.is_draining()
+    }
+
     /// Whether connections are being closed by force.
     pub(crate) fn is_forced(&self) -> bool {
         self.force.on.load(Ordering::SeqCst)

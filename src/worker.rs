@@ -253,6 +253,9 @@ impl Worker {
             framing: shared.config.framing,
             service: &*shared.service,
             stats: &shared.stats,
+            worker: self.index,
+            timed: shared.config.metrics.is_some(),
+            data: 0,
             conn: &conn.info,
             session: &mut travel.session,
         };
@@ -291,6 +294,7 @@ impl Worker {
             *answered += batch;
             travel.requests += batch;
             shared.stats.add_requests(self.index, batch);
+            shared.stats.add_data_requests(self.index, cx.data);
             conn.touch(shared.clock.now_ms());
             if !conn.transition(BUSY, ACTIVE) {
                 return Err(taken(conn));

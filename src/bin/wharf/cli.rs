@@ -156,6 +156,9 @@ pub struct ServeArgs {
     /// Log the counters (accepted, active, queued, rejected, reaped, errors) this often; 0 = never.
     #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
     pub stats_interval: Duration,
+    /// Serve Prometheus metrics and /ready, /live probes over HTTP on this address (port 0 allowed).
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    pub metrics: Option<SocketAddr>,
     /// Log level.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
