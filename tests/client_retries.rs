@@ -12,7 +12,8 @@
 //! idempotent, a lost connection) are retried; and the binary's exit codes.
 //! The end-to-end tests drain a real in-process server with requests in
 //! flight while a small forwarding proxy (a stand-in for a load balancer)
-//! sends new connections to a second server on another port.
+//! sends new connections to a second server on another port, and keep a
+//! real server busy until the client, turned away with GOAWAY 3, gets in.
 //!
 //! Every read has a timeout and every child process a deadline (then it is
 //! killed by its PID), so a broken client fails a test instead of hanging
@@ -843,16 +844,18 @@ fn ping_survives_a_goaway() {
         }),
         script(|mut c| c.serve_to_end()),
     ]);
+    // A backoff sleep of at least 1 s, so a time measured across it is
+    // told apart from a round trip even on a loaded machine.
     let options = ClientOptions {
-        retry_backoff: Duration::from_millis(400),
+        retry_backoff: Duration::from_secs(2),
         ..retrying(1)
     };
     let mut client = Client::connect(fake.addr, options).unwrap();
     client.ping().unwrap();
     let rtt = client.ping().unwrap();
     assert!(
-        rtt < Duration::from_millis(200),
-        "{rtt:?}: measured from the resend, not across the >= 200 ms backoff"
+        rtt < Duration::from_secs(1),
+        "{rtt:?}: measured from the resend, not across the >= 1 s backoff"
     );
     assert_eq!(client.reconnects(), 1);
     drop(client);
@@ -1054,6 +1057,64 @@ fn end_to_end_a_drained_server_loses_and_repeats_nothing() {
     drop(client);
     b.handle().shutdown();
     assert_eq!(b.join().requests, (N - k) as u64);
+}
+
+/// A real server that is busy (its only worker held, `--queue 0`) turns the
+/// client away with GOAWAY 3; the client backs off and comes back until the
+/// worker is free, and its request runs once.
+#[test]
+fn end_to_end_a_busy_server_is_retried_until_it_has_room() {
+    let (service, gate) = common::gate::gate();
+    let server = common::start_with(
+        Config {
+            workers: 1,
+            queue: 0,
+            heartbeat_timeout: Duration::from_secs(20),
+            ..common::config()
+        },
+        service,
+    );
+    let addr = server.local_addr();
+    // The holder keeps the only worker busy with a held request. With queue
+    // 0 a connection made before the worker waits is turned away, so the
+    // holder itself retries (which is what retries are for).
+    let mut holder = Client::connect(addr, retrying(50)).unwrap();
+    assert_eq!(holder.request(b"hello").unwrap(), b"hello");
+    holder.send(b"slow: hold the only worker").unwrap();
+    holder.flush().unwrap();
+    gate.wait_started(b"slow: hold the only worker");
+
+    let options = ClientOptions {
+        retry_backoff: Duration::from_millis(20),
+        retry_backoff_max: Duration::from_millis(100),
+        ..retrying(50)
+    };
+    let mut client = Client::connect(addr, options).unwrap();
+    let reports = record_reconnects(&mut client);
+    let releaser = {
+        let reports = Arc::clone(&reports);
+        thread::spawn(move || {
+            assert!(
+                common::eventually(Duration::from_secs(20), || lock(&reports).len() >= 2),
+                "the client was not turned away twice"
+            );
+            gate.release();
+        })
+    };
+    assert_eq!(client.request(b"patient").unwrap(), b"patient");
+    releaser.join().unwrap();
+    assert!(causes(&reports)
+        .iter()
+        .all(|(cause, _, resend)| cause == "GOAWAY 3" && *resend == 1));
+    assert!(client.reconnects() >= 2);
+    assert_eq!(holder.recv().unwrap(), reply("slow: hold the only worker"));
+    drop((client, holder));
+    server.handle().shutdown();
+    let report = server.join();
+    assert!(report.rejected_busy >= 2, "{report}");
+    // hello, the held request and "patient" once: a request turned away
+    // with GOAWAY 3 never ran.
+    assert_eq!(report.requests, 3, "{report}");
 }
 
 // ---------------------------------------------------------------------------
