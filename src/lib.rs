@@ -84,7 +84,7 @@ mod wake;
 mod worker;
 mod writer;
 
-pub use client::{Client, ClientError, ClientOptions, Reply, RequestSender};
+pub use client::{Client, ClientError, ClientOptions, Reconnect, Reply, RequestSender};
 pub use closer::LINGER;
 pub use config::{Config, Overload};
 pub use error::Error;

@@ -11,15 +11,42 @@
 //! PONGs are recognised by position and swallowed. A GOAWAY from the server
 //! surfaces as [`ClientError::GoAway`] with its code and reason.
 //!
+//! ## Retries
+//!
+//! Off by default. With [`ClientOptions::retries`] above 0 the client uses
+//! the server's promise (contract §4): after GOAWAY 1 (SHUTDOWN) or GOAWAY 3
+//! (BUSY), no request after the last reply was started. [`Client::recv`]
+//! then reconnects to the same address and resends exactly the requests
+//! that were not answered, in order (pipelined ones included; heartbeat
+//! PINGs are dropped, not resent), and goes on returning replies in order
+//! as if nothing had happened; a request that was answered is never sent
+//! twice. The payload of every unanswered request is kept for that, next to
+//! the queue of owed replies. Up to `retries` reconnects are tried in a row,
+//! counting each GOAWAY 1 or 3 and each failed reconnect; a reply starts
+//! the count again. Before each, the client sleeps a time drawn uniformly
+//! from `[b/2, b]`, where `b` starts at [`ClientOptions::retry_backoff`]
+//! (100 ms) and doubles up to [`ClientOptions::retry_backoff_max`] (2 s).
+//! When the attempts run out, `recv` returns the last failure.
+//!
+//! A connection lost without a GOAWAY ([`ClientError::Closed`]) is not
+//! retried, since the server may have run the unanswered requests, unless
+//! the caller declares them safe to run twice with
+//! [`ClientOptions::idempotent`]. GOAWAY 2, 4 and 5 are never retried, and
+//! neither is the first connect. [`Client::on_reconnect`] reports each
+//! reconnect as it starts; [`Client::reconnects`] and [`Client::resent`]
+//! count them.
+//!
 //! This file holds [`ClientOptions`], [`Client`]'s connecting and sending
 //! calls, and [`RequestSender`]. The writing half (the lock every writer
 //! shares, the queue of owed replies, the heartbeat thread) is in `writer`;
 //! the reading half ([`Client::recv`] and [`Reply`]) in `reader`; the
-//! failures in `error`. Everything public is re-exported here, so every
-//! item is used as `wharf::client::Item`.
+//! reconnect and resend in `retry`; the failures in `error`. Everything
+//! public is re-exported here, so every item is used as
+//! `wharf::client::Item`.
 
 mod error;
 mod reader;
+mod retry;
 mod writer;
 
 use std::io::{self, BufReader, ErrorKind};
@@ -34,7 +61,9 @@ use crate::frame::{self, Framing};
 
 pub use error::ClientError;
 pub use reader::Reply;
-use writer::{check_request, heartbeat, Owed, Pending, Writer};
+pub use retry::Reconnect;
+use retry::RetryState;
+use writer::{check_request, heartbeat, Link, Owed, Pending, Writer};
 
 /// How to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +76,29 @@ pub struct ClientOptions {
     pub read_timeout: Option<Duration>,
     /// Largest reply accepted.
     pub max_frame: u32,
+    /// How many reconnects [`Client::recv`] may make in a row after GOAWAY 1
+    /// or 3 (or, with `idempotent`, a lost connection), each failed
+    /// reconnect counting as one; a reply starts the count again. 0 (the
+    /// default) turns retries off: every failure is returned at once. See
+    /// the [module documentation](self) for the rule.
+    pub retries: u32,
+    /// The caller's requests are safe to run twice, so a connection lost
+    /// without GOAWAY ([`ClientError::Closed`]) is retried like GOAWAY 1.
+    /// Without it such a loss is returned, since the server may have run the
+    /// requests it did not answer. Only used when `retries` is above 0.
+    pub idempotent: bool,
+    /// The upper bound of the first reconnect's backoff sleep (each sleep is
+    /// drawn from `[b/2, b]`); it doubles with each further attempt.
+    pub retry_backoff: Duration,
+    /// The largest backoff bound.
+    pub retry_backoff_max: Duration,
 }
+
+/// The default [`ClientOptions::retry_backoff`]: 100 ms.
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The default [`ClientOptions::retry_backoff_max`]: 2 s.
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -56,6 +107,10 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Some(Duration::from_secs(30)),
             max_frame: 1 << 30,
+            retries: 0,
+            idempotent: false,
+            retry_backoff: RETRY_BACKOFF,
+            retry_backoff_max: RETRY_BACKOFF_MAX,
         }
     }
 }
@@ -70,11 +125,13 @@ pub struct Client {
     writer: Arc<Mutex<Writer>>,
     read_buf: Vec<u8>,
     heartbeat: Option<(Sender<()>, std::thread::JoinHandle<()>)>,
+    retry: RetryState,
 }
 
 impl Client {
     /// Connects to `addr` (each resolved address in turn) within the
-    /// connect timeout.
+    /// connect timeout. This first connect is not retried; reconnects (with
+    /// [`ClientOptions::retries`]) go to the address connected here.
     pub fn connect<A: ToSocketAddrs>(
         addr: A,
         options: ClientOptions,
@@ -101,13 +158,15 @@ impl Client {
         })
     }
 
-    /// Wraps an already connected socket.
+    /// Wraps an already connected socket. Reconnects, if any, go to its
+    /// peer address.
     pub fn from_stream(stream: TcpStream, options: ClientOptions) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(options.read_timeout)?;
         let peer = stream.peer_addr()?;
         let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
         let owed = Owed::default();
+        let retrying = options.retries > 0;
         Ok(Client {
             options,
             peer,
@@ -119,19 +178,23 @@ impl Client {
                 owed,
                 last_write: Instant::now(),
                 write_shut: false,
+                retrying,
+                link: Link::Up,
             })),
             read_buf: Vec::new(),
             heartbeat: None,
+            retry: RetryState::new(),
         })
     }
 
-    /// The server's address.
+    /// The server's address (the same after a reconnect).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
 
     /// Sends one DATA request and waits for its response. An ERROR reply
-    /// becomes [`ClientError::Server`].
+    /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1 or 3
+    /// before the response is handled inside (see [`Client::recv`]).
     pub fn request(&mut self, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.send(payload)?;
         self.flush()?;
@@ -146,6 +209,8 @@ impl Client {
 
     /// Queues a DATA request without waiting; call [`Client::flush`] to send
     /// queued requests and [`Client::recv`] for their replies, in order.
+    /// With retries on, the payload is also kept until its reply arrives,
+    /// to be resent after a reconnect.
     pub fn send(&mut self, payload: &[u8]) -> Result<(), ClientError> {
         check_request(self.options.framing, payload)?;
         self.writer
@@ -173,8 +238,16 @@ impl Client {
     /// A write that fails because the server has closed (for example after
     /// GOAWAY 3 on a full queue) reports the GOAWAY, if one is waiting to be
     /// read, rather than the bare I/O error.
+    ///
+    /// With retries on, a failed write is not an error here: the requests
+    /// stay owed, and [`Client::recv`] reads the server's GOAWAY, reconnects
+    /// and resends them (or returns why it could not). After `recv` has
+    /// returned a failure that ended the connection, `flush` fails.
     pub fn flush(&mut self) -> Result<(), ClientError> {
         let result = self.writer.lock().flush();
+        if self.options.retries > 0 {
+            return Ok(result?);
+        }
         result.map_err(|e| self.goaway_or(e))
     }
 
@@ -188,19 +261,28 @@ impl Client {
     }
 
     /// Requests sent or queued whose replies have not been received yet
-    /// (background heartbeats included).
+    /// (background heartbeats included). After a reconnect this counts the
+    /// requests being resent.
     pub fn outstanding(&self) -> usize {
         self.owed.lock().len()
     }
 
-    /// Sends a PING and returns the round-trip time to its PONG.
+    /// Sends a PING and returns the round-trip time to its PONG. If a
+    /// reconnect happened meanwhile, the time is measured from the resend
+    /// on the new connection.
     pub fn ping(&mut self) -> Result<Duration, ClientError> {
         let start = Instant::now();
         self.send_ping(b"")?;
         self.flush()?;
         loop {
             match self.recv()? {
-                Reply::Pong(_) => return Ok(start.elapsed()),
+                Reply::Pong(_) => {
+                    let since = match self.retry.reconnected_at {
+                        Some(at) if at > start => at,
+                        _ => start,
+                    };
+                    return Ok(since.elapsed());
+                }
                 Reply::Error(message) => return Err(ClientError::Server(message)),
                 Reply::Data(_) => continue,
             }
@@ -209,7 +291,8 @@ impl Client {
 
     /// Sends a PING whenever nothing has been written for `every`, so an idle
     /// connection is not reaped. Use about a third of the server's heartbeat
-    /// timeout. Stops when the client is dropped.
+    /// timeout. Stops when the client is dropped. It goes on across
+    /// reconnects; its PINGs are never resent.
     pub fn start_heartbeat(&mut self, every: Duration) -> Result<(), ClientError> {
         if self.heartbeat.is_some() {
             return Ok(());
@@ -225,6 +308,8 @@ impl Client {
     }
 
     /// Shuts down the sending side: the server answers what it has, then closes.
+    /// After a reconnect the new connection is shut down the same way once
+    /// the unanswered requests are resent.
     pub fn shutdown_write(&mut self) -> Result<(), ClientError> {
         self.stop_heartbeat();
         Ok(self.writer.lock().shutdown()?)
@@ -247,7 +332,10 @@ pub struct RequestSender {
 }
 
 impl RequestSender {
-    /// Sends one DATA request at once.
+    /// Sends one DATA request at once. With retries on, a failed write is
+    /// not reported here: the request stays owed and the receiving
+    /// [`Client::recv`] resends it after a reconnect, or returns why it
+    /// could not (after which this fails).
     pub fn request(&self, payload: &[u8]) -> Result<(), ClientError> {
         check_request(self.framing, payload)?;
         let mut writer = self.writer.lock();

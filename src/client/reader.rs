@@ -27,20 +27,42 @@ pub enum Reply {
 impl Client {
     /// Receives the next reply, in request order. Heartbeat PONGs are
     /// swallowed. A GOAWAY is returned as [`ClientError::GoAway`].
+    ///
+    /// With [`ClientOptions::retries`](super::ClientOptions::retries) above
+    /// 0, a GOAWAY 1 or 3 (or, with `idempotent`, a connection lost without
+    /// GOAWAY) is not returned: this call sleeps its backoff, reconnects,
+    /// resends the unanswered requests in order and reads on, so the caller
+    /// sees every reply once, in order, across the reconnect. Only when the
+    /// attempts run out is the last failure returned.
     pub fn recv(&mut self) -> Result<Reply, ClientError> {
         loop {
-            let (kind, payload) = self.read_frame()?;
+            let (kind, payload) = match self.read_frame() {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.recover(e)?;
+                    continue;
+                }
+            };
             if kind == frame::GOAWAY {
                 let goaway = GoAway::parse(self.options.framing, &payload)
-                    .ok_or_else(|| ClientError::Protocol("malformed GOAWAY payload".into()))?;
-                return Err(ClientError::GoAway {
-                    code: goaway.code,
-                    reason: goaway.reason,
-                });
+                    .ok_or_else(|| ClientError::Protocol("malformed GOAWAY payload".into()));
+                let failure = match goaway {
+                    Ok(goaway) => ClientError::GoAway {
+                        code: goaway.code,
+                        reason: goaway.reason,
+                    },
+                    Err(e) => e,
+                };
+                self.recover(failure)?;
+                continue;
             }
-            let expected = self.owed.lock().pop_front().ok_or_else(|| {
+            let owing = self.owed.lock().pop_front().ok_or_else(|| {
                 ClientError::Protocol(format!("unsolicited frame of kind 0x{kind:02x}"))
             })?;
+            // A reply (a heartbeat's PONG too) shows the connection works:
+            // the count of attempts in a row starts again.
+            self.retry.attempt = 0;
+            let expected = owing.pending;
             let reply = match (expected, kind) {
                 (_, frame::ERROR) => Reply::Error(String::from_utf8_lossy(&payload).into_owned()),
                 (Pending::Heartbeat, _) => continue,

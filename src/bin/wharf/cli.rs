@@ -103,6 +103,12 @@ pub struct ClientArgs {
     /// Longest wait for a reply that is owed.
     #[arg(long, default_value = "30s", value_name = "D", value_parser = positive_duration)]
     pub reply_timeout: Duration,
+    /// Reconnect up to N times in a row after GOAWAY 1 (SHUTDOWN) or 3 (BUSY), resending the unanswered requests; 0 = never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    /// The requests are safe to run twice: also retry a connection lost without GOAWAY (needs --retries).
+    #[arg(long, requires = "retries")]
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,12 @@
 //! 4 the server closed without GOAWAY or a reply timed out; 5 a request got
 //! ERROR; 10 + code for a GOAWAY (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY,
 //! 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE).
+//!
+//! With `--retries N` the library's [`Client`] reconnects after GOAWAY 1 or
+//! 3 (and, with `--idempotent`, after a connection lost without GOAWAY) and
+//! resends the unanswered requests, in every mode; each reconnect is one
+//! line on stderr, and when retries run out the exit status is the last
+//! failure's (11, 13, 3, or 4).
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
@@ -25,16 +31,27 @@ pub fn run(args: ClientArgs) -> ExitCode {
         framing: args.framing.into(),
         connect_timeout: args.connect_timeout,
         read_timeout: Some(args.reply_timeout),
+        retries: args.retries,
+        idempotent: args.idempotent,
         ..ClientOptions::default()
     };
-    let outcome = Client::connect(args.connect.as_str(), options).and_then(|client| {
-        if args.ping {
-            ping(client, &args)
+    let outcome = Client::connect(args.connect.as_str(), options).and_then(|mut client| {
+        client.on_reconnect(|reconnect| eprintln!("{reconnect}"));
+        let outcome = if args.ping {
+            ping(&mut client, &args)
         } else if !args.send.is_empty() {
-            send_all(client, &args.send)
+            send_all(&mut client, &args.send)
         } else {
-            interactive(client, &args)
+            interactive(&mut client, &args)
+        };
+        if client.reconnects() > 0 {
+            eprintln!(
+                "wharf client: {} reconnect(s), {} request(s) resent",
+                client.reconnects(),
+                client.resent()
+            );
         }
+        outcome
     });
     match outcome {
         Ok(errors) if errors > 0 => ExitCode::from(EXIT_SERVER_ERROR),
@@ -80,7 +97,7 @@ fn print_reply(out: &mut impl Write, reply: &Reply) -> io::Result<bool> {
 }
 
 /// `--send`: pipeline every request, then print the replies in order.
-fn send_all(mut client: Client, requests: &[String]) -> Result<u64, ClientError> {
+fn send_all(client: &mut Client, requests: &[String]) -> Result<u64, ClientError> {
     for request in requests {
         client.send(request.as_bytes())?;
     }
@@ -95,7 +112,7 @@ fn send_all(mut client: Client, requests: &[String]) -> Result<u64, ClientError>
 
 /// stdin mode: a sender thread turns lines into requests while this thread
 /// prints replies; PINGs keep the connection alive while stdin is idle.
-fn interactive(mut client: Client, args: &ClientArgs) -> Result<u64, ClientError> {
+fn interactive(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientError> {
     client.start_heartbeat(args.heartbeat_timeout / 3)?;
     let sender = client.sender();
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<(), ClientError>>(1);
@@ -144,7 +161,7 @@ fn interactive(mut client: Client, args: &ClientArgs) -> Result<u64, ClientError
 }
 
 /// `--ping`: round-trip times like ping(8), then a summary.
-fn ping(mut client: Client, args: &ClientArgs) -> Result<u64, ClientError> {
+fn ping(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientError> {
     let peer = client.peer_addr();
     let mut times = Vec::new();
     let mut out = io::stdout().lock();
