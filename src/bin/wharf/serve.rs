@@ -95,6 +95,8 @@ fn config(args: &ServeArgs) -> Config {
         max_frame: args.max_frame,
         framing: args.framing.into(),
         grace: args.grace,
+        drain_delay: args.drain_delay,
+        reuse_port: args.reuse_port,
         backlog: args.backlog,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         stay_on_quiet: defaults.stay_on_quiet,
