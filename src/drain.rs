@@ -14,7 +14,8 @@
 //!    its backlog for the next instance. The poller stops;
 //! 2. every quiet connection is sent GOAWAY 1 and closed at once: those in
 //!    line and those resting in the poller here, and those a worker stays on
-//!    by waking that worker (their read side is shut down), which sends it;
+//!    by interrupting that worker (as a hand-off does, see `wake`), which
+//!    sends it;
 //! 3. each connection being served finishes the request in progress, sends
 //!    its response, then GOAWAY 1, and closes;
 //! 4. once the last worker is done, the threads are joined and
@@ -113,12 +114,17 @@ impl Drain {
             match conn.state() {
                 QUEUED if shared.closer.turn_away(&conn, GoAwayCode::Shutdown) => quiet += 1,
                 RESTING if shared.closer.close_resting(&conn, GoAwayCode::Shutdown) => quiet += 1,
-                // Wakes a worker staying on it; a BUSY one sees the flag
-                // after its request.
-                ACTIVE => conn.shutdown(How::Read),
+                // A worker holds it: one that is working sees the flag after
+                // its request; one staying on it is woken below.
                 _ => {}
             }
         }
+        // Wakes the workers staying on quiet connections the way a hand-off
+        // does, so that they send GOAWAY 1 and close. Shutting the read side
+        // down would wake them too, but a socket whose read side is shut down
+        // answers the client's next bytes with a reset once its FIN is out,
+        // which would destroy the GOAWAY of a client still sending.
+        shared.line.interrupt_staying();
         shared.line.close();
         info!(
             "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {:?} for {} \
@@ -128,11 +134,13 @@ impl Drain {
         );
 
         let deadline = started + shared.config.grace;
+        // A force (a second signal) always makes the stop forced, even when
+        // the workers happen to be done already (as during a drain delay).
         let mut finished = select! {
             recv(workers_done) -> _ => true,
             recv(shutdown.forced()) -> _ => false,
             recv(crossbeam_channel::at(deadline)) -> _ => false,
-        };
+        } && !shutdown.is_forced();
         if !finished && !shutdown.is_forced() {
             finished = settle(&shared, &workers_done);
         }
