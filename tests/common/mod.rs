@@ -10,6 +10,8 @@
 #![allow(dead_code)]
 
 pub mod gate;
+pub mod netns;
+pub mod systemd;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
