@@ -25,7 +25,11 @@
 //! The binary `wharf serve` is a thin layer over this library: it parses
 //! flags into a [`Config`], installs SIGINT/SIGTERM handlers that call
 //! [`ShutdownHandle::shutdown`] (a second signal calls
-//! [`ShutdownHandle::force`]), and logs the [`Report`] on exit.
+//! [`ShutdownHandle::force`]), and logs the [`Report`] on exit. Under
+//! systemd it serves a socket-activated listener with
+//! [`Server::from_listener`] and [`Listener::Inherited`] (which the drain
+//! leaves open for the next instance), and feeds systemd's status and
+//! watchdog from a [`Monitor`].
 //!
 //! ## Embedding
 //!
