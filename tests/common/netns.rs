@@ -16,10 +16,15 @@ use std::process::{Command, Stdio};
 
 const MARKER: &str = "WHARF_TEST_NETNS";
 
+/// Whether this is the copy of `test` running in its namespace.
+pub fn inside(test: &str) -> bool {
+    std::env::var(MARKER).as_deref() == Ok(test)
+}
+
 /// True in the namespace: run the test body. False outside, after the
 /// copy in the namespace has run (and passed) or the test was skipped.
 pub fn enter(test: &str) -> bool {
-    if std::env::var(MARKER).as_deref() == Ok(test) {
+    if inside(test) {
         if let Err(e) = loopback_up() {
             panic!("cannot bring lo up in the new namespace: {e}");
         }
