@@ -18,6 +18,22 @@
 //! descriptors leaves the pending connection in the kernel's queue, so the
 //! acceptor backs off (1 ms doubling to 100 ms), logs at most about one line
 //! a second while the condition lasts, and resumes by itself.
+//!
+//! **Waiting without touching the listener.** The listening socket is
+//! non-blocking. When it has nothing to accept, the acceptor waits in
+//! `poll(2)` on it together with the shutdown's eventfd, which the drain
+//! writes to. So the drain stops the acceptor without doing anything to the
+//! listening socket, which matters for one inherited from socket activation:
+//! its holder and the next instance keep using it (what the drain does to a
+//! listener the server bound itself is in `shutdown`). Every wait is bounded
+//! by [`ALIVE_TICK`], and each turn of the loop is counted
+//! ([`crate::Liveness`]), so a watchdog can tell a live acceptor from a
+//! stuck one.
+//!
+//! The non-blocking mode is a flag of the socket's open file description,
+//! which an inherited socket shares with its holder and with the next
+//! instance: wharf sets it and never clears it (clearing it on exit would
+//! switch it off under a successor that is already running).
 
 use std::io::{self, ErrorKind};
 use std::net::{TcpListener, TcpStream};
@@ -26,10 +42,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::select;
 use log::{debug, error, info, warn};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 
 use crate::config::Overload;
 use crate::frame::GoAwayCode;
 use crate::limits::{OpenSlot, QueuePlace};
+use crate::monitor::ALIVE_TICK;
 use crate::shared::Shared;
 use crate::stats::Stats;
 
@@ -54,12 +73,17 @@ enum Refusal {
 /// Runs the accept loop until the drain starts.
 pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
     let mut trouble = Trouble::default();
-    while !shared.shutdown.is_draining() {
+    loop {
+        shared.alive.acceptor();
+        if shared.shutdown.is_draining() {
+            break;
+        }
         // Under `block`, wait for room before accepting, so that the
         // client waits in the kernel's backlog, not in the acceptor's hands.
         if shared.config.overload == Overload::Block && !wait_for_room(&shared) {
             break;
         }
+        // The listener is non-blocking: this never waits.
         match listener.accept() {
             Ok((stream, peer)) => {
                 trouble.resolved();
@@ -71,6 +95,7 @@ pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
                 admit(stream, peer, &shared);
             }
             Err(_) if shared.shutdown.is_draining() => break,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_for_connection(&listener, &shared),
             Err(e) if is_transient(&e) => continue,
             Err(e) => {
                 Stats::bump(&shared.stats.accept_errors);
@@ -80,7 +105,30 @@ pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
             }
         }
     }
+    // Dropping `listener` closes this server's descriptor; an inherited
+    // socket stays open for its other holders.
     debug!("acceptor stopped");
+}
+
+/// Waits until the listener has a connection to accept, the drain starts
+/// (the shutdown's eventfd becomes readable), or [`ALIVE_TICK`] passes, so
+/// the acceptor goes round its loop at least that often. The drain never
+/// has to touch the listening socket to wake it.
+fn wait_for_connection(listener: &TcpListener, shared: &Shared) {
+    let mut fds = [
+        PollFd::new(listener, PollFlags::IN),
+        PollFd::from_borrowed_fd(shared.shutdown.waker(), PollFlags::IN),
+    ];
+    let tick = Timespec::try_from(ALIVE_TICK).expect("a quarter second fits a timespec");
+    match poll(&mut fds, Some(&tick)) {
+        Ok(_) | Err(Errno::INTR) => {}
+        Err(e) => {
+            // Not expected (poll fails only for lack of memory): do not
+            // spin on it, and say so once a tick at most.
+            warn!("acceptor: poll failed: {e}; retrying");
+            let _ = shared.shutdown.drained().recv_timeout(ALIVE_TICK);
+        }
+    }
 }
 
 /// Puts an accepted connection in line, or turns it away.
@@ -165,11 +213,11 @@ fn wait_for_room(shared: &Shared) -> bool {
     }
 }
 
-/// Waits for room to be given back (or `poll` to pass); false if the drain
-/// started.
+/// Waits for room to be given back (or `poll` to pass, or at most
+/// [`ALIVE_TICK`]); false if the drain started.
 fn wait(shared: &Shared, poll: Option<Duration>) -> bool {
-    let never = crossbeam_channel::never();
-    let timer = poll.map_or(never, crossbeam_channel::after);
+    shared.alive.acceptor();
+    let timer = crossbeam_channel::after(poll.map_or(ALIVE_TICK, |p| p.min(ALIVE_TICK)));
     select! {
         recv(shared.limits.room()) -> _ => true,
         recv(timer) -> _ => true,

@@ -54,9 +54,21 @@ pub struct Config {
     pub max_frame: u32,
     /// Wire format.
     pub framing: Framing,
-    /// Longest drain after a shutdown request before connections are
-    /// closed by force.
+    /// Longest drain before connections are closed by force, counted from
+    /// the start of the drain (after any `drain_delay`).
     pub grace: Duration,
+    /// How long a stop request ([`crate::ShutdownHandle::shutdown`], the
+    /// binary's first SIGINT/SIGTERM) keeps the server accepting and serving
+    /// before the drain starts, while it already reports that it is stopping
+    /// ([`crate::ShutdownHandle::is_stopping`]). For load balancers that keep
+    /// sending new connections for a moment after a stop. Default 0: the
+    /// drain starts at once.
+    pub drain_delay: Duration,
+    /// Set `SO_REUSEPORT` on the listener the server binds, so that a new
+    /// instance can bind the same address while this one still runs (see
+    /// the README, "Same-port restart"). Ignored for a listener handed to
+    /// [`crate::Server::from_listener`].
+    pub reuse_port: bool,
     /// Length of the kernel's queue of connections not yet accepted.
     pub backlog: u32,
     /// Log the counters at info level this often; `None` (the default) never.
@@ -110,6 +122,8 @@ impl Default for Config {
             max_frame: 1024 * 1024,
             framing: Framing::Length,
             grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
+            reuse_port: false,
             backlog: 1024,
             stats_interval: None,
             stay_on_quiet: true,
@@ -164,6 +178,7 @@ impl Config {
             ("reap-interval", Some(self.reap_interval)),
             ("write-timeout", Some(self.write_timeout)),
             ("grace", Some(self.grace)),
+            ("drain-delay", Some(self.drain_delay)),
             ("stats-interval", self.stats_interval),
         ];
         for (name, value) in durations {

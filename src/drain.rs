@@ -1,13 +1,21 @@
 //! The drain: what happens between a shutdown request and the exit.
 //!
 //! A coordinator thread waits for [`crate::ShutdownHandle::shutdown`]
-//! (logging the counters every `--stats-interval` meanwhile), then:
+//! (logging the counters every `--stats-interval` meanwhile). With a drain
+//! delay ([`crate::Config::drain_delay`]) the server is then *stopping*:
+//! it still accepts and serves, and only reports not-ready, until the delay
+//! is over (or [`crate::ShutdownHandle::force`] cuts it short). Then the
+//! drain:
 //!
-//! 1. the listener is already closed (the switch did it), so new
-//!    connections are refused; the acceptor and the poller stop;
+//! 1. the acceptor stops (the drain switch woke it) and closes its
+//!    descriptor of the listening socket; a listener the server bound
+//!    itself is already shut down, so new connections are refused, while an
+//!    inherited one stays open for its holder, and new connections wait in
+//!    its backlog for the next instance. The poller stops;
 //! 2. every quiet connection is sent GOAWAY 1 and closed at once: those in
 //!    line and those resting in the poller here, and those a worker stays on
-//!    by waking that worker (their read side is shut down), which sends it;
+//!    by interrupting that worker (as a hand-off does, see `wake`), which
+//!    sends it;
 //! 3. each connection being served finishes the request in progress, sends
 //!    its response, then GOAWAY 1, and closes;
 //! 4. once the last worker is done, the threads are joined and
@@ -36,6 +44,7 @@ use crate::closer::send_goaway_nonblocking;
 use crate::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
 use crate::frame::GoAwayCode;
 use crate::shared::Shared;
+use crate::shutdown::Listening;
 use crate::stats::{Report, Snapshot};
 
 /// How long a forced drain waits for workers blocked in I/O to notice.
@@ -72,20 +81,29 @@ impl Drain {
             threads,
         } = self;
         let shutdown = &shared.shutdown;
-        // Disconnects (never receives) when the drain is triggered; until
-        // then, log the counters every stats interval if asked to.
-        match shared.config.stats_interval {
-            Some(every) => {
-                while let Err(RecvTimeoutError::Timeout) = shutdown.drained().recv_timeout(every) {
-                    info!("stats: {}", snapshot(&shared));
-                }
-            }
-            None => {
-                let _ = shutdown.drained().recv();
-            }
+        // Until a stop is requested, log the counters every stats interval
+        // if asked to.
+        wait_logging_stats(&shared, shutdown.stopped(), None);
+        if !shutdown.is_draining() {
+            let delay = shared.config.drain_delay;
+            info!(
+                "shutdown: stopping; still accepting and serving for the drain delay of \
+                 {delay:?}, then draining"
+            );
+            // Cut short by force() (which drains), or a drop of the server.
+            wait_logging_stats(&shared, shutdown.drained(), Some(Instant::now() + delay));
+            shutdown.drain();
         }
         let started = Instant::now();
-        info!("shutdown: draining; listener closed, new connections are refused");
+        match shutdown.listening() {
+            Listening::Own => {
+                info!("shutdown: draining; listener closed, new connections are refused")
+            }
+            Listening::Inherited => info!(
+                "shutdown: draining; stopped accepting; the inherited listening socket stays \
+                 open, and new connections wait in its backlog for the next instance"
+            ),
+        }
         shared.poller.notify();
         let _ = threads.acceptor.join();
         let _ = threads.poller.join();
@@ -97,12 +115,17 @@ impl Drain {
             match conn.state() {
                 QUEUED if shared.closer.turn_away(&conn, GoAwayCode::Shutdown) => quiet += 1,
                 RESTING if shared.closer.close_resting(&conn, GoAwayCode::Shutdown) => quiet += 1,
-                // Wakes a worker staying on it; a BUSY one sees the flag
-                // after its request.
-                ACTIVE => conn.shutdown(How::Read),
+                // A worker holds it: one that is working sees the flag after
+                // its request; one staying on it is woken below.
                 _ => {}
             }
         }
+        // Wakes the workers staying on quiet connections the way a hand-off
+        // does, so that they send GOAWAY 1 and close. Shutting the read side
+        // down would wake them too, but a socket whose read side is shut down
+        // answers the client's next bytes with a reset once its FIN is out,
+        // which would destroy the GOAWAY of a client still sending.
+        shared.line.interrupt_staying();
         shared.line.close();
         info!(
             "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {:?} for {} \
@@ -112,20 +135,15 @@ impl Drain {
         );
 
         let deadline = started + shared.config.grace;
+        // A force (a second signal) always makes the stop forced, even when
+        // the workers happen to be done already (as during a drain delay).
         let mut finished = select! {
             recv(workers_done) -> _ => true,
             recv(shutdown.forced()) -> _ => false,
             recv(crossbeam_channel::at(deadline)) -> _ => false,
-        };
+        } && !shutdown.is_forced();
         if !finished && !shutdown.is_forced() {
-            // Give the workers left a moment: those only closing quiet
-            // connections with GOAWAY 1, and those that have just written
-            // their last reply (counted as working for an instant more).
-            // Work that is really running does not end within it.
-            finished = matches!(
-                workers_done.recv_timeout(SETTLE),
-                Err(RecvTimeoutError::Disconnected)
-            );
+            finished = settle(&shared, &workers_done);
         }
         let mut workers_exited = finished;
         if !finished {
@@ -177,6 +195,48 @@ impl Drain {
         let _ = threads.closer.join();
         info!("shutdown: done in {:?}", started.elapsed());
         report
+    }
+}
+
+/// The grace period is over and workers are left. If no work is running,
+/// they are only closing quiet connections with GOAWAY 1: give them
+/// [`SETTLE`] to finish. A worker the drain has just woken from staying on a
+/// quiet connection counts as working for the moment it takes to see the
+/// drain, so look again for that long rather than once. True if every
+/// worker finished.
+fn settle(shared: &Shared, workers_done: &Receiver<()>) -> bool {
+    let end = Instant::now() + SETTLE;
+    while shared.line.busy() > 0 {
+        if Instant::now() >= end {
+            return false;
+        }
+        if let Err(RecvTimeoutError::Disconnected) =
+            workers_done.recv_timeout(Duration::from_millis(1))
+        {
+            return true;
+        }
+    }
+    matches!(
+        workers_done.recv_deadline(end),
+        Err(RecvTimeoutError::Disconnected)
+    )
+}
+
+/// Waits until `until` disconnects or `deadline` passes, logging the
+/// counters every `--stats-interval` meanwhile if that is set.
+fn wait_logging_stats(shared: &Shared, until: &Receiver<()>, deadline: Option<Instant>) {
+    let never = crossbeam_channel::never();
+    let end = deadline.map_or(never, crossbeam_channel::at);
+    loop {
+        let tick = shared
+            .config
+            .stats_interval
+            .map_or(crossbeam_channel::never(), crossbeam_channel::after);
+        select! {
+            recv(until) -> _ => return,
+            recv(end) -> _ => return,
+            recv(tick) -> _ => info!("stats: {}", snapshot(shared)),
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// A listening socket handed to [`crate::Server::from_listener`] is not
+    /// a listening IPv4 or IPv6 TCP socket.
+    #[error("unusable listening socket: {0}")]
+    InvalidListener(String),
     /// Something the server needs from the operating system could not be
     /// set up (the readiness poller, a signal handler).
     #[error("cannot set up {what}")]

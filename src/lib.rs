@@ -25,7 +25,11 @@
 //! The binary `wharf serve` is a thin layer over this library: it parses
 //! flags into a [`Config`], installs SIGINT/SIGTERM handlers that call
 //! [`ShutdownHandle::shutdown`] (a second signal calls
-//! [`ShutdownHandle::force`]), and logs the [`Report`] on exit.
+//! [`ShutdownHandle::force`]), and logs the [`Report`] on exit. Under
+//! systemd it serves a socket-activated listener with
+//! [`Server::from_listener`] and [`Listener::Inherited`] (which the drain
+//! leaves open for the next instance), and feeds systemd's status and
+//! watchdog from a [`Monitor`].
 //!
 //! ## Embedding
 //!
@@ -69,6 +73,7 @@ pub mod frame;
 mod inbox;
 mod limits;
 mod metrics;
+mod monitor;
 mod poller;
 mod pool;
 mod queue;
@@ -89,7 +94,8 @@ pub use closer::LINGER;
 pub use config::{Config, Overload};
 pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
-pub use server::Server;
+pub use monitor::{Liveness, Monitor, ALIVE_TICK};
+pub use server::{Listener, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use shutdown::ShutdownHandle;
 pub use stats::Report;

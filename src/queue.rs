@@ -216,6 +216,23 @@ impl Line {
         // Every worker has work: the connection waits for the next to finish.
     }
 
+    /// Interrupts every worker staying on a quiet connection (the drain:
+    /// each then sees the drain flag and closes its connection). A worker
+    /// that announces a stay after this checks the flag itself (see
+    /// `worker`): the flag is set before this looks, and SeqCst on both
+    /// sides makes at least one of the two see the other.
+    pub(crate) fn interrupt_staying(&self) {
+        for slot in self.slots.iter() {
+            if slot
+                .state
+                .compare_exchange(STAYING, INTERRUPTED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                wake::interrupt(slot.thread.load(Ordering::SeqCst) as libc::pthread_t);
+            }
+        }
+    }
+
     /// Worker `me` waits for its next connection; `None` means exit.
     pub(crate) fn take(&self, me: usize) -> Option<Arc<Conn>> {
         let slot = &self.slots[me];

@@ -24,6 +24,7 @@
 use std::net::Shutdown as How;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
@@ -31,15 +32,29 @@ use log::{debug, info};
 use crate::closer::LINGER;
 use crate::conn::{Conn, ACTIVE, QUEUED, REAPED, RESTING};
 use crate::frame::GoAwayCode;
+use crate::monitor::ALIVE_TICK;
 use crate::shared::Shared;
 use crate::stats::Stats;
 
-/// Scans every `reap_interval` until `stop` disconnects.
+/// Scans every `reap_interval` until `stop` disconnects. The loop turns at
+/// least every [`ALIVE_TICK`] (counted for a watchdog, see `monitor`), even
+/// when the interval is longer.
 pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
     let interval = shared.config.reap_interval;
-    // Nothing is ever sent on `stop`: it only disconnects.
-    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
-        scan(&shared);
+    let mut next_scan = Instant::now() + interval;
+    loop {
+        shared.alive.reaper();
+        if Instant::now() >= next_scan {
+            scan(&shared);
+            next_scan = Instant::now() + interval;
+        }
+        let wait = next_scan
+            .saturating_duration_since(Instant::now())
+            .min(ALIVE_TICK);
+        // Nothing is ever sent on `stop`: it only disconnects.
+        if let Err(RecvTimeoutError::Disconnected) = stop.recv_timeout(wait) {
+            break;
+        }
     }
     debug!("reaper stopped");
 }

@@ -1,6 +1,7 @@
 //! Starting a server: binding, sizing the limits, and starting every thread.
 //!
-//! [`Server::start`] binds the listener, starts every thread (closer,
+//! [`Server::start`] binds the listener (or [`Server::from_listener`] takes
+//! one already bound, for socket activation), starts every thread (closer,
 //! reaper, the whole worker pool, poller, acceptor, the metrics endpoint if
 //! configured, and the drain coordinator), logs `listening on <addr>` and
 //! returns. From then on the thread count is fixed, whatever the number of
@@ -10,7 +11,9 @@ use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -23,12 +26,13 @@ use crate::drain::{Drain, Threads};
 use crate::error::Error;
 use crate::frame::Framing;
 use crate::limits::Limits;
+use crate::monitor::{Alive, Monitor};
 use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::shared::Shared;
-use crate::shutdown::{Shutdown, ShutdownHandle};
+use crate::shutdown::{Listening, Shutdown, ShutdownHandle};
 use crate::stats::{Report, Stats};
 use crate::{acceptor, metrics, poller, pool, reaper, wake};
 
@@ -38,15 +42,34 @@ use crate::{acceptor, metrics, poller, pool, reaper, wake};
 const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// A running server. Stop it with [`Server::handle`] and wait for it with
-/// [`Server::join`]; dropping it without joining starts a drain and does not
-/// wait for it.
+/// [`Server::join`]; dropping it without joining starts a drain (at once,
+/// without the drain delay) and does not wait for it.
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     config: Config,
     handle: ShutdownHandle,
+    monitor: Monitor,
     coordinator: Option<JoinHandle<Report>>,
+    /// Disconnects when the coordinator has returned the report.
+    finished: Receiver<()>,
+}
+
+/// A listening socket already bound, for [`Server::from_listener`], and who
+/// else holds it: that decides what the drain does to it.
+#[derive(Debug)]
+pub enum Listener {
+    /// The server's alone: the drain shuts it down, so new connections are
+    /// refused at once (what [`Server::start`] does with the socket it
+    /// binds).
+    Own(TcpListener),
+    /// Shared with a holder that outlives this server, such as systemd's
+    /// socket unit (socket activation): the drain only stops accepting and
+    /// closes this server's descriptor. The socket stays open, and
+    /// connections that arrive meanwhile wait in its backlog for the next
+    /// instance.
+    Inherited(TcpListener),
 }
 
 impl Server {
@@ -56,6 +79,8 @@ impl Server {
     /// `config` is validated first; a reap interval above a quarter of the
     /// heartbeat timeout is lowered, and `max_connections` is lowered to
     /// what the descriptor limit allows, each with a warning in the log.
+    /// With [`Config::reuse_port`] the socket gets `SO_REUSEPORT`, and a
+    /// warning is logged unless `net.ipv4.tcp_migrate_req` is 1.
     pub fn start<A, S>(addr: A, config: Config, service: S) -> Result<Server, Error>
     where
         A: ToSocketAddrs,
@@ -65,6 +90,46 @@ impl Server {
         if let Some(warning) = warning {
             warn!("{warning}");
         }
+        let addr = resolve(addr)?;
+        if config.reuse_port {
+            check_migrate_req();
+        }
+        let listener = listen(addr, config.backlog, config.reuse_port)?;
+        Server::launch(listener, Listening::Own, config, service)
+    }
+
+    /// Serves a listening TCP socket that is already bound, such as one
+    /// inherited from systemd (socket activation): `Listener::Inherited`
+    /// for a socket that others hold too, which the drain leaves open. The
+    /// socket's own backlog stays as it is (`Config::backlog` and
+    /// `Config::reuse_port` apply only to a socket the server binds), and
+    /// it is set non-blocking (see `acceptor`).
+    ///
+    /// Fails with [`Error::InvalidListener`] if the socket is not a
+    /// listening IPv4 or IPv6 stream socket.
+    pub fn from_listener<S: Service>(
+        listener: Listener,
+        config: Config,
+        service: S,
+    ) -> Result<Server, Error> {
+        let (config, warning) = config.validate()?;
+        if let Some(warning) = warning {
+            warn!("{warning}");
+        }
+        let (listener, listening) = match listener {
+            Listener::Own(listener) => (listener, Listening::Own),
+            Listener::Inherited(listener) => (listener, Listening::Inherited),
+        };
+        check_listening_tcp(&listener)?;
+        Server::launch(listener, listening, config, service)
+    }
+
+    fn launch<S: Service>(
+        listener: TcpListener,
+        listening: Listening,
+        config: Config,
+        service: S,
+    ) -> Result<Server, Error> {
         let (config, max_lingering) = fit_descriptors(config);
         if config.stay_on_quiet {
             wake::install().map_err(|source| Error::Setup {
@@ -72,11 +137,17 @@ impl Server {
                 source,
             })?;
         }
-        let addr = resolve(addr)?;
-        let listener = Arc::new(listen(addr, config.backlog)?);
         let local_addr = listener
             .local_addr()
-            .map_err(|source| Error::Listen { addr, source })?;
+            .map_err(|e| Error::InvalidListener(format!("cannot read its address: {e}")))?;
+        // The acceptor waits for it in poll(2), with the drain's eventfd.
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Listen {
+                addr: local_addr,
+                source,
+            })?;
+        let listener = Arc::new(listener);
         let (metrics_listener, metrics_addr) = metrics::bind(config.metrics)?;
 
         let poller = Arc::new(Poller::new().map_err(|source| Error::Setup {
@@ -84,7 +155,15 @@ impl Server {
             source,
         })?);
         let registry = Arc::new(Registry::new());
-        let shutdown = Arc::new(Shutdown::new(Arc::clone(&listener)));
+        let shutdown = Arc::new(
+            Shutdown::new(&listener, listening, !config.drain_delay.is_zero()).map_err(
+                |source| Error::Setup {
+                    what: "the acceptor's wake-up eventfd",
+                    source,
+                },
+            )?,
+        );
+        let alive = Arc::new(Alive::default());
         let (closer, closing) =
             closer::channel(Arc::clone(&registry), config.framing, max_lingering);
         let on_room = {
@@ -108,9 +187,15 @@ impl Server {
             clock: Clock::new(),
             closer,
             config: config.clone(),
+            alive: Arc::clone(&alive),
         });
         let handle = ShutdownHandle {
             shared: Arc::clone(&shutdown),
+        };
+        let monitor = Monitor {
+            shared: Arc::downgrade(&shared),
+            shutdown: Arc::clone(&shutdown),
+            alive,
         };
 
         // From here on, an early return drops every channel end we hold, and
@@ -148,7 +233,7 @@ impl Server {
         let (poller_thread, acceptor_thread) = match started {
             Ok(threads) => threads,
             Err(e) => {
-                handle.shutdown();
+                shutdown.drain();
                 shared.poller.notify();
                 shared.line.close();
                 return Err(e);
@@ -177,16 +262,18 @@ impl Server {
                 closer: closer_thread,
             },
         };
+        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
         let coordinator = match spawn("shutdown", move || {
             let report = drain.run();
             if let Some(metrics) = metrics {
                 metrics.stop();
             }
+            drop(finished_tx);
             report
         }) {
             Ok(thread) => thread,
             Err(e) => {
-                handle.shutdown();
+                shutdown.drain();
                 return Err(e);
             }
         };
@@ -194,7 +281,11 @@ impl Server {
             info!("metrics on {metrics_addr} (/metrics, /ready, /live)");
         }
         info!(
-            "listening on {local_addr} ({} workers, queue {}, max-connections {}, {} framing)",
+            "listening on {local_addr} ({}{} workers, queue {}, max-connections {}, {} framing)",
+            match listening {
+                Listening::Own => "",
+                Listening::Inherited => "inherited socket, ",
+            },
             config.workers,
             config.queue,
             config.max_connections,
@@ -208,7 +299,9 @@ impl Server {
             metrics_addr,
             config,
             handle,
+            monitor,
             coordinator: Some(coordinator),
+            finished,
         })
     }
 
@@ -229,9 +322,25 @@ impl Server {
         &self.config
     }
 
-    /// A handle that starts the drain from any thread.
+    /// A handle that stops the server from any thread.
     pub fn handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// A read-only view of the running server (counters, stopping state,
+    /// liveness of the acceptor and reaper), for supervisors.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
+    }
+
+    /// Waits up to `timeout` for the server to finish stopping; true if it
+    /// has (then [`Server::join`] returns at once). Lets a supervising
+    /// thread do periodic work while it waits.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        matches!(
+            self.finished.recv_timeout(timeout),
+            Err(RecvTimeoutError::Disconnected)
+        )
     }
 
     /// Waits until the server has been shut down and drained (or forced),
@@ -251,7 +360,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.coordinator.is_some() {
-            self.handle.shutdown();
+            // Nobody will wait for a drain delay to be over.
+            self.handle.shared.drain();
         }
     }
 }
@@ -290,16 +400,62 @@ fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, Error> {
 }
 
 /// A listening socket with `SO_REUSEADDR` (a restart does not wait for old
-/// connections in TIME_WAIT) and the configured backlog.
-fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener, Error> {
+/// connections in TIME_WAIT), `SO_REUSEPORT` if asked, and the configured
+/// backlog.
+fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> Result<TcpListener, Error> {
     let setup = || -> std::io::Result<TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
         Ok(socket.into())
     };
     setup().map_err(|source| Error::Listen { addr, source })
+}
+
+/// Where Linux says whether a listener closing in a `SO_REUSEPORT` group
+/// hands its queued connections to another listener of the group.
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// Warns unless `net.ipv4.tcp_migrate_req` is 1: without it, connections
+/// still queued on this listener when it closes are reset, not handed to the
+/// next instance.
+fn check_migrate_req() {
+    let problem = match std::fs::read_to_string(MIGRATE_REQ) {
+        Ok(value) if value.trim() == "1" => return,
+        Ok(value) => format!("net.ipv4.tcp_migrate_req is {}, not 1", value.trim()),
+        Err(e) => format!("cannot read {MIGRATE_REQ} ({e})"),
+    };
+    warn!(
+        "reuse-port: {problem}; when this instance stops, connections still queued on its \
+         listener are reset instead of moving to the next instance (set it with \
+         sysctl -w net.ipv4.tcp_migrate_req=1)"
+    );
+}
+
+/// Checks that a socket handed over is a listening IPv4 or IPv6 stream
+/// socket.
+fn check_listening_tcp(listener: &TcpListener) -> Result<(), Error> {
+    let socket = socket2::SockRef::from(listener);
+    let invalid = |what: String| Err(Error::InvalidListener(what));
+    match socket.r#type() {
+        Ok(t) if t == Type::STREAM => {}
+        Ok(_) => return invalid("not a stream socket".into()),
+        Err(e) => return invalid(format!("not a socket ({e})")),
+    }
+    match socket.domain() {
+        Ok(d) if d == Domain::IPV4 || d == Domain::IPV6 => {}
+        Ok(_) => return invalid("not an IPv4 or IPv6 socket".into()),
+        Err(e) => return invalid(e.to_string()),
+    }
+    match socket.is_listener() {
+        Ok(true) => Ok(()),
+        Ok(false) => invalid("a TCP socket, but not listening".into()),
+        Err(e) => invalid(e.to_string()),
+    }
 }
 
 fn spawn<T, F>(name: &'static str, f: F) -> Result<JoinHandle<T>, Error>

@@ -12,6 +12,7 @@ use crate::closer::Closer;
 use crate::config::Config;
 use crate::conn::{Clock, Conn};
 use crate::limits::Limits;
+use crate::monitor::Alive;
 use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;
@@ -38,4 +39,6 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) clock: Clock,
     pub(crate) closer: Closer,
+    /// Loop turns of the acceptor and the reaper, for a watchdog.
+    pub(crate) alive: Arc<Alive>,
 }

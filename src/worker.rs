@@ -194,6 +194,16 @@ impl Worker {
         let line = &self.shared.line;
         wake::begin(&conn.stream);
         match line.begin_stay(self.index) {
+            // Announced before it looks at the drain flag: a drain that
+            // started before the announcement did not see it (see
+            // `Line::interrupt_staying`), so do not stay.
+            Stay::Yes if self.shared.shutdown.is_draining() => {
+                wake::end();
+                if line.end_stay(self.index) {
+                    wake::absorb(&conn.stream);
+                }
+                return Read::CalledAway(0);
+            }
             Stay::Yes => {}
             Stay::No => {
                 wake::end();

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::{config, start, start_with, Client, Received};
 use wharf::frame::{DATA, GOAWAY};
-use wharf::{Config, Framing, GoAwayCode, Report, Response, Server, Service, ServiceError};
+use wharf::{
+    Config, Framing, GoAwayCode, Listener, Report, Response, Server, Service, ServiceError,
+};
 
 /// How long a test waits for the service to report that a request started.
 const STARTED_WITHIN: Duration = Duration::from_secs(10);
@@ -395,5 +397,202 @@ fn idle_line_client_gets_goaway_line() {
     assert_eq!(frames[0].kind, GOAWAY);
     let goaway = frames[0].goaway(Framing::Line).expect("a GOAWAY line");
     assert_eq!(goaway.code, 1, "{goaway:?}");
+    assert!(!join_within(server, JOIN_WITHIN).forced);
+}
+
+/// Contract §4, socket activation through the library: the drain of a
+/// server on an inherited listener stops accepting and closes only its own
+/// descriptor; the holder's socket keeps taking connections into its
+/// backlog for the next instance.
+#[test]
+fn the_drain_leaves_an_inherited_listener_open() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap();
+    let server = Server::from_listener(
+        Listener::Inherited(holder.try_clone().unwrap()),
+        config(),
+        wharf::Echo::default(),
+    )
+    .expect("server starts on the inherited socket");
+    assert_eq!(server.local_addr(), addr);
+    let mut client = Client::connect(addr);
+    client.echo(b"served");
+    let handle = server.handle();
+    handle.shutdown();
+    client.expect_goaway(GoAwayCode::Shutdown);
+    assert!(!join_within(server, JOIN_WITHIN).forced);
+
+    let waiting = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .expect("the inherited socket still takes connections");
+    holder.set_nonblocking(false).unwrap();
+    let (_accepted, peer) = holder.accept().expect("accept from the backlog");
+    assert_eq!(peer, waiting.local_addr().unwrap());
+}
+
+/// A listener handed over as the server's own is shut down by the drain,
+/// like one the server bound: new connections are refused at once.
+#[test]
+fn the_drain_shuts_an_own_listener_down() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server =
+        Server::from_listener(Listener::Own(listener), config(), wharf::Echo::default()).unwrap();
+    Client::connect(addr).echo(b"served");
+    server.handle().shutdown();
+    assert_not_served(addr);
+    assert!(!join_within(server, JOIN_WITHIN).forced);
+}
+
+/// `Server::from_listener` refuses a socket that is not a listening TCP
+/// socket.
+#[test]
+fn from_listener_refuses_a_socket_that_does_not_listen() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let not_listening: std::net::TcpListener = socket.into();
+    match Server::from_listener(
+        Listener::Inherited(not_listening),
+        config(),
+        wharf::Echo::default(),
+    ) {
+        Err(wharf::Error::InvalidListener(why)) => assert!(why.contains("not listening"), "{why}"),
+        other => panic!("expected InvalidListener, got {other:?}"),
+    }
+}
+
+/// Contract §4, drain delay through the library: after `shutdown()` the
+/// server is stopping (not ready) but still accepts and serves for the
+/// delay; then it drains (GOAWAY 1), and is not forced.
+#[test]
+fn drain_delay_keeps_serving_then_drains() {
+    let delay = Duration::from_millis(600);
+    let server = start(Config {
+        drain_delay: delay,
+        ..config()
+    });
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut existing = Client::connect(addr);
+    existing.echo(b"before");
+    assert!(!handle.is_stopping() && !handle.is_draining());
+
+    let began = Instant::now();
+    handle.shutdown();
+    assert!(handle.is_stopping(), "stopping at once");
+    assert!(!handle.is_draining(), "but not draining during the delay");
+    let mut late = Client::connect(addr);
+    late.echo(b"accepted during the delay");
+    existing.echo(b"served during the delay");
+    assert!(
+        began.elapsed() < delay,
+        "the checks took too long to prove anything"
+    );
+
+    existing.expect_goaway(GoAwayCode::Shutdown);
+    assert!(
+        began.elapsed() >= delay,
+        "drained after {:?}",
+        began.elapsed()
+    );
+    assert!(handle.is_draining());
+    late.expect_goaway(GoAwayCode::Shutdown);
+    let report = join_within(server, JOIN_WITHIN);
+    assert!(!report.forced, "{report:?}");
+    assert_eq!(report.requests, 3, "{report:?}");
+}
+
+/// `force()` during the drain delay stops at once, as a second signal does.
+#[test]
+fn force_cuts_the_drain_delay_short() {
+    let server = start(Config {
+        drain_delay: Duration::from_secs(30),
+        ..config()
+    });
+    let mut client = Client::connect(server.local_addr());
+    client.echo(b"connected");
+    let handle = server.handle();
+    handle.shutdown();
+    std::thread::sleep(Duration::from_millis(100));
+    let began = Instant::now();
+    handle.force();
+    let report = join_within(server, JOIN_WITHIN);
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(report.forced, "{report:?}");
+    assert_forced_close(&mut client);
+}
+
+/// The monitor sees the acceptor and the reaper turn at least every
+/// `ALIVE_TICK` while the server runs, the acceptor stop once the drain
+/// starts, and the counters so far.
+#[test]
+fn the_monitor_sees_the_acceptor_and_reaper_turn() {
+    let server = start(Config {
+        // Longer than the tick: the reaper must turn between scans too.
+        heartbeat_timeout: Duration::from_secs(20),
+        reap_interval: Duration::from_secs(5),
+        ..config()
+    });
+    let monitor = server.monitor();
+    let mut client = Client::connect(server.local_addr());
+    client.echo(b"counted");
+    let first = monitor.liveness();
+    std::thread::sleep(wharf::ALIVE_TICK * 3);
+    let second = monitor.liveness();
+    assert!(second.acceptor > first.acceptor, "{first:?} {second:?}");
+    assert!(second.reaper > first.reaper, "{first:?} {second:?}");
+    let report = monitor.report().expect("running");
+    assert_eq!((report.accepted, report.requests), (1, 1), "{report:?}");
+    assert!(monitor.status_line().unwrap().contains("open=1"));
+
+    server.handle().shutdown();
+    assert!(monitor.is_stopping() && monitor.is_draining());
+    drop(client);
+    assert!(!join_within(server, JOIN_WITHIN).forced);
+    let after = monitor.liveness();
+    std::thread::sleep(wharf::ALIVE_TICK * 2);
+    assert_eq!(monitor.liveness(), after, "nothing turns once stopped");
+    assert!(monitor.report().is_none(), "the server is gone");
+}
+
+/// A client that keeps sending while the drain closes its quiet connection
+/// (a worker was staying on it) still reads its GOAWAY 1 and a clean end of
+/// stream: the drain wakes the worker without shutting the socket's read
+/// side down, which would make the kernel answer those bytes with a reset.
+#[test]
+fn a_client_still_sending_during_the_drain_is_not_reset() {
+    let server = start(config_with(1, Duration::from_secs(5)));
+    let mut client = Client::connect(server.local_addr());
+    client.echo(b"the worker now stays on this connection");
+    std::thread::sleep(Duration::from_millis(50));
+    let handle = server.handle();
+    handle.shutdown();
+    // Requests the server will not answer, sent on until well after the
+    // GOAWAY and the FIN are out (within the closer's linger).
+    let mut frame = Vec::new();
+    Framing::Length.encode_data(b"too late", &mut frame);
+    let until = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < until {
+        if let Err(e) = client.stream.write_all(&frame) {
+            panic!("a write after the drain started failed: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    loop {
+        match client.stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading the GOAWAY failed: {e} (after {got:?})"),
+        }
+    }
+    assert!(got.len() > 5 && got[4] == GOAWAY, "{got:?}");
+    assert_eq!(u16::from_be_bytes([got[5], got[6]]), 1, "{got:?}");
     assert!(!join_within(server, JOIN_WITHIN).forced);
 }

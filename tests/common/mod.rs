@@ -10,6 +10,8 @@
 #![allow(dead_code)]
 
 pub mod gate;
+pub mod netns;
+pub mod systemd;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -266,13 +268,17 @@ pub fn spawn_wharf_command(mut command: Command) -> Wharf {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                // In the log before the address is announced, so that a test
+                // reading the log after `spawn_wharf` returns sees the line.
+                {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(addr);
                 }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
     }

@@ -147,9 +147,15 @@ pub struct ServeArgs {
     /// Wire format.
     #[arg(long, value_enum, default_value_t = FramingArg::Length)]
     pub framing: FramingArg,
-    /// Longest drain after SIGINT/SIGTERM before connections are closed by force.
+    /// Longest drain before connections are closed by force (counted from the start of the drain).
     #[arg(long, default_value = "10s", value_name = "D", value_parser = duration)]
     pub grace: Duration,
+    /// After the first SIGINT/SIGTERM, report not-ready but keep serving this long, then drain.
+    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    pub drain_delay: Duration,
+    /// Set SO_REUSEPORT, so a new instance can bind the address while this one still runs.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// The echo service sleeps this long before each response (I/O-bound work).
     #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
     pub delay: Duration,

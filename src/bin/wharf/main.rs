@@ -5,7 +5,9 @@
 mod bench;
 mod cli;
 mod client;
+mod logfile;
 mod serve;
+mod systemd;
 
 use std::process::ExitCode;
 

@@ -1,59 +1,52 @@
-//! `wharf serve`: logging, signals, the server, the exit summary.
+//! `wharf serve`: systemd's environment, logging, signals, the server, the
+//! exit summary.
+//!
+//! Threads: besides the library's, one signal thread; the main thread waits
+//! for the server and, under systemd (`NOTIFY_SOCKET`), sends the periodic
+//! notifications while it waits (see `systemd`).
+//!
+//! Signals:
+//!
+//! - SIGINT/SIGTERM: the first stops the server (`STOPPING=1` under
+//!   systemd; with `--drain-delay`, not-ready but still serving for the
+//!   delay, then the drain); the second closes every connection now.
+//! - SIGHUP: reopens `--log-file` (after logrotate renamed it).
+//! - SIGUSR1: logs one line with the counters of the exit summary.
+//! - SIGQUIT keeps its default action (the process dumps core, where core
+//!   dumps are enabled, and dies at once, without a drain): it is the
+//!   emergency stop for debugging a stuck server. SIGPIPE is ignored (Rust
+//!   does that); a client that goes away is an I/O error on its connection.
 
-use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::CommandFactory;
-use log::{debug, info, warn, LevelFilter};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use log::{debug, error, info, warn, LevelFilter};
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use simplelog::{
     ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
 };
-use wharf::{Config, Echo, Overload, Server, ShutdownHandle};
+use wharf::{Config, Echo, Listener, Monitor, Overload, Server, ShutdownHandle};
 
 use crate::cli::{OverloadArg, ServeArgs};
+use crate::logfile::LogFile;
+use crate::systemd::{self, Activation, Notifier, Timing};
 
 /// Runs the server until it is drained; exit code 0 after a clean drain, 1
 /// when connections had to be closed by force.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(&args)?;
+    // systemd's variables first, while this is the only thread.
+    let activation = Activation::take()?;
+    let notifier = Notifier::take()?.map(Arc::new);
+    let log_file = init_logging(&args)?;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => debug!("file descriptor limit: {limit}"),
         Err(e) => warn!("cannot raise the file descriptor limit: {e}"),
     }
-    // Registered before the server starts, so a signal that arrives right
-    // after the listening line is never missed.
-    // Registered, and their thread started, before the server starts: a
-    // signal that arrives right after the listening line is never missed,
-    // and the process has all its threads by then.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    let (handle_tx, handle_rx) = crossbeam_channel::bounded::<ShutdownHandle>(1);
-    std::thread::Builder::new()
-        .name("wharf-signals".into())
-        .spawn(move || {
-            // Disconnected if the server failed to start: nothing to stop.
-            let Ok(handle) = handle_rx.recv() else { return };
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
-                info!(
-                    "received {}; draining (send it again to close at once)",
-                    name(signal)
-                );
-                handle.shutdown();
-            }
-            if let Some(signal) = signals.next() {
-                info!(
-                    "received {} again; closing every connection now",
-                    name(signal)
-                );
-                handle.force();
-            }
-        })
-        .context("cannot start the signal thread")?;
-
     let config = config(&args);
     // Settings that are wrong together are bad flags too: exit 2, naming them.
     if let Err(wharf::Error::InvalidConfig(why)) = config.clone().validate() {
@@ -61,12 +54,71 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .error(clap::error::ErrorKind::ValueValidation, format!("--{why}"))
             .exit();
     }
+    // Registered, and their thread started, before the server starts: a
+    // signal that arrives right after the listening line is never missed,
+    // and the process has all its threads by then.
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+        .context("cannot install signal handlers")?;
+    let (server_tx, server_rx) = crossbeam_channel::bounded::<(ShutdownHandle, Monitor)>(1);
+    let timing = Timing {
+        stats_interval: config.stats_interval,
+        drain_delay: config.drain_delay,
+        grace: config.grace,
+    };
+    let handler = SignalHandler {
+        log_file,
+        notifier: notifier.clone(),
+        timing,
+    };
+    std::thread::Builder::new()
+        .name("wharf-signals".into())
+        .spawn(move || {
+            // Disconnected if the server failed to start: nothing to stop.
+            let Ok((handle, monitor)) = server_rx.recv() else {
+                return;
+            };
+            handler.run(signals, &handle, &monitor);
+        })
+        .context("cannot start the signal thread")?;
+
     let echo = Echo {
         delay: args.delay,
         spin: args.spin,
     };
-    let server = Server::start(args.bind, config, echo)?;
-    let _ = handle_tx.send(server.handle());
+    let server = match activation {
+        Some(activation) => {
+            let server =
+                Server::from_listener(Listener::Inherited(activation.listener), config, echo)
+                    .context("socket activation: descriptor 3")?;
+            // Logged once the descriptor has proved usable, so that a
+            // failure stays a one-line error.
+            info!(
+                "socket activation: serving descriptor 3 ({}) instead of --bind",
+                activation.name
+            );
+            for (fd, name) in &activation.ignored {
+                warn!(
+                    "socket activation: ignoring descriptor {fd} ({name}); wharf serves only \
+                     the first"
+                );
+            }
+            if args.reuse_port {
+                warn!("--reuse-port does not apply to a socket from socket activation; ignored");
+            }
+            server
+        }
+        None => Server::start(args.bind, config, echo)?,
+    };
+    let _ = server_tx.send((server.handle(), server.monitor()));
+    if let Some(notifier) = &notifier {
+        let mut ready = vec![NotifyState::Ready];
+        let status = systemd::status(&server.monitor());
+        if let Some(text) = &status {
+            ready.push(NotifyState::Status(text));
+        }
+        notifier.send(&ready);
+        systemd::supervise(&server, notifier, timing);
+    }
 
     let report = server.join();
     info!("summary: {report}");
@@ -75,6 +127,84 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(1))
     } else {
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What the signal thread needs besides the server.
+struct SignalHandler {
+    log_file: Option<LogFile>,
+    notifier: Option<Arc<Notifier>>,
+    timing: Timing,
+}
+
+impl SignalHandler {
+    fn run(&self, mut signals: Signals, handle: &ShutdownHandle, monitor: &Monitor) {
+        let mut stops = 0;
+        for signal in signals.forever() {
+            match signal {
+                SIGINT | SIGTERM => {
+                    stops += 1;
+                    if stops == 1 {
+                        self.stop(signal, handle);
+                    } else if stops == 2 {
+                        info!(
+                            "received {} again; closing every connection now",
+                            name(signal)
+                        );
+                        handle.force();
+                    }
+                }
+                SIGHUP => self.reopen_log(),
+                SIGUSR1 => match monitor.report() {
+                    Some(report) => info!("received SIGUSR1; counters: {report}"),
+                    None => info!("received SIGUSR1; the server has already stopped"),
+                },
+                _ => {}
+            }
+        }
+    }
+
+    /// The first SIGINT/SIGTERM.
+    fn stop(&self, signal: i32, handle: &ShutdownHandle) {
+        let Timing {
+            drain_delay, grace, ..
+        } = self.timing;
+        if drain_delay.is_zero() {
+            info!(
+                "received {}; draining (send it again to close at once)",
+                name(signal)
+            );
+        } else {
+            info!(
+                "received {}; stopping: not ready, still serving for the drain delay of \
+                 {drain_delay:?}, then draining (send it again to close at once)",
+                name(signal)
+            );
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.send(&[NotifyState::Stopping, systemd::extend(drain_delay + grace)]);
+        }
+        handle.shutdown();
+    }
+
+    /// SIGHUP: open `--log-file` again, for log rotation. The line before
+    /// goes to the old file, the line after to the new one.
+    fn reopen_log(&self) {
+        let Some(file) = &self.log_file else {
+            info!("received SIGHUP; no --log-file to reopen");
+            return;
+        };
+        info!(
+            "received SIGHUP; reopening the log file {}",
+            file.path().display()
+        );
+        match file.reopen() {
+            Ok(()) => info!("reopened the log file {}", file.path().display()),
+            Err(e) => error!(
+                "cannot reopen the log file {}: {e}; still writing to the old one",
+                file.path().display()
+            ),
+        }
     }
 }
 
@@ -95,6 +225,8 @@ fn config(args: &ServeArgs) -> Config {
         max_frame: args.max_frame,
         framing: args.framing.into(),
         grace: args.grace,
+        drain_delay: args.drain_delay,
+        reuse_port: args.reuse_port,
         backlog: args.backlog,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         stay_on_quiet: defaults.stay_on_quiet,
@@ -110,8 +242,9 @@ fn name(signal: i32) -> &'static str {
     }
 }
 
-/// Logs to stderr, and appends to `--log-file` if given.
-fn init_logging(args: &ServeArgs) -> anyhow::Result<()> {
+/// Logs to stderr, and appends to `--log-file` if given; returns the log
+/// file's handle for SIGHUP.
+fn init_logging(args: &ServeArgs) -> anyhow::Result<Option<LogFile>> {
     let level = LevelFilter::from(args.log_level);
     let config = ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
@@ -128,13 +261,13 @@ fn init_logging(args: &ServeArgs) -> anyhow::Result<()> {
             ColorChoice::Never
         },
     )];
+    let mut log_file = None;
     if let Some(path) = &args.log_file {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let (file, writer) = LogFile::open(path)
             .with_context(|| format!("cannot open log file {}", path.display()))?;
-        loggers.push(WriteLogger::new(level, config, file));
+        loggers.push(WriteLogger::new(level, config, writer));
+        log_file = Some(file);
     }
-    CombinedLogger::init(loggers).context("cannot initialise logging")
+    CombinedLogger::init(loggers).context("cannot initialise logging")?;
+    Ok(log_file)
 }

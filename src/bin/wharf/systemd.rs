@@ -1,0 +1,256 @@
+//! systemd integration: socket activation, and the notification protocol
+//! (`READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1`,
+//! `EXTEND_TIMEOUT_USEC=`).
+//!
+//! Everything systemd passes in the environment (`LISTEN_PID`,
+//! `LISTEN_FDS`, `LISTEN_FDNAMES`, `NOTIFY_SOCKET`, `WATCHDOG_USEC`,
+//! `WATCHDOG_PID`) is read once, by [`Activation::take`] and
+//! [`Notifier::take`], before the process starts any thread, and removed,
+//! so no child inherits it. The `sd-notify` crate parses the variables and
+//! formats the messages; sending is done here, to a pathname or an abstract
+//! (`@name`) socket, from one unbound datagram socket.
+//!
+//! The periodic messages come from the main thread ([`supervise`]), which
+//! otherwise only waits for the server to finish: no thread is added.
+
+use std::env;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use log::{debug, warn};
+use sd_notify::NotifyState;
+use wharf::{Monitor, Server, ALIVE_TICK};
+
+/// The first descriptor passed by socket activation.
+const LISTEN_FDS_START: RawFd = 3;
+
+/// A listening socket passed by socket activation.
+#[derive(Debug)]
+pub struct Activation {
+    /// Descriptor 3, not yet checked (the server checks that it is a
+    /// listening TCP socket).
+    pub listener: TcpListener,
+    /// Its name from `LISTEN_FDNAMES` (systemd's `FileDescriptorName=`).
+    pub name: String,
+    /// Further descriptors passed, which wharf does not serve.
+    pub ignored: Vec<(RawFd, String)>,
+}
+
+impl Activation {
+    /// Takes the sockets passed for this process (`LISTEN_PID` is this
+    /// process and `LISTEN_FDS` at least 1), and removes the variables.
+    /// Must run before any thread is started.
+    pub fn take() -> anyhow::Result<Option<Activation>> {
+        let names = env::var("LISTEN_FDNAMES").ok();
+        // SAFETY: called from `serve::run` before it starts any thread, so
+        // nothing reads the environment while it is changed.
+        let fds = unsafe { sd_notify::listen_fds_and_unset_env() };
+        env::remove_var("LISTEN_FDNAMES");
+        let fds = fds.context("socket activation (LISTEN_PID, LISTEN_FDS)")?;
+        let names: Vec<&str> = names
+            .as_deref()
+            .map_or(Vec::new(), |n| n.split(':').collect());
+        let name = |i: usize| names.get(i).copied().unwrap_or("unknown").to_owned();
+        let mut fds = fds.enumerate();
+        let Some((_, first)) = fds.next() else {
+            return Ok(None);
+        };
+        debug_assert_eq!(first, LISTEN_FDS_START);
+        // SAFETY: LISTEN_PID and LISTEN_FDS say that descriptor 3 is open
+        // and ours (sd-notify has set it close-on-exec, which fails on a
+        // closed descriptor); nothing else in the process owns it.
+        let listener = unsafe { TcpListener::from_raw_fd(first) };
+        Ok(Some(Activation {
+            listener,
+            name: name(0),
+            ignored: fds.map(|(i, fd)| (fd, name(i))).collect(),
+        }))
+    }
+}
+
+/// Where to send notifications, and the watchdog interval if one is asked
+/// for.
+#[derive(Debug)]
+pub struct Notifier {
+    socket: UnixDatagram,
+    addr: SocketAddr,
+    /// `WATCHDOG_USEC`, if set for this process.
+    pub watchdog: Option<Duration>,
+    failed: AtomicBool,
+}
+
+impl Notifier {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, and
+    /// removes them. `None` without `NOTIFY_SOCKET`. Must run before any
+    /// thread is started.
+    pub fn take() -> anyhow::Result<Option<Notifier>> {
+        let path = env::var_os("NOTIFY_SOCKET");
+        env::remove_var("NOTIFY_SOCKET");
+        // SAFETY: as in `Activation::take`: no thread runs yet.
+        let watchdog = unsafe { sd_notify::watchdog_enabled_and_unset_env() };
+        let Some(path) = path.filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let addr = notify_addr(&path)
+            .with_context(|| format!("bad NOTIFY_SOCKET {}", path.to_string_lossy()))?;
+        let socket = UnixDatagram::unbound().context("cannot create the notification socket")?;
+        Ok(Some(Notifier {
+            socket,
+            addr,
+            watchdog: watchdog.filter(|w| !w.is_zero()),
+            failed: AtomicBool::new(false),
+        }))
+    }
+
+    /// Sends one message with these states. A failure is logged as a
+    /// warning the first time, at debug level after that.
+    pub fn send(&self, states: &[NotifyState<'_>]) {
+        let message: String = states.iter().map(|s| format!("{s}\n")).collect();
+        if let Err(e) = self.socket.send_to_addr(message.as_bytes(), &self.addr) {
+            if self.failed.swap(true, Ordering::Relaxed) {
+                debug!("cannot notify systemd: {e}");
+            } else {
+                warn!("cannot notify systemd ({e}); will keep trying");
+            }
+        }
+    }
+}
+
+/// `NOTIFY_SOCKET` is a path, or an abstract name written `@name`.
+fn notify_addr(path: &std::ffi::OsStr) -> io::Result<SocketAddr> {
+    use std::os::unix::ffi::OsStrExt;
+    match path.as_bytes() {
+        [b'@', name @ ..] => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name)
+        }
+        _ => SocketAddr::from_pathname(path),
+    }
+}
+
+/// How much longer than the stop can legitimately take the
+/// `EXTEND_TIMEOUT_USEC` asks for: room for the forced close and the exit.
+pub const EXTEND_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often `STATUS=` is sent without `--stats-interval`.
+pub const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// While stopping, how often `EXTEND_TIMEOUT_USEC=` is renewed.
+const EXTEND_EVERY: Duration = Duration::from_secs(1);
+
+/// `EXTEND_TIMEOUT_USEC=` for a stop that may still take `remaining`.
+pub fn extend(remaining: Duration) -> NotifyState<'static> {
+    let usec = (remaining + EXTEND_MARGIN).as_micros();
+    NotifyState::ExtendTimeoutUsec(u32::try_from(usec).unwrap_or(u32::MAX))
+}
+
+/// The `STATUS=` text: the state and the main counters.
+pub fn status(monitor: &Monitor) -> Option<String> {
+    let state = if monitor.is_draining() {
+        "draining"
+    } else if monitor.is_stopping() {
+        "stopping (drain delay)"
+    } else {
+        "serving"
+    };
+    Some(format!("{state}: {}", monitor.status_line()?))
+}
+
+/// The settings that shape the periodic messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// `--stats-interval`, if set.
+    pub stats_interval: Option<Duration>,
+    pub drain_delay: Duration,
+    pub grace: Duration,
+}
+
+/// Runs on the main thread until the server has finished stopping: sends
+/// `STATUS=` every stats interval (10 s without one), `WATCHDOG=1` every
+/// half watchdog interval while the reaper and (until the drain) the
+/// acceptor are seen turning, and, once stopping, `EXTEND_TIMEOUT_USEC=`
+/// every second with the time the stop may still take.
+pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
+    let monitor = server.monitor();
+    let status_every = timing.stats_interval.unwrap_or(STATUS_EVERY);
+    let watchdog_every = notifier.watchdog.map(|w| w / 2);
+    if let Some(w) = notifier.watchdog {
+        if w < 4 * ALIVE_TICK {
+            warn!(
+                "systemd watchdog interval {w:?} is short: the acceptor and the reaper prove \
+                 they are alive only every {ALIVE_TICK:?}, so WATCHDOG=1 may be withheld; use \
+                 WatchdogSec=1s or more"
+            );
+        }
+    }
+    let started = Instant::now();
+    let mut next_status = started + status_every;
+    let mut next_watchdog = watchdog_every.map(|every| started + every);
+    let mut last = monitor.liveness();
+    let mut stopping_since: Option<Instant> = None;
+    let mut draining_since: Option<Instant> = None;
+    let mut next_extend = started;
+    loop {
+        let now = Instant::now();
+        let mut next = next_status;
+        if let Some(at) = next_watchdog {
+            next = next.min(at);
+        }
+        if stopping_since.is_some() {
+            next = next.min(next_extend);
+        }
+        // Wakes at the next due message, and at least every second so a
+        // stop is noticed soon enough to extend the timeout.
+        let wait = next.saturating_duration_since(now).min(EXTEND_EVERY);
+        if server.wait_timeout(wait) {
+            return;
+        }
+        let now = Instant::now();
+        if monitor.is_stopping() {
+            let since = *stopping_since.get_or_insert(now);
+            if monitor.is_draining() {
+                draining_since.get_or_insert(now);
+            }
+            if now >= next_extend {
+                let end = match draining_since {
+                    Some(drain) => drain + timing.grace,
+                    None => since + timing.drain_delay + timing.grace,
+                };
+                notifier.send(&[extend(end.saturating_duration_since(now))]);
+                next_extend = now + EXTEND_EVERY;
+            }
+        }
+        if now >= next_status {
+            if let Some(text) = status(&monitor) {
+                notifier.send(&[NotifyState::Status(&text)]);
+            }
+            next_status = now + status_every;
+        }
+        if let (Some(at), Some(every)) = (next_watchdog, watchdog_every) {
+            if now >= at {
+                let live = monitor.liveness();
+                let reaper = live.reaper > last.reaper;
+                let acceptor = live.acceptor > last.acceptor || monitor.is_draining();
+                if reaper && acceptor {
+                    notifier.send(&[NotifyState::Watchdog]);
+                } else if monitor.is_draining() {
+                    // The reaper stops once the drain is over, just before the exit.
+                    debug!("watchdog: the reaper has stopped; WATCHDOG=1 withheld");
+                } else {
+                    warn!(
+                        "watchdog: the {} has not turned since the last check; WATCHDOG=1 \
+                         withheld",
+                        if reaper { "acceptor" } else { "reaper" }
+                    );
+                }
+                last = live;
+                next_watchdog = Some(now + every);
+            }
+        }
+    }
+}
