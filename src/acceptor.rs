@@ -45,10 +45,10 @@ use log::{debug, error, info, warn};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
+use crate::alive::ALIVE_TICK;
 use crate::config::Overload;
 use crate::frame::GoAwayCode;
 use crate::limits::{OpenSlot, QueuePlace};
-use crate::monitor::ALIVE_TICK;
 use crate::shared::Shared;
 use crate::stats::Stats;
 

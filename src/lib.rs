@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 
 mod acceptor;
+mod alive;
 pub mod bench;
 mod budget;
 pub mod client;
@@ -89,12 +90,13 @@ mod wake;
 mod worker;
 mod writer;
 
+pub use alive::{Liveness, ALIVE_TICK};
 pub use client::{Client, ClientError, ClientOptions, Reconnect, Reply, RequestSender};
 pub use closer::LINGER;
 pub use config::{Config, Overload};
 pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
-pub use monitor::{Liveness, Monitor, ALIVE_TICK};
+pub use monitor::Monitor;
 pub use server::{Listener, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use shutdown::ShutdownHandle;

@@ -29,15 +29,15 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
 
+use crate::alive::ALIVE_TICK;
 use crate::closer::LINGER;
 use crate::conn::{Conn, ACTIVE, QUEUED, REAPED, RESTING};
 use crate::frame::GoAwayCode;
-use crate::monitor::ALIVE_TICK;
 use crate::shared::Shared;
 use crate::stats::Stats;
 
 /// Scans every `reap_interval` until `stop` disconnects. The loop turns at
-/// least every [`ALIVE_TICK`] (counted for a watchdog, see `monitor`), even
+/// least every [`ALIVE_TICK`] (counted for a watchdog, see `alive`), even
 /// when the interval is longer.
 pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
     let interval = shared.config.reap_interval;

@@ -18,6 +18,7 @@ use log::{info, warn};
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::alive::Alive;
 use crate::budget::Budget;
 use crate::closer;
 use crate::config::Config;
@@ -26,7 +27,7 @@ use crate::drain::{Drain, Threads};
 use crate::error::Error;
 use crate::frame::Framing;
 use crate::limits::Limits;
-use crate::monitor::{Alive, Monitor};
+use crate::monitor::Monitor;
 use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;

@@ -7,12 +7,12 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use crate::alive::Alive;
 use crate::budget::Budget;
 use crate::closer::Closer;
 use crate::config::Config;
 use crate::conn::{Clock, Conn};
 use crate::limits::Limits;
-use crate::monitor::Alive;
 use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;
