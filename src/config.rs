@@ -66,8 +66,10 @@ pub struct Config {
     pub drain_delay: Duration,
     /// Set `SO_REUSEPORT` on the listener the server binds, so that a new
     /// instance can bind the same address while this one still runs (see
-    /// the README, "Same-port restart"). Ignored for a listener handed to
-    /// [`crate::Server::from_listener`].
+    /// the README, "Restarts without losing a request"). The data listener
+    /// handed to [`crate::Server::from_listener`] is left as it is; the
+    /// metrics listener ([`Config::metrics`]) gets it too, so the two
+    /// instances can share that address as well.
     pub reuse_port: bool,
     /// Length of the kernel's queue of connections not yet accepted.
     pub backlog: u32,

@@ -149,7 +149,18 @@ impl Server {
                 source,
             })?;
         let listener = Arc::new(listener);
-        let (metrics_listener, metrics_addr) = metrics::bind(config.metrics)?;
+        // With --reuse-port the metrics address is shared too, so a new
+        // instance can start on the same one while the old one drains.
+        let mut metrics_addr = None;
+        let metrics_listener = match config.metrics {
+            Some(addr) => {
+                let listener = listen(addr, METRICS_BACKLOG, config.reuse_port)?;
+                let real = listener.local_addr();
+                metrics_addr = Some(real.map_err(|source| Error::Listen { addr, source })?);
+                Some(listener)
+            }
+            None => None,
+        };
 
         let poller = Arc::new(Poller::new().map_err(|source| Error::Setup {
             what: "the readiness poller",
@@ -399,6 +410,10 @@ fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, Error> {
         .next()
         .ok_or_else(|| Error::Resolve("no address".to_owned()))
 }
+
+/// The metrics endpoint's queue of connections not yet accepted: it serves
+/// one scrape at a time, and a scraper retries.
+const METRICS_BACKLOG: u32 = 128;
 
 /// A listening socket with `SO_REUSEADDR` (a restart does not wait for old
 /// connections in TIME_WAIT), `SO_REUSEPORT` if asked, and the configured

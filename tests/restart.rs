@@ -407,8 +407,11 @@ fn reuse_port_restart_under_load_loses_nothing() {
     }
     // A fixed port: this namespace is the test's own.
     let bind = "127.0.0.1:7878";
-    let args = [ARGS, &["--reuse-port"]].concat();
-    let mut old = spawn_wharf_command(serve_command(bind, &old_args(&["--reuse-port"])));
+    // The metrics address is shared the same way: both instances hold it
+    // during the overlap.
+    let shared = ["--reuse-port", "--metrics", "127.0.0.1:9878"];
+    let args = [ARGS, &shared].concat();
+    let mut old = spawn_wharf_command(serve_command(bind, &old_args(&shared)));
     assert!(!old.log().contains("tcp_migrate_req"), "{}", old.log());
     let load = Load::start(bind.parse().unwrap());
     std::thread::sleep(PHASE);

@@ -79,19 +79,6 @@ struct Sources {
     max_connections: usize,
 }
 
-/// Binds the metrics address, if there is one; returns the listener and
-/// its real address.
-pub(crate) fn bind(
-    addr: Option<SocketAddr>,
-) -> Result<(Option<TcpListener>, Option<SocketAddr>), Error> {
-    let Some(addr) = addr else {
-        return Ok((None, None));
-    };
-    let bound = TcpListener::bind(addr).and_then(|l| Ok((l.local_addr()?, l)));
-    let (real, listener) = bound.map_err(|source| Error::Listen { addr, source })?;
-    Ok((Some(listener), Some(real)))
-}
-
 /// The running endpoint. Stopping it (or dropping it) closes the listener,
 /// cuts the request in progress short, and joins the thread.
 #[derive(Debug)]

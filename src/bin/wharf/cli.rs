@@ -153,7 +153,7 @@ pub struct ServeArgs {
     /// After the first SIGINT/SIGTERM, report not-ready but keep serving this long, then drain.
     #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
     pub drain_delay: Duration,
-    /// Set SO_REUSEPORT, so a new instance can bind the address while this one still runs.
+    /// Set SO_REUSEPORT, so a new instance can bind the same --bind (and --metrics) address while this one still runs.
     #[arg(long)]
     pub reuse_port: bool,
     /// The echo service sleeps this long before each response (I/O-bound work).
