@@ -158,6 +158,17 @@ pub(super) fn check_request(framing: Framing, payload: &[u8]) -> Result<(), Clie
             "a line-framing request cannot contain a newline".into(),
         ));
     }
+    check_length(payload.len())
+}
+
+/// A length-framed frame counts its kind byte and payload in 32 bits.
+fn check_length(payload: usize) -> Result<(), ClientError> {
+    if u32::try_from(payload).map_or(true, |n| n == u32::MAX) {
+        return Err(ClientError::Protocol(format!(
+            "a request of {payload} bytes does not fit in a frame (at most {} bytes)",
+            u32::MAX - 1
+        )));
+    }
     Ok(())
 }
 
@@ -190,5 +201,17 @@ pub(super) fn heartbeat(
         } else {
             wait = every - quiet;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_too_long_for_a_frame_is_an_error_not_a_panic() {
+        assert!(check_length(u32::MAX as usize - 1).is_ok());
+        assert!(check_length(u32::MAX as usize).is_err());
+        assert!(check_length(usize::MAX).is_err());
     }
 }
