@@ -130,8 +130,14 @@ impl Client {
                 format!("reply frame length {len} out of range"),
             ));
         }
-        let mut payload = vec![0; len as usize - 1];
-        self.reader.read_exact(&mut payload)?;
+        // Grows with the bytes that really arrive: a length field alone
+        // never makes the client allocate up to `max_frame`.
+        let want = u64::from(len - 1);
+        let mut payload = Vec::with_capacity((len as usize - 1).min(64 * 1024));
+        (&mut self.reader).take(want).read_to_end(&mut payload)?;
+        if payload.len() as u64 != want {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
         Ok((header[4], payload))
     }
 
