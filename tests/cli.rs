@@ -1,4 +1,4 @@
-//! The real `wharf` binary (CONTRACT.md, "Command line" and "Graceful
+//! The real `wharf` binary (the protocol, "Command line" and "Graceful
 //! shutdown"): flag errors, startup failures, the listening line, signals,
 //! exit codes, the log file and the fixed thread count.
 //!
@@ -108,7 +108,7 @@ fn summary_count(log: &str, key: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Contract: "Bad flags exit 2 with clap's error naming the flag".
+/// Promised: "Bad flags exit 2 with clap's error naming the flag".
 #[test]
 fn bad_flags_exit_2_naming_the_flag() {
     let cases: &[(&[&str], &str)] = &[
@@ -154,7 +154,7 @@ fn bad_flags_exit_2_naming_the_flag() {
     }
 }
 
-/// Contract: "a runtime failure at startup (address in use ...) exits 1 with
+/// Promised: "a runtime failure at startup (address in use ...) exits 1 with
 /// a one-line cause, never a panic or backtrace".
 #[test]
 fn address_in_use_exits_1_with_one_line() {
@@ -202,7 +202,7 @@ fn address_in_use_names_the_cause_once() {
     );
 }
 
-/// Contract: "logs one line containing `listening on <ip>:<port>` with the
+/// Promised: "logs one line containing `listening on <ip>:<port>` with the
 /// real bound address", port 0 picking a free port.
 #[test]
 fn listening_line_shows_real_port_ipv4() {
@@ -214,7 +214,7 @@ fn listening_line_shows_real_port_ipv4() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
 
-/// Contract: "IPv6 (`[::1]:0`) works".
+/// Promised: "IPv6 (`[::1]:0`) works".
 #[test]
 fn listening_line_shows_real_port_ipv6() {
     if let Err(e) = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
@@ -229,7 +229,7 @@ fn listening_line_shows_real_port_ipv6() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
 
-/// Contract: SIGTERM/SIGINT on an idle server: exit 0 at once, each drain
+/// Promised: SIGTERM/SIGINT on an idle server: exit 0 at once, each drain
 /// stage logged, and a summary with the counts.
 fn idle_signal_exits_0(signal: i32) {
     let mut wharf = spawn_wharf(&["--workers", "2"]);
@@ -279,7 +279,7 @@ fn sigint_idle_exits_0_with_stages_and_summary() {
     idle_signal_exits_0(libc::SIGINT);
 }
 
-/// Contract step 3 through the binary: the request in flight is answered,
+/// Drain step 3 through the binary: the request in flight is answered,
 /// then GOAWAY 1, and the process exits 0.
 #[test]
 fn sigterm_with_request_in_flight_answers_then_goaway() {
@@ -303,7 +303,7 @@ fn sigterm_with_request_in_flight_answers_then_goaway() {
     assert_eq!(summary_count(&log, "requests"), Some(2), "{log}");
 }
 
-/// Contract: work still running after --grace: close at once, exit 1.
+/// Promised: work still running after --grace: close at once, exit 1.
 #[test]
 fn grace_exceeded_exits_1() {
     let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "5s", "--grace", "300ms"]);
@@ -328,7 +328,7 @@ fn grace_exceeded_exits_1() {
     assert!(frames.iter().all(|f| f.kind != DATA), "{frames:?}");
 }
 
-/// Contract: "or a second SIGINT/SIGTERM arrives": close at once, exit 1.
+/// Promised: "or a second SIGINT/SIGTERM arrives": close at once, exit 1.
 fn second_signal_exits_1(second: i32) {
     let mut wharf = spawn_wharf(&["--workers", "2", "--delay", "5s", "--grace", "30s"]);
     let _client = request_in_flight(&wharf, b"takes five seconds");
@@ -402,7 +402,7 @@ impl Drop for TempFile {
     }
 }
 
-/// Contract: `--log-file PATH` also appends the log to this file.
+/// Promised: `--log-file PATH` also appends the log to this file.
 #[test]
 fn log_file_gets_the_log_and_is_appended() {
     let file = TempFile::new("log-file");
@@ -424,7 +424,7 @@ fn log_file_gets_the_log_and_is_appended() {
     }
 }
 
-/// Contract section 2 through the binary: `--framing line` answers lines.
+/// Line framing through the binary: `--framing line` answers lines.
 #[test]
 fn line_framing_via_binary() {
     let mut wharf = spawn_wharf(&["--workers", "2", "--framing", "line"]);
@@ -452,7 +452,7 @@ fn thread_count(pid: u32) -> usize {
         .count()
 }
 
-/// Contract: `--workers N` threads are "all started before the listening
+/// Promised: `--workers N` threads are "all started before the listening
 /// line", and the thread count never grows with the number of clients.
 #[cfg(target_os = "linux")]
 #[test]
@@ -527,7 +527,7 @@ fn grace_0_with_a_request_in_progress_exits_1() {
     );
 }
 
-/// Contract §1a: `--max-connections` is never more than the descriptor
+/// Limits: `--max-connections` is never more than the descriptor
 /// limit allows; a lowered value is logged as a warning at startup.
 #[test]
 fn max_connections_is_lowered_to_the_descriptor_limit_with_a_warning() {
@@ -571,7 +571,7 @@ fn max_connections_is_lowered_to_the_descriptor_limit_with_a_warning() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
 
-/// Contract §3: byte sizes accept a bare number or a KiB, MiB or GiB suffix.
+/// Command line: byte sizes accept a bare number or a KiB, MiB or GiB suffix.
 #[test]
 fn byte_size_flags_accept_binary_suffixes() {
     let mut wharf = spawn_wharf(&["--max-frame", "64KiB", "--max-buffered", "1MiB"]);

@@ -477,7 +477,7 @@ fn queue_0_first_connection_to_an_idle_worker_is_served() {
     );
 }
 
-/// A quiet connection does not hold a worker (contract v2, §1a), so the
+/// A quiet connection does not hold a worker (since v2), so the
 /// holder keeps the only worker busy with a slow request, held by the
 /// service until [`release_holder`].
 const HOLD: &[u8] = b"slow: hold the only worker";

@@ -416,7 +416,7 @@ fn busy_server_goaway_3_on_stderr_and_exit_13() {
         }
     }
     let mut holder = holder.expect("the holder is served");
-    // A quiet connection does not hold a worker (contract v2, §1a): the
+    // A quiet connection does not hold a worker (since v2): the
     // holder keeps the only worker busy with a slow request, which the
     // service holds until the gate releases it.
     holder.send(HOLD).unwrap();

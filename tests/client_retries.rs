@@ -1,5 +1,5 @@
-//! Safe retries (contract §4), in `wharf::Client` and `wharf client
-//! --retries N`, over real sockets on 127.0.0.1:0.
+//! Safe retries (README, "Retrying safely"), in `wharf::Client` and
+//! `wharf client --retries N`, over real sockets on 127.0.0.1:0.
 //!
 //! Most tests talk to a scripted fake server: a std `TcpListener` in the
 //! test whose every accepted connection follows a script that reads the

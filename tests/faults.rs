@@ -1,4 +1,4 @@
-//! Fault-injection tests against the real `wharf` binary (CONTRACT.md,
+//! Fault-injection tests against the real `wharf` binary (the protocol,
 //! "Overload" and "Graceful shutdown"): running out of file descriptors,
 //! SIGTERM in the middle of heavy pipelined load, and the periodic stats log.
 //!
@@ -143,8 +143,8 @@ const MAX_CPU: Duration = Duration::from_millis(500);
 
 /// Running out of descriptors for real. A server started with a low
 /// descriptor limit no longer gets there: it lowers `--max-connections` at
-/// startup to what the limit allows and answers BUSY instead (contract v2,
-/// §1a). Descriptors can still run out under it (a limit lowered while it
+/// startup to what the limit allows and answers BUSY instead (since v2).
+/// Descriptors can still run out under it (a limit lowered while it
 /// runs, descriptors its service opens), so the test starts the server with
 /// the normal limit, connects the held clients, and then lowers the running
 /// child's soft limit (`prlimit`) to just above the descriptors it has open:

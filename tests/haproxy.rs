@@ -1,4 +1,4 @@
-//! A rolling restart behind a real HAProxy loses nothing (issue: operations).
+//! A rolling restart behind a real HAProxy loses nothing.
 //!
 //! Two `wharf serve` backends sit behind HAProxy, configured with
 //! `deploy/haproxy.cfg` as shipped (TCP mode, a binary PING/PONG health

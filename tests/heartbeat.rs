@@ -1,4 +1,4 @@
-//! Heartbeat rules (CONTRACT.md, "Heartbeat"): deadlines, what moves them,
+//! Heartbeat rules (the protocol, "Heartbeat"): deadlines, what moves them,
 //! what does not, the reaper's GOAWAY 2 / GOAWAY 3, and the reap interval cap.
 //!
 //! Settings are short (heartbeat well under a second, reap interval 50 ms).

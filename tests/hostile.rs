@@ -523,7 +523,7 @@ fn slowloris_army_is_dropped_and_a_good_client_is_served_when_a_worker_frees() {
     assert!(!report.forced, "{report}");
 }
 
-/// The contract: "A connection still waiting in the queue when its deadline
+/// Promised: "A connection still waiting in the queue when its deadline
 /// passes is sent GOAWAY 3 and closed; it never occupies a worker." That
 /// must hold even when a worker frees between the deadline and the reaper's
 /// next scan (a regression: the pool once dequeued without looking at the
@@ -532,7 +532,7 @@ fn slowloris_army_is_dropped_and_a_good_client_is_served_when_a_worker_frees() {
 /// lets B's deadline pass in the queue just after a scan, and frees the only
 /// worker before the next. The worker is kept busy by A's slow request, held
 /// by the service until the test releases it (a quiet connection does not
-/// hold a worker, contract v2 §1a).
+/// hold a worker, since v2).
 #[test]
 fn connection_expired_in_the_queue_gets_busy_even_if_a_worker_frees_before_the_scan() {
     let _serial = serial();

@@ -1,4 +1,4 @@
-//! Overload rules (CONTRACT.md, "Overload" and the `--queue`, `--overload`,
+//! Overload rules (the protocol, "Overload" and the `--queue`, `--overload`,
 //! `--write-timeout` flags): reject vs block, hand-off only with queue 0, a
 //! client that does not read, and a thread count that does not grow with the
 //! number of clients.
@@ -7,7 +7,7 @@
 //! count test reads the whole process's thread count, which other tests'
 //! servers would disturb.
 //!
-//! A quiet connection does not hold a worker (contract v2, §1a): a worker
+//! A quiet connection does not hold a worker (since v2): a worker
 //! only waiting on one counts as idle. Where a test needs the only worker
 //! busy, a client sends a slow request that the service holds until the test
 //! releases it (see `common::gate`).

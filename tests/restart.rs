@@ -1,4 +1,4 @@
-//! Same-port restart under load, losing nothing (CONTRACT.md §4): the two
+//! Same-port restart under load, losing nothing (README, "Operating wharf"): the two
 //! documented ways, each with clients sending requests the whole time, and
 //! counted: no connection refused, none reset, and no request left
 //! unanswered without a GOAWAY.
@@ -362,7 +362,7 @@ fn old_args(extra: &[&'static str]) -> Vec<&'static str> {
     [ARGS, OLD_ONLY, extra].concat()
 }
 
-/// Contract §4, socket activation: "on drain the server stops accepting and
+/// Operations, socket activation: "on drain the server stops accepting and
 /// closes its own descriptor, but never shuts the inherited listening
 /// socket down ...; connections that arrive meanwhile wait in its backlog
 /// for the next instance".
@@ -394,7 +394,7 @@ fn socket_activation_restart_under_load_loses_nothing() {
     check("socket activation", tally, &problems, &old, &new);
 }
 
-/// Contract §4, `--reuse-port`: "start the new one, wait for its listening
+/// Operations, `--reuse-port`: "start the new one, wait for its listening
 /// line ..., then SIGTERM the old one", with net.ipv4.tcp_migrate_req = 1.
 #[test]
 fn reuse_port_restart_under_load_loses_nothing() {
@@ -430,7 +430,7 @@ fn reuse_port_restart_under_load_loses_nothing() {
     check("reuse-port", tally, &problems, &old, &new);
 }
 
-/// Contract §4: the server warns at startup when `--reuse-port` is given
+/// Operations: the server warns at startup when `--reuse-port` is given
 /// and net.ipv4.tcp_migrate_req is not 1 (0 in a fresh namespace), and not
 /// when it is 1.
 #[test]

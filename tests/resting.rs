@@ -1,11 +1,11 @@
-//! Connections, workers and limits (CONTRACT.md §1a): a connection holds a
+//! Connections, workers and limits (README, "How it works"): a connection holds a
 //! worker only while it has work, and rests in the poller, at no thread's
 //! cost, while it is quiet.
 //!
 //! Every test here fails on a server where a worker serves one connection
 //! from accept to close (v1): there, a client beyond the pool size is never
 //! served while the others stay connected. Time bounds are generous (CI is a
-//! loaded 2-core machine); the contract's "well under a millisecond" for a
+//! loaded 2-core machine); the protocol's "well under a millisecond" for a
 //! hand-off is measured by the benchmarks, not asserted here.
 
 mod common;

@@ -14,8 +14,8 @@
 //! ## Retries
 //!
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
-//! the server's promise (contract §4): after GOAWAY 1 (SHUTDOWN) or GOAWAY 3
-//! (BUSY), no request after the last reply was started. [`Client::recv`]
+//! the server's promise (README, "Retrying safely"): after GOAWAY 1
+//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was started. [`Client::recv`]
 //! then reconnects to the same address and resends exactly the requests
 //! that were not answered, in order (pipelined ones included; heartbeat
 //! PINGs are dropped, not resent), and goes on returning replies in order

@@ -1,5 +1,5 @@
-//! Safe retries (contract §4): after GOAWAY 1 (SHUTDOWN) or GOAWAY 3
-//! (BUSY) the server promises that no request after its last reply was
+//! Safe retries (README, "Retrying safely"): after GOAWAY 1 (SHUTDOWN) or
+//! GOAWAY 3 (BUSY) the server promises that no request after its last reply was
 //! started, so the client reconnects and resends exactly those, in order.
 //!
 //! Separate from the reading half, which only decides *that* a failure is
@@ -79,7 +79,7 @@ impl fmt::Debug for Hook {
 /// What the retry rule needs to remember between calls, and the counts.
 #[derive(Debug)]
 pub(super) struct RetryState {
-    /// Attempts since the last reply (the contract's N counts these).
+    /// Attempts since the last reply (the retry count N counts these).
     pub(super) attempt: u32,
     /// Reconnects that succeeded.
     pub(super) reconnects: u64,
@@ -118,7 +118,7 @@ pub(super) fn jitter(b: Duration) -> Duration {
 }
 
 impl Client {
-    /// Whether `failure` may be retried under the contract's rule: GOAWAY 1
+    /// Whether `failure` may be retried under the retry rule: GOAWAY 1
     /// and 3 (nothing after the last reply was started), a reconnect that
     /// failed, and a connection lost without GOAWAY only when the caller
     /// declared its requests idempotent.

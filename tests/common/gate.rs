@@ -1,6 +1,6 @@
 //! A service that keeps a worker busy for exactly as long as a test needs.
 //!
-//! Since contract v2 (§1a) a quiet connection no longer holds a worker: it
+//! Since v2 a quiet connection no longer holds a worker: it
 //! rests in the poller, and a worker only waiting on it counts as idle. A
 //! test that needs "every worker is busy" therefore sends a slow request.
 //! Rather than sleeping a fixed time (too short on a loaded machine, too long

@@ -261,7 +261,7 @@ fn max_connections(text: &str) -> Result<usize, String> {
 }
 
 /// A byte size: a bare number of bytes, or a number with a `KiB`, `MiB` or
-/// `GiB` suffix (binary units, as the contract states; `64K` or `64KB` are
+/// `GiB` suffix (binary units, as documented; `64K` or `64KB` are
 /// refused rather than guessed at).
 pub fn byte_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
