@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log::{debug, warn};
 use sd_notify::NotifyState;
-use wharf::{Monitor, Server, ALIVE_TICK};
+use wharf::{Liveness, Monitor, Server, ALIVE_TICK};
 
 /// The first descriptor passed by socket activation.
 const LISTEN_FDS_START: RawFd = 3;
@@ -149,6 +149,31 @@ pub fn extend(remaining: Duration) -> NotifyState<'static> {
     NotifyState::ExtendTimeoutUsec(u32::try_from(usec).unwrap_or(u32::MAX))
 }
 
+/// What one watchdog check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watchdog {
+    /// Send `WATCHDOG=1`.
+    Feed,
+    /// Withhold it: the reaper has not turned since the last check.
+    ReaperStuck,
+    /// Withhold it: the acceptor has not turned since the last check, and
+    /// the drain has not started.
+    AcceptorStuck,
+}
+
+/// Whether the threads whose life the watchdog vouches for have turned
+/// between two checks: the reaper always (it stops only when the drain is
+/// over), the acceptor until the drain starts (then it stops on purpose).
+fn watchdog(last: Liveness, now: Liveness, draining: bool) -> Watchdog {
+    if now.reaper <= last.reaper {
+        Watchdog::ReaperStuck
+    } else if now.acceptor <= last.acceptor && !draining {
+        Watchdog::AcceptorStuck
+    } else {
+        Watchdog::Feed
+    }
+}
+
 /// The `STATUS=` text: the state and the main counters.
 pub fn status(monitor: &Monitor) -> Option<String> {
     let state = if monitor.is_draining() {
@@ -234,23 +259,53 @@ pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
         if let (Some(at), Some(every)) = (next_watchdog, watchdog_every) {
             if now >= at {
                 let live = monitor.liveness();
-                let reaper = live.reaper > last.reaper;
-                let acceptor = live.acceptor > last.acceptor || monitor.is_draining();
-                if reaper && acceptor {
-                    notifier.send(&[NotifyState::Watchdog]);
-                } else if monitor.is_draining() {
+                let draining = monitor.is_draining();
+                match watchdog(last, live, draining) {
+                    Watchdog::Feed => notifier.send(&[NotifyState::Watchdog]),
                     // The reaper stops once the drain is over, just before the exit.
-                    debug!("watchdog: the reaper has stopped; WATCHDOG=1 withheld");
-                } else {
-                    warn!(
+                    Watchdog::ReaperStuck if draining => {
+                        debug!("watchdog: the reaper has stopped; WATCHDOG=1 withheld")
+                    }
+                    stuck => warn!(
                         "watchdog: the {} has not turned since the last check; WATCHDOG=1 \
                          withheld",
-                        if reaper { "acceptor" } else { "reaper" }
-                    );
+                        if stuck == Watchdog::ReaperStuck {
+                            "reaper"
+                        } else {
+                            "acceptor"
+                        }
+                    ),
                 }
                 last = live;
                 next_watchdog = Some(now + every);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(acceptor: u64, reaper: u64) -> Liveness {
+        Liveness { acceptor, reaper }
+    }
+
+    #[test]
+    fn the_watchdog_is_fed_only_while_the_threads_it_vouches_for_turn() {
+        let last = live(10, 20);
+        // Both turning: fed, before and during the drain.
+        assert_eq!(watchdog(last, live(12, 22), false), Watchdog::Feed);
+        assert_eq!(watchdog(last, live(12, 22), true), Watchdog::Feed);
+        // A stuck acceptor before the drain: withheld.
+        assert_eq!(watchdog(last, live(10, 22), false), Watchdog::AcceptorStuck);
+        // The acceptor stops on purpose once the drain starts: the reaper
+        // alone counts.
+        assert_eq!(watchdog(last, live(10, 22), true), Watchdog::Feed);
+        // A stuck reaper: withheld, draining or not.
+        assert_eq!(watchdog(last, live(12, 20), false), Watchdog::ReaperStuck);
+        assert_eq!(watchdog(last, live(10, 20), true), Watchdog::ReaperStuck);
+        // Both stuck: the reaper is named.
+        assert_eq!(watchdog(last, live(10, 20), false), Watchdog::ReaperStuck);
     }
 }
