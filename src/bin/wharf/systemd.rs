@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use log::{debug, warn};
+use log::{debug, info, warn};
 use sd_notify::NotifyState;
 use wharf::{Liveness, Monitor, Server, ALIVE_TICK};
 
@@ -145,8 +145,33 @@ const EXTEND_EVERY: Duration = Duration::from_secs(1);
 
 /// `EXTEND_TIMEOUT_USEC=` for a stop that may still take `remaining`.
 pub fn extend(remaining: Duration) -> NotifyState<'static> {
-    let usec = (remaining + EXTEND_MARGIN).as_micros();
-    NotifyState::ExtendTimeoutUsec(u32::try_from(usec).unwrap_or(u32::MAX))
+    extend_usec(remaining + EXTEND_MARGIN)
+}
+
+fn extend_usec(extension: Duration) -> NotifyState<'static> {
+    NotifyState::ExtendTimeoutUsec(u32::try_from(extension.as_micros()).unwrap_or(u32::MAX))
+}
+
+/// When a stop may legitimately be over: the end of `--grace` counted from
+/// the drain, and never later than `--drain-delay` + `--grace` from the
+/// stop. Both instants are when the supervisor noticed them, that is a
+/// little after they happened, so this is never too early.
+fn stop_deadline(
+    stopping_since: Instant,
+    draining_since: Option<Instant>,
+    timing: Timing,
+) -> Instant {
+    let end = stopping_since + timing.drain_delay + timing.grace;
+    draining_since.map_or(end, |drain| end.min(drain + timing.grace))
+}
+
+/// The `EXTEND_TIMEOUT_USEC=` to send at `now` for a stop due to be over by
+/// `deadline`: what is left of it plus [`EXTEND_MARGIN`], so that systemd
+/// waits until `deadline + EXTEND_MARGIN` and no longer. `None` once the
+/// deadline has passed: a stop still running then is wedged, and systemd's
+/// `TimeoutStopSec=` (extended at most to that point) must be free to end it.
+fn extension(now: Instant, deadline: Instant) -> Option<Duration> {
+    (now < deadline).then(|| deadline - now + EXTEND_MARGIN)
 }
 
 /// What one watchdog check decided.
@@ -199,7 +224,8 @@ pub struct Timing {
 /// `STATUS=` every stats interval (10 s without one), `WATCHDOG=1` every
 /// half watchdog interval while the reaper and (until the drain) the
 /// acceptor are seen turning, and, once stopping, `EXTEND_TIMEOUT_USEC=`
-/// every second with the time the stop may still take.
+/// every second with the time the stop may still take, until that time has
+/// passed (see [`extension`]).
 pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
     let monitor = server.monitor();
     let status_every = timing.stats_interval.unwrap_or(STATUS_EVERY);
@@ -220,6 +246,7 @@ pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
     let mut stopping_since: Option<Instant> = None;
     let mut draining_since: Option<Instant> = None;
     let mut next_extend = started;
+    let mut overdue = false;
     loop {
         let now = Instant::now();
         let mut next = next_status;
@@ -242,11 +269,18 @@ pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
                 draining_since.get_or_insert(now);
             }
             if now >= next_extend {
-                let end = match draining_since {
-                    Some(drain) => drain + timing.grace,
-                    None => since + timing.drain_delay + timing.grace,
-                };
-                notifier.send(&[extend(end.saturating_duration_since(now))]);
+                let deadline = stop_deadline(since, draining_since, timing);
+                match extension(now, deadline) {
+                    Some(extension) => notifier.send(&[extend_usec(extension)]),
+                    None if !overdue => {
+                        overdue = true;
+                        info!(
+                            "the stop has had its --drain-delay + --grace; systemd's stop \
+                             timeout is no longer extended, and ends within {EXTEND_MARGIN:?}"
+                        );
+                    }
+                    None => {}
+                }
                 next_extend = now + EXTEND_EVERY;
             }
         }
@@ -286,6 +320,76 @@ pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn timing(drain_delay: Duration, grace: Duration) -> Timing {
+        Timing {
+            stats_interval: None,
+            drain_delay,
+            grace,
+        }
+    }
+
+    fn usec(state: &NotifyState<'_>) -> u32 {
+        match state {
+            NotifyState::ExtendTimeoutUsec(usec) => *usec,
+            other => panic!("not EXTEND_TIMEOUT_USEC: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_stop_deadline_counts_grace_from_the_drain_and_never_past_delay_plus_grace() {
+        let t0 = Instant::now();
+        let timing = timing(2 * SEC, 10 * SEC);
+        // During the drain delay: delay + grace from the stop.
+        assert_eq!(stop_deadline(t0, None, timing), t0 + 12 * SEC);
+        // The drain started early (a forced stop, or noticed at once).
+        assert_eq!(stop_deadline(t0, Some(t0 + SEC), timing), t0 + 11 * SEC);
+        // Noticed late: the drain cannot have started after the delay.
+        assert_eq!(stop_deadline(t0, Some(t0 + 3 * SEC), timing), t0 + 12 * SEC);
+        // No delay.
+        let timing = self::timing(Duration::ZERO, 10 * SEC);
+        assert_eq!(stop_deadline(t0, Some(t0), timing), t0 + 10 * SEC);
+    }
+
+    #[test]
+    fn the_extension_covers_what_is_left_plus_the_margin_and_stops_at_the_deadline() {
+        let t0 = Instant::now();
+        let deadline = t0 + 10 * SEC;
+        assert_eq!(extension(t0, deadline), Some(10 * SEC + EXTEND_MARGIN));
+        assert_eq!(extension(t0 + 9 * SEC, deadline), Some(SEC + EXTEND_MARGIN));
+        // Every renewal asks systemd to wait until the same point, no later.
+        for at in [
+            t0,
+            t0 + 3 * SEC,
+            t0 + 9 * SEC,
+            deadline - Duration::from_millis(1),
+        ] {
+            assert_eq!(
+                at + extension(at, deadline).unwrap(),
+                deadline + EXTEND_MARGIN
+            );
+        }
+        // From the deadline on, a stop still running is wedged: nothing more,
+        // however long it goes on (renewing even EXTEND_MARGIN alone every
+        // second would keep a wedged stop from ever being killed).
+        for late in [0, 1, 5, 6, 60, 3600] {
+            assert_eq!(
+                extension(deadline + late * SEC, deadline),
+                None,
+                "{late} s late"
+            );
+        }
+    }
+
+    #[test]
+    fn extend_timeout_usec_is_in_microseconds_and_saturates() {
+        assert_eq!(usec(&extend(10 * SEC)), 15_000_000);
+        assert_eq!(usec(&extend_usec(Duration::from_millis(1500))), 1_500_000);
+        // u32 microseconds end at about 71 minutes.
+        assert_eq!(usec(&extend(Duration::from_secs(24 * 3600))), u32::MAX);
+    }
 
     fn live(acceptor: u64, reaper: u64) -> Liveness {
         Liveness { acceptor, reaper }
