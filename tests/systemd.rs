@@ -172,6 +172,40 @@ fn socket_activation_with_a_wrong_descriptor_3_exits_1_with_one_line() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
 
+/// Contract §4: "further descriptors are ignored with a warning", also
+/// when `LISTEN_FDS` counts more descriptors than are open: here
+/// `LISTEN_FDS=3` with only descriptor 3 passed, so 4 and 5 are not open.
+/// Descriptor 3 itself must be open: `LISTEN_FDS=1` with nothing passed
+/// is a startup failure (exit 1) with one line.
+#[test]
+fn socket_activation_ignores_counted_descriptors_that_are_not_open() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let mut command = activated_command(&[listener.as_raw_fd()], &["--workers", "1"]);
+    command.env("LISTEN_FDS", "3");
+    let mut wharf = spawn_wharf_command(command);
+    assert_eq!(wharf.addr, addr, "{}", wharf.log());
+    wait_log(&wharf, "descriptor(s) 4-5 are not open");
+    let log = wharf.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("LISTEN_FDS is 3")),
+        "{log}"
+    );
+    Client::connect(addr).echo(b"served although LISTEN_FDS says 3");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+
+    // Nothing passed: activated_command sets LISTEN_FDS=0; say 1.
+    let mut nothing = activated_command(&[], &["--workers", "1"]);
+    nothing.env("LISTEN_FDS", "1");
+    let (code, stderr) = run_to_exit(nothing);
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
+    assert!(lines[0].contains("descriptor 3 is not open"), "{stderr}");
+}
+
 /// Contract §4, systemd: READY=1 once listening, STATUS= every
 /// --stats-interval, WATCHDOG=1 at about half of WATCHDOG_USEC, STOPPING=1
 /// when the drain starts, and EXTEND_TIMEOUT_USEC during a long drain, with
