@@ -619,3 +619,64 @@ fn sigusr1_logs_the_counters_and_disturbs_nothing() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
     assert!(wharf.log().contains("requests=4"), "{}", wharf.log());
 }
+
+/// Contract §4: SIGHUP and SIGUSR1 neither stop the server nor disturb a
+/// connection, also while a request is inside the service (`--delay 1s`):
+/// both are handled (the log is reopened, the counters logged) before the
+/// service is done, the request still gets its reply, the connection goes
+/// on serving, and the server keeps accepting.
+#[test]
+fn sighup_and_sigusr1_during_a_request_disturb_nothing() {
+    let log = LogPath::new("signals-in-flight");
+    let path = log.0.to_str().unwrap().to_owned();
+    let mut wharf = common::spawn_wharf(&["--workers", "2", "--delay", "1s", "--log-file", &path]);
+    let mut client = Client::connect(wharf.addr);
+    client.ping(b"are you there");
+    let sent = Instant::now();
+    client.send(DATA, b"in the service while signalled");
+    std::thread::sleep(Duration::from_millis(200));
+
+    std::fs::rename(&log.0, log.rotated()).expect("rotate the log file");
+    wharf.signal(libc::SIGHUP);
+    wharf.signal(libc::SIGUSR1);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let log = wharf.log();
+            log.contains("reopened the log file") && log.contains("received SIGUSR1; counters:")
+        }),
+        "log:\n{}",
+        wharf.log()
+    );
+    let handled = sent.elapsed();
+    assert!(
+        handled < Duration::from_millis(900),
+        "the signals were handled after {handled:?}, not while the request was in the service"
+    );
+
+    let reply = client.recv().expect("the reply, not end-of-stream");
+    assert_eq!(reply.kind, DATA, "{reply:?}");
+    assert_eq!(reply.payload, b"in the service while signalled");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(950),
+        "the reply came before the service was done: {:?}",
+        sent.elapsed()
+    );
+    // The connection is still usable, and the server still serving.
+    client.ping(b"still there");
+    client.echo(b"and still served");
+    Client::connect(wharf.addr).echo(b"a new connection");
+    assert!(wharf.child.try_wait().unwrap().is_none(), "{}", wharf.log());
+    let text = wharf.log();
+    assert!(!text.contains("shutdown:"), "{text}");
+    assert!(!text.contains("ERROR"), "{text}");
+
+    wharf.signal(libc::SIGTERM);
+    client.expect_goaway(GoAwayCode::Shutdown);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+    let summary = wharf.log();
+    assert!(summary.contains("requests=3"), "{summary}");
+    // The reopen done while the request was in the service took effect:
+    // what came after went to the new file.
+    let new = std::fs::read_to_string(&log.0).unwrap();
+    assert!(new.contains("summary:"), "{new}");
+}
