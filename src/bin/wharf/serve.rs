@@ -102,6 +102,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                      the first"
                 );
             }
+            if !activation.missing.is_empty() {
+                warn!(
+                    "socket activation: LISTEN_FDS is {} but descriptor(s) {} are not open; \
+                     ignored",
+                    activation.count,
+                    systemd::describe_ranges(&activation.missing)
+                );
+            }
             if args.reuse_port {
                 warn!("--reuse-port does not apply to a socket from socket activation; ignored");
             }
