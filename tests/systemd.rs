@@ -1,4 +1,4 @@
-//! Operations (CONTRACT.md §4) through the real binary: socket activation,
+//! Operations (README, "Operating wharf") through the real binary: socket activation,
 //! systemd notifications, the drain delay, SIGHUP and SIGUSR1. The
 //! same-port restarts under load are in `restart.rs`.
 //!
@@ -53,7 +53,7 @@ fn request_in_flight(wharf: &Wharf, payload: &[u8]) -> Client {
     client
 }
 
-/// Contract §4: with `LISTEN_PID` this process and `LISTEN_FDS` >= 1, the
+/// Operations: with `LISTEN_PID` this process and `LISTEN_FDS` >= 1, the
 /// server serves descriptor 3 instead of `--bind`, the listening line shows
 /// its address, further descriptors are ignored with a warning, and the
 /// drain leaves the socket open: after wharf has exited, the holder's
@@ -131,7 +131,7 @@ fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
     (status.code(), reader.join().unwrap_or_default())
 }
 
-/// Contract §4: "a descriptor 3 that is not a listening TCP socket is a
+/// Operations: "a descriptor 3 that is not a listening TCP socket is a
 /// startup failure (exit 1)", with a one-line cause.
 #[test]
 fn socket_activation_with_a_wrong_descriptor_3_exits_1_with_one_line() {
@@ -172,7 +172,7 @@ fn socket_activation_with_a_wrong_descriptor_3_exits_1_with_one_line() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
 
-/// Contract §4: "further descriptors are ignored with a warning", also
+/// Operations: "further descriptors are ignored with a warning", also
 /// when `LISTEN_FDS` counts more descriptors than are open: here
 /// `LISTEN_FDS=3` with only descriptor 3 passed, so 4 and 5 are not open.
 /// Descriptor 3 itself must be open: `LISTEN_FDS=1` with nothing passed
@@ -206,7 +206,7 @@ fn socket_activation_ignores_counted_descriptors_that_are_not_open() {
     assert!(lines[0].contains("descriptor 3 is not open"), "{stderr}");
 }
 
-/// Contract §4, systemd: READY=1 once listening, STATUS= every
+/// Operations, systemd: READY=1 once listening, STATUS= every
 /// --stats-interval, WATCHDOG=1 at about half of WATCHDOG_USEC, STOPPING=1
 /// when the drain starts, and EXTEND_TIMEOUT_USEC during a long drain, with
 /// the watchdog still fed while the reaper runs.
@@ -304,7 +304,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Contract §4 and README "systemd": EXTEND_TIMEOUT_USEC keeps systemd from
+/// README "systemd": EXTEND_TIMEOUT_USEC keeps systemd from
 /// killing a drain that is still inside --grace, and no more: once
 /// --drain-delay + --grace have passed, a stop still running is wedged and
 /// must be left to systemd's TimeoutStopSec. Renewing the extension for
@@ -451,7 +451,7 @@ fn watchdog_is_not_fed_for_another_pid() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
 
-/// Contract §4, drain delay: on the first signal the server reports
+/// Operations, drain delay: on the first signal the server reports
 /// not-ready at once (STOPPING=1) but keeps accepting and serving for the
 /// delay, then drains (GOAWAY 1) and exits 0.
 #[test]
@@ -559,7 +559,7 @@ impl Drop for LogPath {
     }
 }
 
-/// Contract §4: SIGHUP reopens --log-file (logrotate renamed it: new lines
+/// Operations: SIGHUP reopens --log-file (logrotate renamed it: new lines
 /// go to a new file at the path), is logged, and disturbs no connection.
 #[test]
 fn sighup_reopens_the_log_file() {
@@ -591,7 +591,7 @@ fn sighup_reopens_the_log_file() {
     assert!(!new.contains("listening on"), "{new}");
 }
 
-/// Contract §4: SIGUSR1 logs at once one line with the counters of the exit
+/// Operations: SIGUSR1 logs at once one line with the counters of the exit
 /// summary, and neither stops the server nor disturbs a connection.
 #[test]
 fn sigusr1_logs_the_counters_and_disturbs_nothing() {
@@ -620,7 +620,7 @@ fn sigusr1_logs_the_counters_and_disturbs_nothing() {
     assert!(wharf.log().contains("requests=4"), "{}", wharf.log());
 }
 
-/// Contract §4: SIGHUP and SIGUSR1 neither stop the server nor disturb a
+/// Operations: SIGHUP and SIGUSR1 neither stop the server nor disturb a
 /// connection, also while a request is inside the service (`--delay 1s`):
 /// both are handled (the log is reopened, the counters logged) before the
 /// service is done, the request still gets its reply, the connection goes
