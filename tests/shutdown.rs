@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::gate::gate;
 use common::{config, start, start_with, Client, Received};
 use wharf::frame::{DATA, GOAWAY};
 use wharf::{
@@ -501,6 +502,62 @@ fn drain_delay_keeps_serving_then_drains() {
     let report = join_within(server, JOIN_WITHIN);
     assert!(!report.forced, "{report:?}");
     assert_eq!(report.requests, 3, "{report:?}");
+}
+
+/// Contract §4: "`--grace` counts from the start of the drain", not from
+/// the signal. A request that starts during a 2 s delay is held until 2.5 s
+/// after the signal: past a 1.5 s grace counted from the signal (which
+/// would force the close, with no reply), but only 0.5 s into the drain,
+/// well within the grace counted from there (until 3.5 s). So it must end
+/// with its reply, then GOAWAY 1, and the drain must not be forced. Each
+/// reading is at least 0.5 s from its limit.
+#[test]
+fn grace_counts_from_the_start_of_the_drain_not_from_the_signal() {
+    const DRAIN_DELAY: Duration = Duration::from_secs(2);
+    const GRACE: Duration = Duration::from_millis(1500);
+    const RELEASE_AT: Duration = Duration::from_millis(2500);
+    const HELD: &[u8] = b"slow: started during the drain delay";
+    let (service, gate) = gate();
+    let server = start_with(
+        Config {
+            drain_delay: DRAIN_DELAY,
+            grace: GRACE,
+            ..config()
+        },
+        service,
+    );
+    let handle = server.handle();
+    let signalled = Instant::now();
+    handle.shutdown();
+
+    let mut client = Client::connect(server.local_addr());
+    client.send(DATA, HELD);
+    gate.wait_started(HELD);
+    assert!(
+        !handle.is_draining(),
+        "the request started only {:?} after the stop, once the drain had",
+        signalled.elapsed()
+    );
+
+    std::thread::sleep(RELEASE_AT.saturating_sub(signalled.elapsed()));
+    assert!(handle.is_draining(), "the drain started while it was held");
+    gate.release();
+    let before = client.expect_goaway(GoAwayCode::Shutdown);
+    let answered = signalled.elapsed();
+    assert_eq!(
+        before,
+        vec![Received {
+            kind: DATA,
+            payload: HELD.to_vec()
+        }],
+        "the held request's reply, then GOAWAY 1 ({answered:?} after the stop)"
+    );
+    let report = join_within(server, JOIN_WITHIN);
+    assert!(
+        !report.forced,
+        "forced, as if the grace counted from the stop: {report:?}"
+    );
+    assert_eq!(report.requests, 1, "{report:?}");
 }
 
 /// `force()` during the drain delay stops at once, as a second signal does.
