@@ -1,4 +1,4 @@
-//! Metrics and probes (CONTRACT.md §4, "Metrics and probes"): `--metrics
+//! Metrics and probes (the protocol §4, "Metrics and probes"): `--metrics
 //! ADDR` serves `/metrics`, `/ready` and `/live` over HTTP/1.1 on its own
 //! thread, with bounded request heads, and never slows the data port.
 //!
@@ -327,7 +327,7 @@ fn a_head_that_does_not_arrive_within_5_s_gets_408() {
     server.join();
 }
 
-/// Every metric the contract lists, with its type.
+/// Every metric the README lists, with its type.
 const FAMILIES: &[(&str, &str)] = &[
     ("wharf_connections_accepted_total", "counter"),
     ("wharf_connections_rejected_total", "counter"),
@@ -779,7 +779,7 @@ fn pipeline(mut client: Client, id: usize, stop: &AtomicBool) -> Progress {
     }
 }
 
-/// Contract §4: the metrics endpoint runs on its own thread, and "nothing
+/// Operations: the metrics endpoint runs on its own thread, and "nothing
 /// it does can slow or stop the data path". Four clients pipeline echo
 /// requests on the data port (with two workers, so their connections keep
 /// changing hands through the line and the poller) while a silent HTTP
@@ -1035,7 +1035,7 @@ fn the_thread_count_stays_fixed_with_metrics() {
     assert_eq!(status.code(), Some(0), "{}", wharf.log());
 }
 
-/// Contract §4, "Drain delay" with "Metrics and probes", through the
+/// Operations, "Drain delay" with "Metrics and probes", through the
 /// binary: from the signal on `/ready` is 503 and `/live` 200, and
 /// `wharf_draining` is 0 while the server still accepts and serves for the
 /// delay; once the drain starts it is 1, and the probes stay as they were

@@ -1,5 +1,5 @@
 //! Graceful shutdown through the library: `server.handle().shutdown()`,
-//! `.force()` and `server.join()` (CONTRACT.md, "Graceful shutdown"). Every
+//! `.force()` and `server.join()` (the protocol, "Graceful shutdown"). Every
 //! join is bounded in time, so a drain that hangs fails its test.
 //!
 //! Services here tell the test when a request has started, so "shutdown while
@@ -162,7 +162,7 @@ fn assert_not_served(addr: SocketAddr) {
     }
 }
 
-/// Contract: an idle server exits within a few milliseconds of the signal
+/// Promised: an idle server exits within a few milliseconds of the signal
 /// ("Shutdown never waits for a timer tick"), and a drain with nothing to do
 /// is not forced.
 #[test]
@@ -187,7 +187,7 @@ fn idle_server_joins_quickly_and_is_not_forced() {
     assert!(handle.is_shutting_down());
 }
 
-/// Contract step 1: the listener closes at once, new connection attempts are
+/// Drain step 1: the listener closes at once, new connection attempts are
 /// refused, even while the drain is still waiting for a request in service.
 #[test]
 fn listener_closes_at_once() {
@@ -211,7 +211,7 @@ fn listener_closes_at_once() {
     assert_not_served(addr);
 }
 
-/// Contract step 3: a request in progress finishes and gets its response,
+/// Drain step 3: a request in progress finishes and gets its response,
 /// then GOAWAY 1, then the connection closes; the drain is not forced.
 #[test]
 fn in_flight_request_gets_response_then_goaway() {
@@ -236,7 +236,7 @@ fn in_flight_request_gets_response_then_goaway() {
     assert_eq!(report.requests, 1, "{report:?}");
 }
 
-/// Contract step 3: "Requests not yet started get no response; the client
+/// Drain step 3: "Requests not yet started get no response; the client
 /// knows exactly which requests were answered (responses are in order)".
 #[test]
 fn pipelined_requests_get_an_in_order_prefix_then_goaway() {
@@ -274,7 +274,7 @@ fn pipelined_requests_get_an_in_order_prefix_then_goaway() {
     );
 }
 
-/// Contract step 3 for a connection with no request in progress: its worker
+/// Drain step 3 for a connection with no request in progress: its worker
 /// is blocked in read, and is woken to send GOAWAY 1 and close at once.
 #[test]
 fn idle_connected_client_gets_goaway_promptly() {
@@ -296,7 +296,7 @@ fn idle_connected_client_gets_goaway_promptly() {
     assert!(!report.forced, "{report:?}");
 }
 
-/// Contract step 2: connections still in the queue are sent GOAWAY 1 and
+/// Drain step 2: connections still in the queue are sent GOAWAY 1 and
 /// closed, without waiting for a worker to become free.
 #[test]
 fn queued_connection_gets_goaway_while_worker_is_busy() {
@@ -341,7 +341,7 @@ fn queued_connection_gets_goaway_while_worker_is_busy() {
     assert_eq!(report.requests, 1, "{report:?}");
 }
 
-/// Contract: "If work is still running after --grace ... closes every
+/// Promised: "If work is still running after --grace ... closes every
 /// remaining connection at once" and the report says forced (exit 1).
 #[test]
 fn grace_exceeded_forces_close() {
@@ -360,7 +360,7 @@ fn grace_exceeded_forces_close() {
     assert_forced_close(&mut client);
 }
 
-/// Contract: a second signal (here `force()`) during a drain closes every
+/// Promised: a second signal (here `force()`) during a drain closes every
 /// remaining connection at once and reports forced.
 #[test]
 fn force_during_drain_closes_at_once() {
@@ -401,7 +401,7 @@ fn idle_line_client_gets_goaway_line() {
     assert!(!join_within(server, JOIN_WITHIN).forced);
 }
 
-/// Contract §4, socket activation through the library: the drain of a
+/// Operations, socket activation through the library: the drain of a
 /// server on an inherited listener stops accepting and closes only its own
 /// descriptor; the holder's socket keeps taking connections into its
 /// backlog for the next instance.
@@ -463,7 +463,7 @@ fn from_listener_refuses_a_socket_that_does_not_listen() {
     }
 }
 
-/// Contract §4, drain delay through the library: after `shutdown()` the
+/// Operations, drain delay through the library: after `shutdown()` the
 /// server is stopping (not ready) but still accepts and serves for the
 /// delay; then it drains (GOAWAY 1), and is not forced.
 #[test]
@@ -504,7 +504,7 @@ fn drain_delay_keeps_serving_then_drains() {
     assert_eq!(report.requests, 3, "{report:?}");
 }
 
-/// Contract §4: "`--grace` counts from the start of the drain", not from
+/// Operations: "`--grace` counts from the start of the drain", not from
 /// the signal. A request that starts during a 2 s delay is held until 2.5 s
 /// after the signal: past a 1.5 s grace counted from the signal (which
 /// would force the close, with no reply), but only 0.5 s into the drain,
