@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::frame::{Framing, HEADER_LEN};
+use crate::human;
 
 /// What the acceptor does when a limit is reached: `--max-connections`
 /// clients connected, or `--queue` new connections already waiting.
@@ -192,8 +193,9 @@ impl Config {
         let ceiling = self.heartbeat_timeout / 4;
         if self.reap_interval > ceiling {
             warning = Some(format!(
-                "reap-interval {:?} is more than heartbeat-timeout / 4; lowered to {:?}",
-                self.reap_interval, ceiling
+                "reap-interval {} is more than heartbeat-timeout / 4 ({}); lowered to that",
+                human::duration(self.reap_interval),
+                human::duration(ceiling)
             ));
             self.reap_interval = ceiling.max(Duration::from_millis(1));
         }

@@ -43,6 +43,7 @@ use log::{info, warn};
 use crate::closer::send_goaway_nonblocking;
 use crate::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
 use crate::frame::GoAwayCode;
+use crate::human;
 use crate::shared::Shared;
 use crate::shutdown::Listening;
 use crate::stats::{Report, Snapshot};
@@ -87,8 +88,9 @@ impl Drain {
         if !shutdown.is_draining() {
             let delay = shared.config.drain_delay;
             info!(
-                "shutdown: stopping; still accepting and serving for the drain delay of \
-                 {delay:?}, then draining"
+                "shutdown: stopping; still accepting and serving for the drain delay of {}, \
+                 then draining",
+                human::duration(delay)
             );
             // Cut short by force() (which drains), or a drop of the server.
             wait_logging_stats(&shared, shutdown.drained(), Some(Instant::now() + delay));
@@ -128,9 +130,9 @@ impl Drain {
         shared.line.interrupt_staying();
         shared.line.close();
         info!(
-            "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {:?} for {} \
+            "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {} for {} \
              connection(s) held by a worker",
-            shared.config.grace,
+            human::duration(shared.config.grace),
             shared.registry.census().active
         );
 
@@ -151,8 +153,8 @@ impl Drain {
                 info!("shutdown: forced before the drain finished");
             } else {
                 info!(
-                    "shutdown: grace period of {:?} expired",
-                    shared.config.grace
+                    "shutdown: grace period of {} expired",
+                    human::duration(shared.config.grace)
                 );
             }
             shutdown.force();
@@ -193,7 +195,7 @@ impl Drain {
         let report = shared.stats.report(!finished);
         drop(shared);
         let _ = threads.closer.join();
-        info!("shutdown: done in {:?}", started.elapsed());
+        info!("shutdown: done in {}", human::duration(started.elapsed()));
         report
     }
 }

@@ -71,6 +71,7 @@ mod conn;
 mod drain;
 mod error;
 pub mod frame;
+pub mod human;
 mod inbox;
 mod limits;
 mod metrics;

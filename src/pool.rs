@@ -28,6 +28,7 @@ use crate::closer::Closing;
 use crate::conn::{Conn, Travel, ACTIVE, QUEUED};
 use crate::error::Error;
 use crate::frame::GoAwayCode;
+use crate::human;
 use crate::reply::panic_message;
 use crate::shared::Shared;
 use crate::stats::Stats;
@@ -188,9 +189,9 @@ impl Worker {
             End::WriteTimeout => {
                 Stats::bump(&shared.stats.write_timeouts);
                 warn!(
-                    "{}: dropped, did not read its replies within the write timeout ({:?})",
+                    "{}: dropped, did not read its replies within the write timeout ({})",
                     conn.peer(),
-                    shared.config.write_timeout
+                    human::duration(shared.config.write_timeout)
                 );
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);

@@ -28,9 +28,10 @@ use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use simplelog::{
-    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+    format_description, ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger,
+    TerminalMode, WriteLogger,
 };
-use wharf::{Config, Echo, Listener, Monitor, Overload, Server, ShutdownHandle};
+use wharf::{human, Config, Echo, Listener, Monitor, Overload, Server, ShutdownHandle};
 
 use crate::cli::{OverloadArg, ServeArgs};
 use crate::logfile::LogFile;
@@ -184,9 +185,10 @@ impl SignalHandler {
             );
         } else {
             info!(
-                "received {}; stopping: not ready, still serving for the drain delay of \
-                 {drain_delay:?}, then draining (send it again to close at once)",
-                name(signal)
+                "received {}; stopping: not ready, still serving for the drain delay of {}, \
+                 then draining (send it again to close at once)",
+                name(signal),
+                human::duration(drain_delay)
             );
         }
         if let Some(notifier) = &self.notifier {
@@ -254,10 +256,15 @@ fn name(signal: i32) -> &'static str {
 /// file's handle for SIGHUP.
 fn init_logging(args: &ServeArgs) -> anyhow::Result<Option<LogFile>> {
     let level = LevelFilter::from(args.log_level);
+    // UTC to the millisecond, e.g. 2025-01-31T09:15:02.345Z, on every line;
+    // no module path, thread or source location.
     let config = ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
-        .set_time_format_rfc3339()
+        .set_location_level(LevelFilter::Off)
+        .set_time_format_custom(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
         .build();
     let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
         level,

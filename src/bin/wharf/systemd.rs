@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use log::{debug, info, warn};
 use sd_notify::NotifyState;
-use wharf::{Liveness, Monitor, Server, ALIVE_TICK};
+use wharf::{human, Liveness, Monitor, Server, ALIVE_TICK};
 
 /// The first descriptor passed by socket activation.
 const LISTEN_FDS_START: RawFd = 3;
@@ -341,9 +341,11 @@ pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
     if let Some(w) = notifier.watchdog {
         if w < 4 * ALIVE_TICK {
             warn!(
-                "systemd watchdog interval {w:?} is short: the acceptor and the reaper prove \
-                 they are alive only every {ALIVE_TICK:?}, so WATCHDOG=1 may be withheld; use \
-                 WatchdogSec=1s or more"
+                "systemd watchdog interval {} is short: the acceptor and the reaper prove \
+                 they are alive only every {}, so WATCHDOG=1 may be withheld; use \
+                 WatchdogSec=1s or more",
+                human::duration(w),
+                human::duration(ALIVE_TICK)
             );
         }
     }
@@ -384,7 +386,8 @@ pub fn supervise(server: &Server, notifier: &Notifier, timing: Timing) {
                         overdue = true;
                         info!(
                             "the stop has had its --drain-delay + --grace; systemd's stop \
-                             timeout is no longer extended, and ends within {EXTEND_MARGIN:?}"
+                             timeout is no longer extended, and ends within {}",
+                            human::duration(EXTEND_MARGIN)
                         );
                     }
                     None => {}
