@@ -38,22 +38,56 @@ use crate::logfile::LogFile;
 use crate::systemd::{self, Activation, Notifier, Timing};
 
 /// Runs the server until it is drained; exit code 0 after a clean drain, 1
-/// when connections had to be closed by force.
+/// when connections had to be closed by force or the server could not
+/// start.
+///
+/// Flag errors (exit 2) are clap's, on stderr, before the log exists. From
+/// then on everything goes through the logger, to stderr and `--log-file`
+/// alike: a failure to start is logged as an error line there, not printed
+/// by `main`, so that it reaches the log file too. Only a log file that
+/// cannot be opened is reported on stderr alone.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    // systemd's variables first, while this is the only thread.
-    let activation = Activation::take()?;
-    let notifier = Notifier::take()?.map(Arc::new);
-    let log_file = init_logging(&args)?;
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => debug!("file descriptor limit: {limit}"),
-        Err(e) => warn!("cannot raise the file descriptor limit: {e}"),
-    }
     let config = config(&args);
     // Settings that are wrong together are bad flags too: exit 2, naming them.
     if let Err(wharf::Error::InvalidConfig(why)) = config.clone().validate() {
         crate::cli::Cli::command()
             .error(clap::error::ErrorKind::ValueValidation, format!("--{why}"))
             .exit();
+    }
+    // systemd's variables first, while this is the only thread, and before
+    // the log file takes a descriptor: socket activation looks at which
+    // descriptors from 3 up are open. Their errors wait for the log.
+    let activation = Activation::take();
+    let notifier = Notifier::take();
+    let log_file = match init_logging(&args)? {
+        Logging::Ready(log_file) => log_file,
+        Logging::FileFailed(e) => {
+            error!("{e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match serve(args, config, activation, notifier, log_file) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            error!("{e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Starts the server, serves until it is drained, and logs the summary.
+fn serve(
+    args: ServeArgs,
+    config: Config,
+    activation: anyhow::Result<Option<Activation>>,
+    notifier: anyhow::Result<Option<Notifier>>,
+    log_file: Option<LogFile>,
+) -> anyhow::Result<ExitCode> {
+    let activation = activation?;
+    let notifier = notifier?.map(Arc::new);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => debug!("file descriptor limit: {limit}"),
+        Err(e) => warn!("cannot raise the file descriptor limit: {e}"),
     }
     // Registered, and their thread started, before the server starts: a
     // signal that arrives right after the listening line is never missed,
@@ -252,9 +286,18 @@ fn name(signal: i32) -> &'static str {
     }
 }
 
-/// Logs to stderr, and appends to `--log-file` if given; returns the log
-/// file's handle for SIGHUP.
-fn init_logging(args: &ServeArgs) -> anyhow::Result<Option<LogFile>> {
+/// What [`init_logging`] set up.
+enum Logging {
+    /// Logging to stderr, and to the log file if one was asked for (its
+    /// handle, for SIGHUP).
+    Ready(Option<LogFile>),
+    /// `--log-file` cannot be opened: logging to stderr only, to say so.
+    FileFailed(anyhow::Error),
+}
+
+/// Logs to stderr, and appends to `--log-file` if given. Fails only if a
+/// logger is installed already.
+fn init_logging(args: &ServeArgs) -> anyhow::Result<Logging> {
     let level = LevelFilter::from(args.log_level);
     // UTC to the millisecond, e.g. 2025-01-31T09:15:02.345Z, on every line;
     // no module path, thread or source location.
@@ -276,13 +319,18 @@ fn init_logging(args: &ServeArgs) -> anyhow::Result<Option<LogFile>> {
             ColorChoice::Never
         },
     )];
-    let mut log_file = None;
-    if let Some(path) = &args.log_file {
-        let (file, writer) = LogFile::open(path)
-            .with_context(|| format!("cannot open log file {}", path.display()))?;
-        loggers.push(WriteLogger::new(level, config, writer));
-        log_file = Some(file);
-    }
+    let setup = match &args.log_file {
+        None => Logging::Ready(None),
+        Some(path) => match LogFile::open(path) {
+            Ok((file, writer)) => {
+                loggers.push(WriteLogger::new(level, config, writer));
+                Logging::Ready(Some(file))
+            }
+            Err(e) => Logging::FileFailed(
+                anyhow::Error::new(e).context(format!("cannot open log file {}", path.display())),
+            ),
+        },
+    };
     CombinedLogger::init(loggers).context("cannot initialise logging")?;
-    Ok(log_file)
+    Ok(setup)
 }

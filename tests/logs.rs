@@ -1,0 +1,143 @@
+//! What the operator reads in the log of the real `wharf` binary (the
+//! README, "Logs"): startup failures and warnings in `--log-file` as on
+//! stderr, warnings only about settings the operator made, overload at
+//! warn level without a line per connection, the access log at debug
+//! level, and the form of the lines.
+//!
+//! Every child is started by this test process and stopped by PID: the
+//! `Wharf` helper kills its child on drop, and `run_to_exit` kills its own
+//! child if it outlives its time bound.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a finished `wharf` run left behind.
+struct Finished {
+    status: ExitStatus,
+    stderr: String,
+}
+
+/// Runs `wharf <args>` and waits up to `within` for it to exit; kills it (by
+/// its PID, through `Child::kill`) and fails the test if it does not.
+fn run_to_exit(args: &[&str], within: Duration) -> Finished {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wharf starts");
+    let mut pipe = child.stderr.take().expect("stderr is piped");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "wharf {args:?} still running after {within:?}; stderr:\n{}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Finished {
+        status,
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A path under the temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str) -> TempFile {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        TempFile(std::env::temp_dir().join(format!(
+            "wharf-logs-{tag}-{}-{nanos}.log",
+            std::process::id()
+        )))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+
+    fn read(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The lines of `text` that are not blank.
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// A failure to start reaches `--log-file` as well as stderr: the same one
+/// error line in both, and exit 1.
+#[test]
+fn a_failure_to_start_is_in_the_log_file_too() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let addr = taken.local_addr().unwrap().to_string();
+    let file = TempFile::new("in-use");
+    let run = run_to_exit(
+        &["serve", "--bind", &addr, "--log-file", file.as_str()],
+        Duration::from_secs(10),
+    );
+    drop(taken);
+    assert_eq!(run.status.code(), Some(1), "stderr:\n{}", run.stderr);
+    let on_stderr = lines(&run.stderr);
+    assert_eq!(on_stderr.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    assert!(on_stderr[0].contains("ERROR"), "{}", on_stderr[0]);
+    assert!(on_stderr[0].contains("in use"), "{}", on_stderr[0]);
+    assert!(on_stderr[0].contains(&addr), "{}", on_stderr[0]);
+    let logged = file.read();
+    assert_eq!(
+        lines(&logged),
+        on_stderr,
+        "the log file does not hold the line stderr got"
+    );
+}
+
+/// A log file that cannot be opened cannot hold its own error: that one line
+/// goes to stderr, naming the path, and the server does not start.
+#[test]
+fn a_log_file_that_cannot_be_opened_is_reported_on_stderr() {
+    let dir = TempFile::new("no-such-dir");
+    let path = dir.path().join("wharf.log");
+    let path = path.to_str().expect("UTF-8 temp path");
+    let run = run_to_exit(
+        &["serve", "--bind", "127.0.0.1:0", "--log-file", path],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.status.code(), Some(1), "stderr:\n{}", run.stderr);
+    let on_stderr = lines(&run.stderr);
+    assert_eq!(on_stderr.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    assert!(on_stderr[0].contains(path), "{}", on_stderr[0]);
+    assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
+}
