@@ -141,3 +141,52 @@ fn a_log_file_that_cannot_be_opened_is_reported_on_stderr() {
     assert!(on_stderr[0].contains(path), "{}", on_stderr[0]);
     assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
 }
+
+/// Stops a running `wharf` with SIGTERM and waits for exit 0.
+fn stop(wharf: &mut common::Wharf) {
+    wharf.signal(libc::SIGTERM);
+    let status = wharf.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM; log:\n{}",
+        wharf.log()
+    );
+}
+
+/// `--heartbeat-timeout 3s` alone lowers the default reap interval without
+/// a word: the operator set no reap interval to be warned about.
+#[test]
+fn no_warning_about_a_reap_interval_that_was_not_given() {
+    let mut wharf = common::spawn_wharf(&["--workers", "1", "--heartbeat-timeout", "3s"]);
+    stop(&mut wharf);
+    let log = wharf.log();
+    assert!(!log.contains("reap-interval"), "{log}");
+}
+
+/// An explicit `--reap-interval` above heartbeat-timeout / 4 is lowered with
+/// a warning, in words, on stderr and in the log file alike.
+#[test]
+fn an_explicit_reap_interval_too_long_is_warned_about_on_stderr_and_in_the_log_file() {
+    let file = TempFile::new("reap");
+    let mut wharf = common::spawn_wharf(&[
+        "--workers",
+        "1",
+        "--heartbeat-timeout",
+        "3s",
+        "--reap-interval",
+        "1s",
+        "--log-file",
+        file.as_str(),
+    ]);
+    stop(&mut wharf);
+    let expected = "reap-interval 1.0 s is more than heartbeat-timeout / 4 (750 ms)";
+    for (place, text) in [("stderr", wharf.log()), ("log file", file.read())] {
+        let warning = text
+            .lines()
+            .find(|l| l.contains(expected))
+            .unwrap_or_else(|| panic!("{place} lacks the warning:\n{text}"));
+        assert!(warning.contains("[WARN]"), "{place}: {warning}");
+        assert!(text.contains("listening on"), "{place}:\n{text}");
+    }
+}

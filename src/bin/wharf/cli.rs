@@ -135,9 +135,9 @@ pub struct ServeArgs {
     /// Close a connection with no complete frame or response for this long.
     #[arg(long, default_value = "30s", value_name = "D", value_parser = positive_duration)]
     pub heartbeat_timeout: Duration,
-    /// How often the reaper scans (never more than heartbeat-timeout / 4).
-    #[arg(long, default_value = "1s", value_name = "D", value_parser = positive_duration)]
-    pub reap_interval: Duration,
+    /// How often the reaper scans; never more than heartbeat-timeout / 4 [default: 1s, or heartbeat-timeout / 4 if less].
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub reap_interval: Option<Duration>,
     /// Drop a client that does not read its responses for this long.
     #[arg(long, default_value = "10s", value_name = "D", value_parser = positive_duration)]
     pub write_timeout: Duration,

@@ -20,6 +20,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::CommandFactory;
@@ -264,7 +265,9 @@ fn config(args: &ServeArgs) -> Config {
             OverloadArg::Block => Overload::Block,
         },
         heartbeat_timeout: args.heartbeat_timeout,
-        reap_interval: args.reap_interval,
+        reap_interval: args
+            .reap_interval
+            .unwrap_or_else(|| default_reap_interval(args.heartbeat_timeout)),
         write_timeout: args.write_timeout,
         max_frame: args.max_frame,
         framing: args.framing.into(),
@@ -276,6 +279,17 @@ fn config(args: &ServeArgs) -> Config {
         stay_on_quiet: defaults.stay_on_quiet,
         metrics: args.metrics,
     }
+}
+
+/// The reap interval when `--reap-interval` is not given: the library's
+/// default, lowered without a word to what the heartbeat timeout allows
+/// (the library warns about a reap interval it has to lower, which is right
+/// only for a value the operator chose).
+fn default_reap_interval(heartbeat_timeout: Duration) -> Duration {
+    Config::default()
+        .reap_interval
+        .min(heartbeat_timeout / 4)
+        .max(Duration::from_nanos(1))
 }
 
 fn name(signal: i32) -> &'static str {
@@ -333,4 +347,33 @@ fn init_logging(args: &ServeArgs) -> anyhow::Result<Logging> {
     };
     CombinedLogger::init(loggers).context("cannot initialise logging")?;
     Ok(setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve_config(flags: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(["wharf", "serve"].iter().chain(flags)).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        config(&args)
+    }
+
+    #[test]
+    fn the_default_reap_interval_follows_a_short_heartbeat_silently() {
+        let ms = Duration::from_millis;
+        let config = serve_config(&["--heartbeat-timeout", "3s"]);
+        assert_eq!(config.reap_interval, ms(750));
+        // Nothing left for the library to lower, so nothing to warn about.
+        assert_eq!(config.validate().unwrap().1, None);
+        assert_eq!(serve_config(&[]).reap_interval, ms(1000));
+        let explicit = serve_config(&["--heartbeat-timeout", "3s", "--reap-interval", "1s"]);
+        assert_eq!(explicit.reap_interval, ms(1000));
+        assert!(explicit.validate().unwrap().1.is_some());
+    }
 }
