@@ -7,7 +7,8 @@
 //! or only staying on a quiet connection). What happens at a limit:
 //!
 //! - with [`Overload::Reject`] the new connection is sent GOAWAY 3 (BUSY)
-//!   and closed at once, and the rejection is counted by its reason;
+//!   and closed at once, and the rejection is counted by its reason and
+//!   reported at warn level, about once a second (see `turned_away`);
 //! - with [`Overload::Block`] the acceptor stops accepting until there is
 //!   room; the kernel's backlog holds or refuses the excess.
 //!
@@ -51,6 +52,7 @@ use crate::frame::GoAwayCode;
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::shared::Shared;
 use crate::stats::Stats;
+use crate::turned_away::Busy;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
@@ -64,9 +66,9 @@ const AVAILABLE_POLL: Duration = Duration::from_millis(1);
 /// Why a new connection was turned away.
 #[derive(Debug, Clone, Copy)]
 enum Refusal {
-    MaxConnections,
-    QueueFull,
-    /// The drain started while the acceptor waited for room.
+    /// A limit: GOAWAY 3 (BUSY).
+    Busy(Busy),
+    /// The drain started while the acceptor waited for room: GOAWAY 1.
     Draining,
 }
 
@@ -138,19 +140,19 @@ fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
         Ok(room) => room,
         Err(refusal) => {
             let conn = shared.registry.insert(stream, peer, now, None, None);
-            let counter = match refusal {
-                Refusal::MaxConnections => &shared.stats.rejected_max_connections,
-                Refusal::QueueFull => &shared.stats.rejected_queue_full,
+            let why = match refusal {
+                Refusal::Busy(why) => why,
                 Refusal::Draining => {
                     shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
                     return;
                 }
             };
             if shared.closer.turn_away(&conn, GoAwayCode::Busy) {
-                Stats::bump(counter);
+                Stats::bump(shared.stats.rejected(why));
+                shared.turned_away.record(why, now, &shared.config);
                 debug!(
                     "{peer}: turned away with BUSY: {}",
-                    describe(refusal, shared)
+                    why.describe(&shared.config)
                 );
             }
             return;
@@ -170,7 +172,10 @@ fn take_room(shared: &Shared) -> Result<(OpenSlot, QueuePlace), Refusal> {
     // Under `block` the acceptor waited for room before accepting, and only
     // it takes room, so this fails then only if a worker stopped being
     // available meanwhile (`--queue 0`); it waits again.
-    let slot = shared.limits.try_open().ok_or(Refusal::MaxConnections)?;
+    let slot = shared
+        .limits
+        .try_open()
+        .ok_or(Refusal::Busy(Busy::MaxConnections))?;
     loop {
         if line_has_room(shared) {
             if let Some(place) = shared.limits.try_queue(shared.line.available()) {
@@ -178,7 +183,7 @@ fn take_room(shared: &Shared) -> Result<(OpenSlot, QueuePlace), Refusal> {
             }
         }
         if shared.config.overload == Overload::Reject {
-            return Err(Refusal::QueueFull);
+            return Err(Refusal::Busy(Busy::QueueFull));
         }
         if !wait(shared, Some(AVAILABLE_POLL)) {
             return Err(Refusal::Draining);
@@ -222,21 +227,6 @@ fn wait(shared: &Shared, poll: Option<Duration>) -> bool {
         recv(shared.limits.room()) -> _ => true,
         recv(timer) -> _ => true,
         recv(shared.shutdown.drained()) -> _ => false,
-    }
-}
-
-fn describe(refusal: Refusal, shared: &Shared) -> String {
-    match refusal {
-        Refusal::MaxConnections => format!(
-            "max connections reached ({})",
-            shared.config.max_connections
-        ),
-        Refusal::QueueFull if shared.config.queue == 0 => "no idle worker (queue 0)".to_owned(),
-        Refusal::QueueFull => format!(
-            "{} new connections already wait for a worker",
-            shared.config.queue
-        ),
-        Refusal::Draining => "the server is draining".to_owned(),
     }
 }
 

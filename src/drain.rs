@@ -169,6 +169,12 @@ impl Drain {
         }
         drop(reaper_stop);
         let _ = threads.reaper.join();
+        // The acceptor, the reaper and the workers (unless stuck in the
+        // service) are done turning connections away: report the rest, so
+        // the warn lines add up to the summary.
+        shared
+            .turned_away
+            .report_all(shared.clock.now_ms(), &shared.config);
         if !workers_exited {
             let stuck = threads.workers.iter().filter(|w| !w.is_finished()).count();
             warn!("shutdown: {stuck} worker(s) still inside the service; not waiting for them");

@@ -87,6 +87,7 @@ pub mod service;
 mod shared;
 mod shutdown;
 mod stats;
+mod turned_away;
 mod wake;
 mod worker;
 mod writer;

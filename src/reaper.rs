@@ -7,7 +7,10 @@
 //!
 //! - Waiting in line past its deadline (new, or open with work): sent
 //!   GOAWAY 3 (BUSY) through the closer; it never occupies a worker. The
-//!   server was busy, not the client silent.
+//!   server was busy, not the client silent: counted and reported at warn
+//!   level about once a second, like the acceptor's turn-aways (see
+//!   `turned_away`, whose pending counts each turn of this loop reports
+//!   when they are due).
 //! - Resting in the poller (or held): sent GOAWAY 2 through the closer; no
 //!   worker is involved.
 //! - Held by a worker that stays on it: marked REAPED and its read side shut
@@ -22,7 +25,6 @@
 //! configuration keeps at no more than a quarter of the heartbeat timeout.
 
 use std::net::Shutdown as How;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +37,7 @@ use crate::conn::{Conn, ACTIVE, QUEUED, REAPED, RESTING};
 use crate::frame::GoAwayCode;
 use crate::shared::Shared;
 use crate::stats::Stats;
+use crate::turned_away::Busy;
 
 /// Scans every `reap_interval` until `stop` disconnects. The loop turns at
 /// least every [`ALIVE_TICK`] (counted for a watchdog, see `alive`), even
@@ -44,6 +47,10 @@ pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
     let mut next_scan = Instant::now() + interval;
     loop {
         shared.alive.reaper();
+        // A burst of turn-aways that has stopped still gets its line.
+        shared
+            .turned_away
+            .report_due(shared.clock.now_ms(), &shared.config);
         if Instant::now() >= next_scan {
             scan(&shared);
             next_scan = Instant::now() + interval;
@@ -106,12 +113,14 @@ pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
     let closed = shared
         .closer
         .close_resting(conn, GoAwayCode::HeartbeatTimeout);
-    count(
-        closed,
-        &shared.stats.reaped,
-        conn,
-        "reaped, no complete frame within the heartbeat timeout",
-    )
+    if closed {
+        Stats::bump(&shared.stats.reaped);
+        info!(
+            "{}: reaped, no complete frame within the heartbeat timeout",
+            conn.peer()
+        );
+    }
+    closed
 }
 
 /// Closes a connection whose deadline passed while it waited in line with
@@ -120,19 +129,17 @@ pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
 /// from the line between two scans. Returns whether this call closed it.
 pub(crate) fn turn_away_late(shared: &Shared, conn: &Arc<Conn>) -> bool {
     let closed = shared.closer.turn_away(conn, GoAwayCode::Busy);
-    count(
-        closed,
-        &shared.stats.rejected_queue_deadline,
-        conn,
-        "waited in line past its heartbeat deadline; sent BUSY",
-    )
-}
-
-/// Counts and logs a close that this thread carried out.
-fn count(closed: bool, counter: &AtomicU64, conn: &Conn, what: &str) -> bool {
     if closed {
-        Stats::bump(counter);
-        info!("{}: {what}", conn.peer());
+        let why = Busy::QueueDeadline;
+        Stats::bump(shared.stats.rejected(why));
+        shared
+            .turned_away
+            .record(why, shared.clock.now_ms(), &shared.config);
+        debug!(
+            "{}: turned away with BUSY: {}",
+            conn.peer(),
+            why.describe(&shared.config)
+        );
     }
     closed
 }

@@ -35,6 +35,7 @@ use crate::service::Service;
 use crate::shared::Shared;
 use crate::shutdown::{Listening, Shutdown, ShutdownHandle};
 use crate::stats::{Report, Stats};
+use crate::turned_away::TurnedAway;
 use crate::{acceptor, metrics, poller, pool, reaper, wake};
 
 /// Descriptors kept free for everything but client connections (the
@@ -196,6 +197,7 @@ impl Server {
             held: Mutex::new(VecDeque::new()),
             shutdown: Arc::clone(&shutdown),
             stats: Arc::new(Stats::new(config.workers)),
+            turned_away: TurnedAway::new(),
             clock: Clock::new(),
             closer,
             config: config.clone(),

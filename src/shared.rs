@@ -19,6 +19,7 @@ use crate::registry::Registry;
 use crate::service::ErasedService;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::turned_away::TurnedAway;
 
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     /// Shared with the metrics thread, which must not hold `Shared` (its
     /// closer handle keeps the closer thread alive).
     pub(crate) stats: Arc<Stats>,
+    /// Turn-aways with BUSY not yet reported at warn level.
+    pub(crate) turned_away: TurnedAway,
     pub(crate) clock: Clock,
     pub(crate) closer: Closer,
     /// Loop turns of the acceptor and the reaper, for a watchdog.

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::turned_away::Busy;
+
 /// Live counters shared by the server's threads.
 #[derive(Debug)]
 pub(crate) struct Stats {
@@ -140,6 +142,15 @@ fn add_own(counter: &AtomicU64, n: u64) {
 }
 
 impl Stats {
+    /// The counter of connections turned away with BUSY for `why`.
+    pub(crate) fn rejected(&self, why: Busy) -> &AtomicU64 {
+        match why {
+            Busy::MaxConnections => &self.rejected_max_connections,
+            Busy::QueueFull => &self.rejected_queue_full,
+            Busy::QueueDeadline => &self.rejected_queue_deadline,
+        }
+    }
+
     pub(crate) fn new(workers: usize) -> Self {
         Stats {
             accepted: AtomicU64::new(0),

@@ -190,3 +190,79 @@ fn an_explicit_reap_interval_too_long_is_warned_about_on_stderr_and_in_the_log_f
         assert!(text.contains("listening on"), "{place}:\n{text}");
     }
 }
+
+/// The counts of the `turned away N connection(s) with BUSY ...: <reason>`
+/// lines of `log` whose reason contains `reason`.
+fn turned_away_counts(log: &str, reason: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains(reason))
+        .filter_map(|l| l.split("turned away ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The value of `key=N` in the summary line.
+fn summary_count(log: &str, key: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains("summary:"))?;
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Overload is visible at the default level: 40 clients turned away for
+/// `--max-connections` give a few warn lines, not 40, whose counts add up
+/// to the summary's; the end of the burst is reported without waiting for
+/// another turn-away or for the drain.
+#[test]
+fn turned_away_connections_are_warned_about_about_once_a_second() {
+    const TURNED_AWAY: u64 = 40;
+    let mut wharf = common::spawn_wharf(&["--workers", "1", "--max-connections", "2"]);
+    let mut held: Vec<common::Client> = (0..2)
+        .map(|i| {
+            let mut client = common::Client::connect(wharf.addr);
+            client.echo(format!("held {i}").as_bytes());
+            client
+        })
+        .collect();
+    let began = Instant::now();
+    for _ in 0..TURNED_AWAY {
+        let mut client = common::Client::connect(wharf.addr);
+        client.expect_goaway(wharf::GoAwayCode::Busy);
+    }
+    let burst = began.elapsed();
+    let reason = "max connections reached (2)";
+    // Within about a second of the last line, the reaper's turn reports
+    // what the burst left pending.
+    let reported = common::eventually(Duration::from_secs(10), || {
+        turned_away_counts(&wharf.log(), reason).iter().sum::<u64>() == TURNED_AWAY
+    });
+    let log = wharf.log();
+    assert!(reported, "the turn-aways were not all reported:\n{log}");
+    let lines = turned_away_counts(&log, reason);
+    // At most one line a second, plus the first one at once.
+    let bound = burst.as_secs() + 2;
+    assert!(
+        lines.len() as u64 <= bound,
+        "{} lines for a burst of {burst:?}:\n{log}",
+        lines.len()
+    );
+    for line in log.lines().filter(|l| l.contains(reason)) {
+        assert!(line.contains("[WARN] turned away "), "{line}");
+    }
+    for client in &mut held {
+        client.echo(b"still served");
+    }
+    drop(held);
+    stop(&mut wharf);
+    let log = wharf.log();
+    assert_eq!(
+        summary_count(&log, "rejected_max_connections"),
+        Some(TURNED_AWAY),
+        "{log}"
+    );
+    assert_eq!(
+        turned_away_counts(&log, reason).iter().sum::<u64>(),
+        TURNED_AWAY,
+        "{log}"
+    );
+}
