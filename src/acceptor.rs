@@ -46,9 +46,9 @@ use log::{debug, error, info, warn};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
+use crate::access::Why;
 use crate::alive::ALIVE_TICK;
 use crate::config::Overload;
-use crate::frame::GoAwayCode;
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::shared::Shared;
 use crate::stats::Stats;
@@ -143,17 +143,14 @@ fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
             let why = match refusal {
                 Refusal::Busy(why) => why,
                 Refusal::Draining => {
-                    shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
+                    shared.closer.turn_away(&conn, Why::Shutdown);
                     return;
                 }
             };
-            if shared.closer.turn_away(&conn, GoAwayCode::Busy) {
+            // Each one is in the access log (debug); the warn line counts.
+            if shared.closer.turn_away(&conn, Why::Busy(why)) {
                 Stats::bump(shared.stats.rejected(why));
                 shared.turned_away.record(why, now, &shared.config);
-                debug!(
-                    "{peer}: turned away with BUSY: {}",
-                    why.describe(&shared.config)
-                );
             }
             return;
         }
@@ -162,8 +159,11 @@ fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
         .registry
         .insert(stream, peer, now, Some(slot), Some(place));
     if let Err(full) = shared.line.push(conn) {
-        error!("{peer}: the line is full, which should not happen");
-        shared.closer.turn_away(&full.0, GoAwayCode::Busy);
+        error!(
+            "{}: the line is full, which should not happen",
+            full.0.who()
+        );
+        shared.closer.turn_away(&full.0, Why::Trouble);
     }
 }
 

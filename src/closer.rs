@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use crate::access::{self, Ending, Why};
 use crate::conn::{Conn, CLOSING, QUEUED, RESTING};
 use crate::frame::{Framing, GoAwayCode};
 use crate::registry::Registry;
@@ -70,31 +71,34 @@ impl Closer {
 
 impl Closer {
     /// Closes a connection waiting in line (new, woken or requeued) with the
-    /// GOAWAY `code`, unless another thread took it first; a new one gives
-    /// its place in `--queue` back at once, though its entry stays in the
-    /// line until a worker skips it. Returns whether this call closed it.
-    pub(crate) fn turn_away(&self, conn: &Arc<Conn>, code: GoAwayCode) -> bool {
+    /// GOAWAY for `why`, unless another thread took it first; a new one
+    /// gives its place in `--queue` back at once, though its entry stays in
+    /// the line until a worker skips it. Returns whether this call closed
+    /// it.
+    pub(crate) fn turn_away(&self, conn: &Arc<Conn>, why: Why) -> bool {
         if !conn.transition(QUEUED, CLOSING) {
             return false;
         }
+        access::ended(conn, Ending::GoAway(why));
         conn.leave_queue();
         self.close(Closing {
             conn: Arc::clone(conn),
-            goaway: Some(code),
+            goaway: Some(why.code()),
         });
         true
     }
 
-    /// Closes a resting connection with the GOAWAY `code`, unless another
+    /// Closes a resting connection with the GOAWAY for `why`, unless another
     /// thread took it first (the poller woke it, say). No worker is
     /// involved. Returns whether this call closed it.
-    pub(crate) fn close_resting(&self, conn: &Arc<Conn>, code: GoAwayCode) -> bool {
+    pub(crate) fn close_resting(&self, conn: &Arc<Conn>, why: Why) -> bool {
         if !conn.transition(RESTING, CLOSING) {
             return false;
         }
+        access::ended(conn, Ending::GoAway(why));
         self.close(Closing {
             conn: Arc::clone(conn),
-            goaway: Some(code),
+            goaway: Some(why.code()),
         });
         true
     }

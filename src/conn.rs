@@ -34,7 +34,7 @@
 //! and the drain wake a worker waiting in `read` on a quiet connection.
 
 use std::any::Any;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use log::error;
 use parking_lot::Mutex;
 
+use crate::access::{Access, Who};
 use crate::inbox::Carry;
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::service::ConnInfo;
@@ -107,7 +108,7 @@ pub(crate) struct Travel {
     pub(crate) session: Option<Box<dyn Any + Send>>,
     /// A new connection's place in `--queue`, until a worker first takes it.
     pub(crate) place: Option<QueuePlace>,
-    /// Requests answered so far, for the closing log line.
+    /// Requests answered so far, for the access log's close line.
     pub(crate) requests: u64,
 }
 
@@ -129,8 +130,6 @@ pub(crate) struct Conn {
     pub(crate) info: ConnInfo,
     /// Its key in the registry and the poller: slot and generation.
     pub(crate) key: usize,
-    /// When it was accepted (Clock ms), for the closing log line.
-    pub(crate) accepted_ms: u64,
     state: AtomicU8,
     /// Latest of accept, last complete frame, last response (Clock ms).
     last_active: AtomicU64,
@@ -141,6 +140,8 @@ pub(crate) struct Conn {
     /// histogram. Written by whoever puts it in line, read by the worker
     /// that takes it; the line's channel orders the two.
     pub(crate) queued_ns: AtomicU64,
+    /// What the access log keeps, if debug was on at accept (see `access`).
+    pub(crate) access: Option<Access>,
     /// Counts against `--max-connections` until the socket is closed;
     /// `None` for a connection turned away at accept.
     _slot: Option<OpenSlot>,
@@ -159,7 +160,6 @@ impl Conn {
             stream,
             info,
             key,
-            accepted_ms: now_ms,
             state: AtomicU8::new(QUEUED),
             last_active: AtomicU64::new(now_ms),
             travel: Mutex::new(Travel {
@@ -170,13 +170,14 @@ impl Conn {
             }),
             registered: AtomicBool::new(false),
             queued_ns: AtomicU64::new(0),
+            access: Access::start(),
             _slot: slot,
         }
     }
 
-    /// The client's address.
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.info.peer
+    /// `conn 12 from 127.0.0.1:40312`, for log lines.
+    pub(crate) fn who(&self) -> Who<'_> {
+        Who(&self.info)
     }
 
     pub(crate) fn state(&self) -> u8 {

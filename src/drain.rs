@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
+use crate::access::{self, Ending, Why};
 use crate::closer::send_goaway_nonblocking;
 use crate::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
 use crate::frame::GoAwayCode;
@@ -115,8 +116,8 @@ impl Drain {
         let mut quiet = 0;
         for conn in shared.registry.snapshot() {
             match conn.state() {
-                QUEUED if shared.closer.turn_away(&conn, GoAwayCode::Shutdown) => quiet += 1,
-                RESTING if shared.closer.close_resting(&conn, GoAwayCode::Shutdown) => quiet += 1,
+                QUEUED if shared.closer.turn_away(&conn, Why::Shutdown) => quiet += 1,
+                RESTING if shared.closer.close_resting(&conn, Why::Shutdown) => quiet += 1,
                 // A worker holds it: one that is working sees the flag after
                 // its request; one staying on it is woken below.
                 _ => {}
@@ -187,10 +188,10 @@ impl Drain {
         for conn in shared.registry.snapshot() {
             match conn.state() {
                 QUEUED => {
-                    shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
+                    shared.closer.turn_away(&conn, Why::Shutdown);
                 }
                 RESTING => {
-                    shared.closer.close_resting(&conn, GoAwayCode::Shutdown);
+                    shared.closer.close_resting(&conn, Why::Shutdown);
                 }
                 _ => {}
             }
@@ -271,6 +272,7 @@ fn force_close(shared: &Shared) -> usize {
     let mut closed = 0;
     for conn in shared.registry.snapshot() {
         let state = conn.state();
+        access::ended(&conn, Ending::Forced);
         if matches!(state, BUSY | QUEUED | RESTING) && conn.transition(state, FORCED) {
             send_goaway_nonblocking(&conn, framing, GoAwayCode::Shutdown);
         } else {

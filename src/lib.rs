@@ -61,6 +61,7 @@
 #![warn(missing_docs)]
 
 mod acceptor;
+mod access;
 mod alive;
 pub mod bench;
 mod budget;

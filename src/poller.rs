@@ -36,13 +36,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use log::{debug, error};
+use log::{debug, error, trace};
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags};
 
+use crate::access::Why;
 use crate::conn::{Conn, QUEUED, RESTING};
-use crate::frame::GoAwayCode;
 use crate::reaper;
 use crate::shared::Shared;
 use crate::worker::leave_active;
@@ -131,14 +131,14 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
     // Pairs with the drain, which sets its flag before it looks for resting
     // connections: one of the two closes it.
     if shared.shutdown.is_draining() {
-        shared.closer.close_resting(conn, GoAwayCode::Shutdown);
+        shared.closer.close_resting(conn, Why::Shutdown);
         return Ok(());
     }
     let unfinished = conn.travel.lock().carry.is_some();
     if hold || (unfinished && shared.budget.is_spent()) {
-        debug!(
+        trace!(
             "{}: held with an unfinished frame; the buffer budget is spent",
-            conn.peer()
+            conn.who()
         );
         let mut held = shared.held.lock();
         // Forget the ones closed meanwhile, now and then, so a long spell
@@ -154,8 +154,8 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
         return Ok(());
     }
     if let Err(e) = shared.poller.arm(conn) {
-        error!("{}: cannot watch a resting connection: {e}", conn.peer());
-        shared.closer.close_resting(conn, GoAwayCode::Busy);
+        error!("{}: cannot watch a resting connection: {e}", conn.who());
+        shared.closer.close_resting(conn, Why::Trouble);
     }
     Ok(())
 }
@@ -215,20 +215,21 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 continue; // reaped or drained meanwhile
             }
             woken += 1;
+            trace!("{}: woken, bytes arrived", conn.who());
             if let Err(full) = shared.line.push(conn) {
                 error!(
                     "{}: the line is full, which should not happen",
-                    full.0.peer()
+                    full.0.who()
                 );
-                shared.closer.turn_away(&full.0, GoAwayCode::Busy);
+                shared.closer.turn_away(&full.0, Why::Trouble);
             }
         }
         shared.stats.add_wakeups(woken);
         for conn in release_held(&shared) {
             if conn.state() == RESTING {
                 if let Err(e) = shared.poller.arm(&conn) {
-                    error!("{}: cannot watch a resting connection: {e}", conn.peer());
-                    shared.closer.close_resting(&conn, GoAwayCode::Busy);
+                    error!("{}: cannot watch a resting connection: {e}", conn.who());
+                    shared.closer.close_resting(&conn, Why::Trouble);
                 }
             }
         }

@@ -22,8 +22,9 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
-use log::{debug, error, info, warn};
+use log::{debug, error, info, trace, warn};
 
+use crate::access::{self, Ending, Why};
 use crate::closer::Closing;
 use crate::conn::{Conn, Travel, ACTIVE, QUEUED};
 use crate::error::Error;
@@ -75,6 +76,7 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
         if let Some(waited) = shared.line.waited_ns(&conn) {
             shared.stats.observe_queue_wait(worker.index, waited);
         }
+        access::served(&conn);
         // (A new connection already left `--queue` in `take`.)
         let mut travel = std::mem::take(&mut *conn.travel.lock());
         // Pairs with the drain, which sets the flag before it looks for
@@ -91,9 +93,11 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
             Err(panic) => {
                 error!(
                     "{}: worker recovered from a panic: {}",
-                    conn.peer(),
+                    conn.who(),
                     panic_message(&panic)
                 );
+                access::ended(&conn, Ending::Panicked);
+                access::answered(&conn, travel.requests);
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
                 worker.inbox.clear();
@@ -113,6 +117,7 @@ impl Worker {
         self.reset_output();
         *conn.travel.lock() = travel;
         self.shared.stats.add_rest(self.index);
+        trace!("{}: rests in the poller", conn.who());
         if poller::rest(&self.shared, &conn, hold).is_err() {
             self.finish_taken(conn);
         }
@@ -128,14 +133,18 @@ impl Worker {
             return self.finish_taken(conn);
         }
         self.shared.stats.add_requeue(self.index);
+        trace!(
+            "{}: back in line after its batch of requests, others wait",
+            conn.who()
+        );
         if let Err(full) = self.shared.line.push(Arc::clone(&conn)) {
-            error!("{}: the line is full, which should not happen", conn.peer());
-            self.shared.closer.turn_away(&full.0, GoAwayCode::Busy);
+            error!("{}: the line is full, which should not happen", conn.who());
+            self.shared.closer.turn_away(&full.0, Why::Trouble);
             return;
         }
         // The drain may have scanned before it was back in line.
         if self.shared.shutdown.is_draining() {
-            self.shared.closer.turn_away(&conn, GoAwayCode::Shutdown);
+            self.shared.closer.turn_away(&conn, Why::Shutdown);
         }
     }
 
@@ -152,14 +161,12 @@ impl Worker {
     pub(crate) fn finish(&mut self, conn: Arc<Conn>, travel: Travel, end: End) {
         self.inbox.clear();
         let shared = Arc::clone(&self.shared);
-        let life = shared.clock.now_ms().saturating_sub(conn.accepted_ms);
+        if conn.access.is_some() {
+            access::ended(&conn, self.ending(&end));
+            access::answered(&conn, travel.requests);
+        }
         match end {
             End::PeerClosed => {
-                debug!(
-                    "{}: closed by the client after {} request(s) in {life} ms",
-                    conn.peer(),
-                    travel.requests
-                );
                 conn.shutdown(How::Write);
                 shared.registry.remove(&conn);
             }
@@ -171,10 +178,8 @@ impl Worker {
                 if code == GoAwayCode::HeartbeatTimeout {
                     info!(
                         "{}: reaped, no complete frame within the heartbeat timeout",
-                        conn.peer()
+                        conn.who()
                     );
-                } else {
-                    debug!("{}: sending GOAWAY {code}", conn.peer());
                 }
                 shared
                     .config
@@ -190,17 +195,16 @@ impl Worker {
                 Stats::bump(&shared.stats.write_timeouts);
                 warn!(
                     "{}: dropped, did not read its replies within the write timeout ({})",
-                    conn.peer(),
+                    conn.who(),
                     human::duration(shared.config.write_timeout)
                 );
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
             }
             End::Failed(e) => {
-                if is_disconnect(&e) || shared.shutdown.is_forced() {
-                    debug!("{}: connection lost: {e}", conn.peer());
-                } else {
-                    warn!("{}: connection failed: {e}", conn.peer());
+                // A client that goes away is the access log's business only.
+                if !is_disconnect(&e) && !shared.shutdown.is_forced() {
+                    warn!("{}: connection failed: {e}", conn.who());
                 }
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
@@ -208,6 +212,19 @@ impl Worker {
         }
         drop(travel);
         self.reset_output();
+    }
+
+    /// How `end` reads in the access log.
+    fn ending(&self, end: &End) -> Ending {
+        match end {
+            End::PeerClosed => Ending::PeerClosed,
+            End::GoAway(code) => Ending::GoAway(Why::from_code(*code)),
+            End::Forced => Ending::Forced,
+            End::WriteTimeout => Ending::WriteTimeout,
+            End::Failed(_) if self.shared.shutdown.is_forced() => Ending::Forced,
+            End::Failed(e) if is_disconnect(e) => Ending::Reset,
+            End::Failed(_) => Ending::Failed,
+        }
     }
 }
 

@@ -31,10 +31,10 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
 
+use crate::access::Why;
 use crate::alive::ALIVE_TICK;
 use crate::closer::LINGER;
 use crate::conn::{Conn, ACTIVE, QUEUED, REAPED, RESTING};
-use crate::frame::GoAwayCode;
 use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::turned_away::Busy;
@@ -110,14 +110,12 @@ fn scan(shared: &Shared) {
 /// complete a frame in time are the client's silence, not the server's
 /// delay. Returns whether this call reaped it.
 pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
-    let closed = shared
-        .closer
-        .close_resting(conn, GoAwayCode::HeartbeatTimeout);
+    let closed = shared.closer.close_resting(conn, Why::HeartbeatTimeout);
     if closed {
         Stats::bump(&shared.stats.reaped);
         info!(
             "{}: reaped, no complete frame within the heartbeat timeout",
-            conn.peer()
+            conn.who()
         );
     }
     closed
@@ -128,18 +126,13 @@ pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
 /// the client silent. Also used by a worker that takes such a connection
 /// from the line between two scans. Returns whether this call closed it.
 pub(crate) fn turn_away_late(shared: &Shared, conn: &Arc<Conn>) -> bool {
-    let closed = shared.closer.turn_away(conn, GoAwayCode::Busy);
+    let why = Busy::QueueDeadline;
+    let closed = shared.closer.turn_away(conn, Why::Busy(why));
     if closed {
-        let why = Busy::QueueDeadline;
         Stats::bump(shared.stats.rejected(why));
         shared
             .turned_away
             .record(why, shared.clock.now_ms(), &shared.config);
-        debug!(
-            "{}: turned away with BUSY: {}",
-            conn.peer(),
-            why.describe(&shared.config)
-        );
     }
     closed
 }

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use slab::Slab;
 
+use crate::access;
+use crate::config::Config;
 use crate::conn::{Conn, ACTIVE, BUSY, QUEUED, RESTING};
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::service::ConnInfo;
@@ -24,6 +26,8 @@ use crate::service::ConnInfo;
 pub(crate) struct Registry {
     conns: Mutex<Slab<Arc<Conn>>>,
     next_id: AtomicU64,
+    /// The settings, for the access log's close line (see `access`).
+    config: Config,
 }
 
 impl std::fmt::Debug for Registry {
@@ -46,10 +50,11 @@ pub(crate) struct Census {
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(config: Config) -> Self {
         Registry {
             conns: Mutex::new(Slab::new()),
             next_id: AtomicU64::new(1),
+            config,
         }
     }
 
@@ -82,12 +87,15 @@ impl Registry {
     }
 
     /// Forgets a connection; its socket closes when the last handle drops
-    /// (and leaves the poller's epoll set then).
+    /// (and leaves the poller's epoll set then). The first call for a
+    /// connection writes its access log close line.
     pub(crate) fn remove(&self, conn: &Conn) {
         let mut conns = self.conns.lock();
         let slot = conn.key & 0xffff_ffff;
         if conns.get(slot).is_some_and(|c| std::ptr::eq(&**c, conn)) {
-            conns.remove(slot);
+            let removed = conns.remove(slot);
+            drop(conns);
+            access::closed(&removed, &self.config);
         }
     }
 
@@ -138,7 +146,7 @@ mod tests {
     }
 
     fn registry() -> Registry {
-        Registry::new()
+        Registry::new(Config::default())
     }
 
     #[test]

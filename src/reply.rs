@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use log::error;
 
+use crate::access::Who;
 use crate::frame::{self, Frame, Framing};
 use crate::service::{ConnInfo, ErasedService, Response};
 use crate::stats::Stats;
@@ -99,7 +100,7 @@ fn call_service(cx: &mut Context<'_>, request: &[u8], out: &mut Vec<u8>) {
             Stats::bump(&cx.stats.service_panics);
             error!(
                 "{}: service panicked: {}; answered with ERROR",
-                conn.peer,
+                Who(conn),
                 panic_message(&panic)
             );
             "internal error".to_owned()

@@ -167,7 +167,7 @@ impl Server {
             what: "the readiness poller",
             source,
         })?);
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::new(config.clone()));
         let shutdown = Arc::new(
             Shutdown::new(&listener, listening, !config.drain_delay.is_zero()).map_err(
                 |source| Error::Setup {

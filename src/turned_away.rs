@@ -192,7 +192,11 @@ mod tests {
     fn at_most_one_line_a_second_and_nothing_lost() {
         let config = Config::default();
         let turned_away = TurnedAway::new();
-        let pending = |why: Busy| turned_away.reasons[why as usize].count.load(Ordering::Relaxed);
+        let pending = |why: Busy| {
+            turned_away.reasons[why as usize]
+                .count
+                .load(Ordering::Relaxed)
+        };
         // The first is reported at once.
         turned_away.record(Busy::QueueFull, 5_000, &config);
         assert_eq!(pending(Busy::QueueFull), 0);

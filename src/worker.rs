@@ -33,9 +33,10 @@ use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use log::info;
+use log::{info, log_enabled, trace, Level};
 use socket2::SockRef;
 
+use crate::access;
 use crate::conn::{Conn, Travel, ACTIVE, BUSY, FORCED, REAPED};
 use crate::frame::{DecodeError, GoAwayCode};
 use crate::inbox::Inbox;
@@ -271,6 +272,9 @@ impl Worker {
         };
         let mut busy = false;
         let mut batch: u64 = 0;
+        // Once per batch, not per frame: at info level this is all the
+        // per-frame trace lines cost.
+        let tracing = log_enabled!(Level::Trace);
         let outcome = loop {
             if shared.shutdown.is_draining() {
                 break Err(End::GoAway(GoAwayCode::Shutdown));
@@ -284,6 +288,16 @@ impl Worker {
                             return Err(taken(conn));
                         }
                         busy = true;
+                    }
+                    if tracing {
+                        let bytes = frame.payload.len();
+                        trace!(
+                            "{}: request {}: {} frame, {bytes} {} of payload",
+                            conn.who(),
+                            travel.requests + batch + 1,
+                            access::kind_name(frame.kind),
+                            if bytes == 1 { "byte" } else { "bytes" }
+                        );
                     }
                     reply::answer(&mut cx, frame, &mut self.out);
                     batch += 1;
@@ -347,7 +361,7 @@ impl Worker {
 
 fn protocol_error(shared: &Shared, conn: &Conn, e: DecodeError) -> End {
     Stats::bump(&shared.stats.protocol_errors);
-    info!("{}: protocol error ({e}), sending GOAWAY", conn.peer());
+    info!("{}: protocol error ({e}), sending GOAWAY", conn.who());
     End::GoAway(e.goaway_code())
 }
 

@@ -112,7 +112,12 @@ fn a_failure_to_start_is_in_the_log_file_too() {
     drop(taken);
     assert_eq!(run.status.code(), Some(1), "stderr:\n{}", run.stderr);
     let on_stderr = lines(&run.stderr);
-    assert_eq!(on_stderr.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    assert_eq!(
+        on_stderr.len(),
+        1,
+        "stderr is not one line:\n{}",
+        run.stderr
+    );
     assert!(on_stderr[0].contains("ERROR"), "{}", on_stderr[0]);
     assert!(on_stderr[0].contains("in use"), "{}", on_stderr[0]);
     assert!(on_stderr[0].contains(&addr), "{}", on_stderr[0]);
@@ -137,7 +142,12 @@ fn a_log_file_that_cannot_be_opened_is_reported_on_stderr() {
     );
     assert_eq!(run.status.code(), Some(1), "stderr:\n{}", run.stderr);
     let on_stderr = lines(&run.stderr);
-    assert_eq!(on_stderr.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    assert_eq!(
+        on_stderr.len(),
+        1,
+        "stderr is not one line:\n{}",
+        run.stderr
+    );
     assert!(on_stderr[0].contains(path), "{}", on_stderr[0]);
     assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
 }
@@ -249,6 +259,8 @@ fn turned_away_connections_are_warned_about_about_once_a_second() {
     for line in log.lines().filter(|l| l.contains(reason)) {
         assert!(line.contains("[WARN] turned away "), "{line}");
     }
+    // The access log is for debug level only.
+    assert!(!log.contains(": opened, "), "{log}");
     for client in &mut held {
         client.echo(b"still served");
     }
@@ -265,4 +277,128 @@ fn turned_away_connections_are_warned_about_about_once_a_second() {
         TURNED_AWAY,
         "{log}"
     );
+}
+
+/// The access log lines (`... from <addr>: opened...` and `... from <addr>:
+/// closed...`) of the client whose address is `addr`.
+fn access_lines(log: &str, addr: std::net::SocketAddr) -> (Vec<String>, Vec<String>) {
+    let opened = format!("from {addr}: opened");
+    let closed = format!("from {addr}: closed after ");
+    let pick = |needle: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    };
+    (pick(&opened), pick(&closed))
+}
+
+/// `conn 7` in `... conn 7 from ...`.
+fn conn_id(line: &str) -> Option<&str> {
+    line.split("conn ").nth(1)?.split_whitespace().next()
+}
+
+/// At debug level the log is an access log: one line when a connection
+/// opens (with its wait in line, or that it was turned away) and one when it
+/// closes, with the requests answered and how it ended.
+#[test]
+fn debug_level_logs_one_open_and_one_close_line_per_connection() {
+    use common::Client;
+    use wharf::frame::DATA;
+    use wharf::GoAwayCode;
+
+    let mut wharf = common::spawn_wharf(&[
+        "--workers",
+        "2",
+        "--max-connections",
+        "3",
+        "--log-level",
+        "debug",
+    ]);
+    let wait_closed = |wharf: &common::Wharf, addr| {
+        let closed = common::eventually(Duration::from_secs(10), || {
+            !access_lines(&wharf.log(), addr).1.is_empty()
+        });
+        assert!(closed, "no close line for {addr}:\n{}", wharf.log());
+    };
+    // Three requests, then the client closes.
+    let mut polite = Client::connect(wharf.addr);
+    let polite_addr = polite.stream.local_addr().unwrap();
+    for i in 0..3 {
+        polite.echo(format!("request {i}").as_bytes());
+    }
+    drop(polite);
+    wait_closed(&wharf, polite_addr);
+    // A frame over --max-frame: GOAWAY 5.
+    let mut oversized = Client::connect(wharf.addr);
+    let oversized_addr = oversized.stream.local_addr().unwrap();
+    oversized.send_raw(&(1u32 << 30).to_be_bytes());
+    oversized.send_raw(&[DATA]);
+    oversized.expect_goaway(GoAwayCode::FrameTooLarge);
+    drop(oversized);
+    wait_closed(&wharf, oversized_addr);
+    // A connection's place under --max-connections is given back just
+    // after its close line is written.
+    std::thread::sleep(Duration::from_millis(100));
+    // Three held open until the drain, the first with two requests...
+    let mut held: Vec<(Client, u64)> = Vec::new();
+    for requests in [2, 1, 1] {
+        let mut client = Client::connect(wharf.addr);
+        client.ping(b"ping");
+        if requests == 2 {
+            client.echo(b"and data");
+        }
+        held.push((client, requests));
+    }
+    // ... so a fourth is turned away.
+    let mut busy = Client::connect(wharf.addr);
+    let busy_addr = busy.stream.local_addr().unwrap();
+    busy.expect_goaway(GoAwayCode::Busy);
+    drop(busy);
+    wait_closed(&wharf, busy_addr);
+
+    let held_addrs: Vec<_> = held
+        .iter()
+        .map(|(client, requests)| (client.stream.local_addr().unwrap(), *requests))
+        .collect();
+    stop(&mut wharf);
+    for (client, _) in &mut held {
+        client.expect_goaway(GoAwayCode::Shutdown);
+    }
+    let log = wharf.log();
+
+    let mut expected = vec![
+        (polite_addr, "waited", "3 requests: closed by the client"),
+        (
+            oversized_addr,
+            "waited",
+            "0 requests: GOAWAY 5 FRAME_TOO_LARGE: ",
+        ),
+        (
+            busy_addr,
+            "turned away",
+            "0 requests: GOAWAY 3 BUSY: max connections reached (3)",
+        ),
+    ];
+    let shutdown_2 = "2 requests: GOAWAY 1 SHUTDOWN: ";
+    let shutdown_1 = "1 request: GOAWAY 1 SHUTDOWN: ";
+    for (addr, requests) in held_addrs {
+        let ending = if requests == 2 {
+            shutdown_2
+        } else {
+            shutdown_1
+        };
+        expected.push((addr, "waited", ending));
+    }
+    for (addr, open_says, close_says) in expected {
+        let (opened, closed) = access_lines(&log, addr);
+        assert_eq!(opened.len(), 1, "{addr}: open lines {opened:?}\n{log}");
+        assert_eq!(closed.len(), 1, "{addr}: close lines {closed:?}\n{log}");
+        assert!(opened[0].contains("[DEBUG]"), "{}", opened[0]);
+        assert!(opened[0].contains(open_says), "{addr}: {}", opened[0]);
+        assert!(closed[0].contains(close_says), "{addr}: {}", closed[0]);
+        assert_eq!(conn_id(&opened[0]), conn_id(&closed[0]), "{addr}");
+    }
+    assert_eq!(log.matches(": opened, ").count(), 6, "{log}");
+    assert_eq!(log.matches(": closed after ").count(), 6, "{log}");
 }
