@@ -592,7 +592,8 @@ fn sighup_reopens_the_log_file() {
 }
 
 /// Operations: SIGUSR1 logs at once one line with the counters of the exit
-/// summary, and neither stops the server nor disturbs a connection.
+/// summary, and neither stops the server nor disturbs a connection; nor do
+/// SIGHUP without a log file and SIGUSR2 (logged, ignored).
 #[test]
 fn sigusr1_logs_the_counters_and_disturbs_nothing() {
     let mut wharf = common::spawn_wharf(&["--workers", "2"]);
@@ -614,10 +615,18 @@ fn sigusr1_logs_the_counters_and_disturbs_nothing() {
     wharf.signal(libc::SIGHUP);
     wait_log(&wharf, "no --log-file to reopen");
     client.echo(b"four");
+    // SIGUSR2, whose default action would kill the server, is logged and
+    // ignored.
+    wharf.signal(libc::SIGUSR2);
+    wait_log(
+        &wharf,
+        "received SIGUSR2; it means nothing to wharf and is ignored",
+    );
+    client.echo(b"five");
     wharf.signal(libc::SIGTERM);
     client.expect_goaway(GoAwayCode::Shutdown);
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
-    assert!(wharf.log().contains("requests=4"), "{}", wharf.log());
+    assert!(wharf.log().contains("requests=5"), "{}", wharf.log());
 }
 
 /// Operations: SIGHUP and SIGUSR1 neither stop the server nor disturb a

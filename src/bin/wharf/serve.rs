@@ -12,6 +12,9 @@
 //!   delay, then the drain); the second closes every connection now.
 //! - SIGHUP: reopens `--log-file` (after logrotate renamed it).
 //! - SIGUSR1: logs one line with the counters of the exit summary.
+//! - SIGUSR2: means nothing here; logged at warn and ignored. Its default
+//!   action would kill the server silently, and operators send it by habit
+//!   (other servers use it for a binary upgrade).
 //! - SIGQUIT keeps its default action (the process dumps core, where core
 //!   dumps are enabled, and dies at once, without a drain): it is the
 //!   emergency stop for debugging a stuck server. SIGPIPE is ignored (Rust
@@ -26,7 +29,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 use log::{debug, error, info, warn, LevelFilter};
 use sd_notify::NotifyState;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use simplelog::{
     format_description, ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger,
@@ -93,7 +96,7 @@ fn serve(
     // Registered, and their thread started, before the server starts: a
     // signal that arrives right after the listening line is never missed,
     // and the process has all its threads by then.
-    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+    let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
         .context("cannot install signal handlers")?;
     let (server_tx, server_rx) = crossbeam_channel::bounded::<(ShutdownHandle, Monitor)>(1);
     let timing = Timing {
@@ -203,6 +206,10 @@ impl SignalHandler {
                     Some(report) => info!("received SIGUSR1; counters: {report}"),
                     None => info!("received SIGUSR1; the server has already stopped"),
                 },
+                SIGUSR2 => warn!(
+                    "received SIGUSR2; it means nothing to wharf and is ignored \
+                     (SIGUSR1 logs the counters, SIGHUP reopens the log file)"
+                ),
                 _ => {}
             }
         }
