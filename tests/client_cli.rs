@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{config, start, start_with};
+use common::{config, spawn_wharf, start, start_with};
 use wharf::{Client, ClientOptions, Config, Echo, Framing, Response, Server, ServiceError};
 
 /// The longest a child may run before the test kills it and fails.
@@ -686,4 +686,63 @@ fn a_large_piped_input_does_not_stall() {
     assert_exit(&done, 0);
     assert_eq!(done.stdout.lines().count(), lines, "every line echoed");
     stop(server);
+}
+
+/// `wharf client --framing line` against a length server (both the real
+/// binary): the server reads the line "hello" as a length header ("hell")
+/// and says so in its GOAWAY 5, which the client prints (it used to report
+/// only "connection closed by the server", exit 4).
+#[test]
+fn line_client_against_a_length_server_prints_the_servers_framing_hint() {
+    let server = spawn_wharf(&[]);
+    let addr = server.addr.to_string();
+    let expected = "GOAWAY 5 FRAME_TOO_LARGE: frame larger than max-frame; the header looks \
+                    like text (\"hell\"): is the client using --framing line?\n";
+    let done = run_client(
+        &["--connect", &addr, "--framing", "line", "--send", "hello"],
+        b"",
+    );
+    assert_exit(&done, 15);
+    assert_eq!(done.stderr, expected, "{done:#?}");
+    assert_eq!(done.stdout, "");
+    // The same from stdin, its end not yet reached when the GOAWAY comes.
+    let mut proc = spawn_client(&["--connect", &addr, "--framing", "line"]);
+    proc.write(b"hello\n");
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 15);
+    assert_eq!(done.stderr, expected, "{done:#?}");
+}
+
+/// `wharf client` (length) against a `--framing line` server (both the
+/// real binary): the server waits for a newline that never comes and, at
+/// its heartbeat timeout, sends the line "GOAWAY 2 ...". The client sees
+/// text where a length header should be and says so at once (it used to
+/// report "reply frame length 1196376407 out of range").
+#[test]
+fn length_client_against_a_line_server_says_the_reply_looks_like_text() {
+    let server = spawn_wharf(&["--framing", "line", "--heartbeat-timeout", "1s"]);
+    let addr = server.addr.to_string();
+    let done = run_client(
+        &[
+            "--connect",
+            &addr,
+            "--send",
+            "hello",
+            "--reply-timeout",
+            "20s",
+        ],
+        b"",
+    );
+    assert_exit(&done, 1);
+    assert_eq!(
+        done.stderr,
+        "wharf client: protocol violation: the reply looks like text (\"GOAWAY 2 no complete \
+         frame within the heartbeat timeout\"): is the server using --framing line?\n",
+        "{done:#?}"
+    );
+    assert_eq!(done.stdout, "");
 }
