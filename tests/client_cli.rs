@@ -746,3 +746,27 @@ fn length_client_against_a_line_server_says_the_reply_looks_like_text() {
     );
     assert_eq!(done.stdout, "");
 }
+
+/// An address that cannot parse or resolve is a bad flag, as for
+/// `serve --bind`: exit 2 with clap's message naming the flag and the
+/// input (it used to be "cannot connect to (unresolved)", exit 3).
+#[test]
+fn an_address_that_cannot_parse_or_resolve_is_a_bad_flag() {
+    for bad in [
+        "nowhere",
+        "127.0.0.1",
+        "127.0.0.1:notaport",
+        "[::1",
+        "no-such-host.invalid:7878",
+    ] {
+        let done = run_client(&["--connect", bad, "--send", "x"], b"");
+        assert_exit(&done, 2);
+        assert!(
+            done.stderr.starts_with(&format!(
+                "error: invalid value '{bad}' for '--connect <ADDR>'"
+            )),
+            "{bad}: {done:#?}"
+        );
+        assert_eq!(done.stdout, "");
+    }
+}

@@ -75,8 +75,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    /// Server address (host:port; a name is resolved again on each connect).
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = connect_addr)]
     pub connect: String,
     /// Wire format; must match the server's.
     #[arg(long, value_enum, default_value_t = FramingArg::Length)]
@@ -237,6 +237,13 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:7878 or [::1]:0)"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_owned())
+}
+
+/// `--connect`: an address that parses or resolves now (a bad one is a bad
+/// flag, as for `--bind`), kept as written so that connecting resolves it
+/// again and tries each address.
+fn connect_addr(text: &str) -> Result<String, String> {
+    socket_addr(text).map(|_| text.to_owned())
 }
 
 /// A queue capacity: 0 to 1048576 (its slots are allocated up front).
