@@ -770,3 +770,32 @@ fn an_address_that_cannot_parse_or_resolve_is_a_bad_flag() {
         assert_eq!(done.stdout, "");
     }
 }
+
+/// `--count` and `--interval` belong to `--ping`: without it they are bad
+/// flags (exit 2, clap's message), with `--send` as in stdin mode. They
+/// used to be ignored silently next to `--send`.
+#[test]
+fn ping_only_flags_without_ping_are_bad_flags() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--count", "3", "--send", "x"],
+            "error: the argument '--count <N>' cannot be used with '--send <TEXT>'",
+        ),
+        (
+            &["--send", "x", "--interval", "10ms"],
+            "error: the argument '--send <TEXT>' cannot be used with '--interval <D>'",
+        ),
+        (
+            &["--count", "3"],
+            "error: the following required arguments were not provided:\n  --ping",
+        ),
+    ];
+    for (args, message) in cases {
+        // No server is needed: the flags are refused before any connect.
+        let mut all = vec!["--connect", "127.0.0.1:9"];
+        all.extend_from_slice(args);
+        let done = run_client(&all, b"");
+        assert_exit(&done, 2);
+        assert!(done.stderr.starts_with(message), "{args:?}: {done:#?}");
+    }
+}

@@ -91,11 +91,15 @@ pub struct ClientArgs {
     #[arg(long)]
     pub ping: bool,
     /// How many PINGs to send with --ping.
-    #[arg(long, default_value_t = 4, value_name = "N", requires = "ping",
+    // `requires` alone lets `--count 3 --send x` through: clap waives a
+    // requirement whose target (--ping) conflicts with a flag that is
+    // present (--send), so the conflict is stated here too.
+    #[arg(long, default_value_t = 4, value_name = "N", requires = "ping", conflicts_with = "send",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
     /// Pause between PINGs with --ping.
-    #[arg(long, default_value = "1s", value_name = "D", requires = "ping", value_parser = duration)]
+    #[arg(long, default_value = "1s", value_name = "D", requires = "ping", conflicts_with = "send",
+          value_parser = duration)]
     pub interval: Duration,
     /// Longest wait for the connection to be established.
     #[arg(long, default_value = "5s", value_name = "D", value_parser = positive_duration)]
