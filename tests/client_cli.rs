@@ -799,3 +799,154 @@ fn ping_only_flags_without_ping_are_bad_flags() {
         assert!(done.stderr.starts_with(message), "{args:?}: {done:#?}");
     }
 }
+
+/// Echoes after 500 ms, counting the requests it has started, so a test
+/// can start a drain while requests are in flight.
+fn counting_slow_echo() -> (
+    impl Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError> + Send + Sync + 'static,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&started);
+    let service = move |request: &[u8], response: &mut Response<'_>| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(500));
+        response.extend_from_slice(request);
+        Ok(())
+    };
+    (service, started)
+}
+
+/// Splits `wharf client: GOAWAY 1 SHUTDOWN: N of M request(s) not answered
+/// (never started; safe to resend)` into N and M.
+fn not_answered(line: &str) -> (usize, usize) {
+    let rest = line
+        .strip_prefix("wharf client: GOAWAY 1 SHUTDOWN: ")
+        .and_then(|rest| {
+            rest.strip_suffix(" request(s) not answered (never started; safe to resend)")
+        })
+        .unwrap_or_else(|| panic!("not the unanswered line: {line:?}"));
+    let (n, m) = rest
+        .split_once(" of ")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    (n.parse().unwrap(), m.parse().unwrap())
+}
+
+/// A drain that cuts a pipelined batch short (retries off): after the
+/// GOAWAY line, the client says how many requests were not answered and
+/// that they never started. One worker answers every 500 ms; the drain
+/// starts once the first request is in the service, so most are still owed.
+#[test]
+fn a_drain_cutting_a_batch_short_says_how_many_were_not_answered() {
+    const N: usize = 10;
+    for stdin_mode in [false, true] {
+        let (service, started) = counting_slow_echo();
+        let server = start_with(
+            Config {
+                workers: 1,
+                heartbeat_timeout: Duration::from_secs(20),
+                ..config()
+            },
+            service,
+        );
+        let addr = addr_arg(&server);
+        let requests: Vec<String> = (0..N).map(|i| format!("r{i}")).collect();
+        let mut proc = if stdin_mode {
+            let mut proc = spawn_client(&["--connect", &addr]);
+            let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+            proc.write(input.as_bytes());
+            proc
+        } else {
+            let mut args = vec!["--connect", addr.as_str()];
+            for r in &requests {
+                args.extend(["--send", r.as_str()]);
+            }
+            spawn_client(&args)
+        };
+        // The first request is in the service: the drain lets it finish
+        // and answers nothing after it (the replies of one read go out
+        // together, so the test cannot wait for the first one instead).
+        assert!(
+            common::eventually(LINE_TIMEOUT, || started
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 1),
+            "no request started"
+        );
+        let handle = server.handle();
+        let joiner = thread::spawn(move || server.join());
+        handle.shutdown();
+        // Keep stdin open: the exit comes from the GOAWAY, not from EOF.
+        let deadline = Instant::now() + DEADLINE;
+        while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let done = proc.finish();
+        joiner.join().unwrap();
+        assert_exit(&done, 11);
+        let answered = done.stdout.lines().count();
+        let expected: String = requests[..answered]
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect();
+        assert_eq!(done.stdout, expected, "replies in order");
+        let lines: Vec<&str> = done.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{done:#?}");
+        assert_eq!(lines[0], "GOAWAY 1 SHUTDOWN: server is shutting down");
+        let (missing, sent) = not_answered(lines[1]);
+        assert_eq!(sent, N, "{done:#?}");
+        assert_eq!(missing, N - answered, "{done:#?}");
+        assert!(missing >= 1, "the drain cut the batch short: {done:#?}");
+    }
+}
+
+/// In length framing, a reply timeout before any reply asks whether the
+/// server uses line framing (which waits for a newline that never comes).
+/// Once a reply has arrived the framing is right, and the timeout is plain.
+#[test]
+fn a_reply_timeout_before_any_reply_asks_about_the_framing() {
+    let server = spawn_wharf(&["--framing", "line"]);
+    let done = run_client(
+        &[
+            "--connect",
+            &server.addr.to_string(),
+            "--send",
+            "hello",
+            "--reply-timeout",
+            "1s",
+        ],
+        b"",
+    );
+    assert_exit(&done, 4);
+    assert_eq!(
+        done.stderr,
+        "wharf client: no reply within 1s (no reply at all yet: is the server using \
+         --framing line?)\n",
+        "{done:#?}"
+    );
+
+    // Replies of one batch go out together: the slow request is sent only
+    // after the fast one's reply has arrived.
+    let slow = start_with(config(), |request: &[u8], response: &mut Response<'_>| {
+        if request.starts_with(b"slow") {
+            thread::sleep(Duration::from_secs(3));
+        }
+        response.extend_from_slice(request);
+        Ok::<(), ServiceError>(())
+    });
+    let mut proc = spawn_client(&["--connect", &addr_arg(&slow), "--reply-timeout", "1s"]);
+    proc.write(b"fast\n");
+    assert_eq!(proc.line(), "fast");
+    proc.write(b"slow\n");
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 4);
+    assert_eq!(done.stdout, "fast\n");
+    assert_eq!(
+        done.stderr, "wharf client: no reply within 1s\n",
+        "{done:#?}"
+    );
+    stop(slow);
+}
