@@ -950,3 +950,43 @@ fn a_reply_timeout_before_any_reply_asks_about_the_framing() {
     );
     stop(slow);
 }
+
+/// `wharf client --help` (and `-h`) lists every exit status of the README's
+/// table, with the same meaning, so the two cannot drift apart.
+#[test]
+fn help_lists_the_exit_statuses_the_readme_documents() {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("| exit status | meaning |")
+        .nth(1)
+        .expect("the README's exit status table");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip(2) // the rest of the header line, and the |---| line
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            assert_eq!(cells.len(), 2, "{line}");
+            (cells[0].trim().to_owned(), cells[1].trim().replace('`', ""))
+        })
+        .collect();
+    assert!(rows.len() >= 7, "{rows:?}");
+    for flag in ["--help", "-h"] {
+        let done = run_client(&[flag], b"");
+        assert_exit(&done, 0);
+        let help: Vec<String> = done
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!(help.iter().any(|l| l == "Exit status:"), "{}", done.stdout);
+        for (status, meaning) in &rows {
+            let line = format!("{status} {meaning}");
+            assert!(
+                help.contains(&line),
+                "{flag}: no line {line:?} in:\n{}",
+                done.stdout
+            );
+        }
+    }
+}

@@ -73,7 +73,20 @@ pub struct BenchArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// The exit statuses of `wharf client`, as the README documents them.
+const CLIENT_EXIT_STATUS: &str = "\
+Exit status:
+  0         every request answered
+  1         another failure (I/O, malformed reply)
+  2         bad flags, including a --connect address that does not parse or resolve
+  3         cannot connect (refused, unreachable, timed out)
+  4         the server closed without GOAWAY, or a reply did not come within --reply-timeout
+  5         at least one request was answered with ERROR
+  11 to 15  GOAWAY 1 to 5 (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY, 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE)
+With --retries, the status is that of the last failure once the retries run out.";
+
 #[derive(Debug, Args)]
+#[command(after_help = CLIENT_EXIT_STATUS)]
 pub struct ClientArgs {
     /// Server address (host:port; a name is resolved again on each connect).
     #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = connect_addr)]
