@@ -13,6 +13,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -800,21 +801,17 @@ fn ping_only_flags_without_ping_are_bad_flags() {
     }
 }
 
-/// Echoes after 500 ms, counting the requests it has started, so a test
-/// can start a drain while requests are in flight.
-fn counting_slow_echo() -> (
-    impl Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError> + Send + Sync + 'static,
-    Arc<std::sync::atomic::AtomicUsize>,
-) {
-    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&started);
-    let service = move |request: &[u8], response: &mut Response<'_>| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+/// Echoes after 500 ms, counting in `started` the requests it has started,
+/// so a test can start a drain while requests are in flight.
+fn counting_slow_echo(
+    started: Arc<AtomicUsize>,
+) -> impl Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError> + Send + Sync + 'static {
+    move |request: &[u8], response: &mut Response<'_>| {
+        started.fetch_add(1, Ordering::SeqCst);
         thread::sleep(Duration::from_millis(500));
         response.extend_from_slice(request);
         Ok(())
-    };
-    (service, started)
+    }
 }
 
 /// Splits `wharf client: GOAWAY 1 SHUTDOWN: N of M request(s) not answered
@@ -840,7 +837,8 @@ fn not_answered(line: &str) -> (usize, usize) {
 fn a_drain_cutting_a_batch_short_says_how_many_were_not_answered() {
     const N: usize = 10;
     for stdin_mode in [false, true] {
-        let (service, started) = counting_slow_echo();
+        let started = Arc::new(AtomicUsize::new(0));
+        let service = counting_slow_echo(Arc::clone(&started));
         let server = start_with(
             Config {
                 workers: 1,
@@ -867,9 +865,7 @@ fn a_drain_cutting_a_batch_short_says_how_many_were_not_answered() {
         // and answers nothing after it (the replies of one read go out
         // together, so the test cannot wait for the first one instead).
         assert!(
-            common::eventually(LINE_TIMEOUT, || started
-                .load(std::sync::atomic::Ordering::SeqCst)
-                >= 1),
+            common::eventually(LINE_TIMEOUT, || started.load(Ordering::SeqCst) >= 1),
             "no request started"
         );
         let handle = server.handle();

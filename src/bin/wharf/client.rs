@@ -15,8 +15,8 @@
 //! line on stderr, and when retries run out the exit status is the last
 //! failure's (11, 13, 3, or 4).
 //!
-//! After a GOAWAY that leaves requests unanswered, a second line says how
-//! many (and, for GOAWAY 1 and 3, that they were never started). A reply
+//! After a GOAWAY 1 or 3 that leaves requests unanswered, a second line
+//! says how many, and that they were never started. A reply
 //! timeout before any reply in length framing asks whether the server uses
 //! line framing: such a server waits for a newline that never comes.
 
@@ -105,22 +105,22 @@ fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
     }
 }
 
-/// After a GOAWAY that cut a batch short, the line saying how many
-/// requests were not answered, e.g. `wharf client: GOAWAY 1 SHUTDOWN: 3 of
-/// 10 request(s) not answered (never started; safe to resend)`.
+/// After a GOAWAY 1 or 3 that cut a batch short (a drain, or a busy
+/// server), the line saying how many requests were not answered, e.g.
+/// `wharf client: GOAWAY 1 SHUTDOWN: 3 of 10 request(s) not answered (never
+/// started; safe to resend)`. Those two codes carry the server's promise
+/// that nothing after the last reply was started (see "Retrying safely");
+/// the others end a connection the client got wrong, not a batch.
 fn unanswered(e: &ClientError, tally: &Tally) -> Option<String> {
-    let number = e.goaway_code()?;
+    let code = GoAwayCode::from_u16(e.goaway_code()?)?;
+    if !matches!(code, GoAwayCode::Shutdown | GoAwayCode::Busy) {
+        return None;
+    }
     let sent = tally.sent();
     let missing = sent.checked_sub(tally.answered).filter(|&n| n > 0)?;
-    let code = GoAwayCode::from_u16(number);
-    let name = code.map_or("UNKNOWN", GoAwayCode::name);
-    // The server's promise for these two codes (see "Retrying safely").
-    let promise = match code {
-        Some(GoAwayCode::Shutdown | GoAwayCode::Busy) => " (never started; safe to resend)",
-        _ => "",
-    };
     Some(format!(
-        "wharf client: GOAWAY {number} {name}: {missing} of {sent} request(s) not answered{promise}"
+        "wharf client: GOAWAY {code}: {missing} of {sent} request(s) not answered \
+         (never started; safe to resend)"
     ))
 }
 
