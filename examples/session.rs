@@ -79,7 +79,17 @@ fn ask(stream: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<String>
     Ok(reply.trim_end().to_owned())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("session: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         workers: 2,
         framing: Framing::Line,

@@ -19,7 +19,17 @@ fn uppercase(request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceE
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uppercase: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         workers: 2,
         ..Config::default()
@@ -39,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut header = [0u8; 5];
         reader.read_exact(&mut header)?;
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let mut payload = vec![0; len - 1];
+        let mut payload = vec![0; len.checked_sub(1).ok_or("a reply of length 0")?];
         reader.read_exact(&mut payload)?;
         let text = String::from_utf8_lossy(&payload);
         match header[4] {

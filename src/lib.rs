@@ -105,3 +105,10 @@ pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use shutdown::ShutdownHandle;
 pub use stats::Report;
 pub use worker::BATCH_BUDGET;
+
+/// Every Rust block of the README, compiled and run by `cargo test` as a
+/// doc-test, so its embedding example cannot rot. (Blocks in other
+/// languages are marked `sh`, `text`, `yaml`... and not run.)
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

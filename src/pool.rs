@@ -170,26 +170,11 @@ impl Worker {
                 conn.shutdown(How::Write);
                 shared.registry.remove(&conn);
             }
-            End::GoAway(code) => {
-                if code == GoAwayCode::Shutdown {
-                    // Its requests are answered: what is left is no work.
-                    shared.line.winding(self.index);
-                }
-                if code == GoAwayCode::HeartbeatTimeout {
-                    info!(
-                        "{}: reaped, no complete frame within the heartbeat timeout",
-                        conn.who()
-                    );
-                }
-                shared
-                    .config
-                    .framing
-                    .encode_goaway(code, code.reason(), &mut self.out);
-                match self.flush(&conn) {
-                    Ok(()) => shared.closer.close(Closing { conn, goaway: None }),
-                    Err(end) => return self.finish(conn, travel, end),
-                }
+            End::Malformed(e) => {
+                let reason = e.goaway_reason();
+                return self.goodbye(conn, travel, e.goaway_code(), &reason);
             }
+            End::GoAway(code) => return self.goodbye(conn, travel, code, code.reason()),
             End::Forced => {}
             End::WriteTimeout => {
                 Stats::bump(&shared.stats.write_timeouts);
@@ -219,12 +204,39 @@ impl Worker {
         match end {
             End::PeerClosed => Ending::PeerClosed,
             End::GoAway(code) => Ending::GoAway(Why::from_code(*code)),
+            End::Malformed(e) => Ending::GoAway(Why::from_code(e.goaway_code())),
             End::Forced => Ending::Forced,
             End::WriteTimeout => Ending::WriteTimeout,
             End::Failed(_) if self.shared.shutdown.is_forced() => Ending::Forced,
             End::Failed(e) if is_disconnect(e) => Ending::Reset,
             End::Failed(_) => Ending::Failed,
         }
+    }
+
+    /// Sends GOAWAY `code` with `reason` after the replies already written,
+    /// then hands the connection to the closer.
+    fn goodbye(&mut self, conn: Arc<Conn>, travel: Travel, code: GoAwayCode, reason: &str) {
+        let shared = Arc::clone(&self.shared);
+        if code == GoAwayCode::Shutdown {
+            // Its requests are answered: what is left is no work.
+            shared.line.winding(self.index);
+        }
+        if code == GoAwayCode::HeartbeatTimeout {
+            info!(
+                "{}: reaped, no complete frame within the heartbeat timeout",
+                conn.who()
+            );
+        }
+        shared
+            .config
+            .framing
+            .encode_goaway(code, reason, &mut self.out);
+        match self.flush(&conn) {
+            Ok(()) => shared.closer.close(Closing { conn, goaway: None }),
+            Err(end) => return self.finish(conn, travel, end),
+        }
+        drop(travel);
+        self.reset_output();
     }
 }
 

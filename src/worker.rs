@@ -76,6 +76,10 @@ pub(crate) enum End {
     PeerClosed,
     /// The server ends the connection with this GOAWAY after the replies.
     GoAway(GoAwayCode),
+    /// The stream can never become a valid frame: GOAWAY 4 or 5 after the
+    /// replies, with a reason that says what was wrong (see
+    /// [`DecodeError::goaway_reason`]).
+    Malformed(DecodeError),
     /// The drain was forced; the server already closed the socket.
     Forced,
     /// The client stopped taking its replies.
@@ -362,7 +366,7 @@ impl Worker {
 fn protocol_error(shared: &Shared, conn: &Conn, e: DecodeError) -> End {
     Stats::bump(&shared.stats.protocol_errors);
     info!("{}: protocol error ({e}), sending GOAWAY", conn.who());
-    End::GoAway(e.goaway_code())
+    End::Malformed(e)
 }
 
 /// Moves a connection its worker holds out of ACTIVE. The reaper may have

@@ -13,12 +13,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{config, start, start_with};
+use common::{config, spawn_wharf, start, start_with};
 use wharf::{Client, ClientOptions, Config, Echo, Framing, Response, Server, ServiceError};
 
 /// The longest a child may run before the test kills it and fails.
@@ -686,4 +687,302 @@ fn a_large_piped_input_does_not_stall() {
     assert_exit(&done, 0);
     assert_eq!(done.stdout.lines().count(), lines, "every line echoed");
     stop(server);
+}
+
+/// `wharf client --framing line` against a length server (both the real
+/// binary): the server reads the line "hello" as a length header ("hell")
+/// and says so in its GOAWAY 5, which the client prints (it used to report
+/// only "connection closed by the server", exit 4).
+#[test]
+fn line_client_against_a_length_server_prints_the_servers_framing_hint() {
+    let server = spawn_wharf(&[]);
+    let addr = server.addr.to_string();
+    let expected = "GOAWAY 5 FRAME_TOO_LARGE: frame larger than max-frame; the header looks \
+                    like text (\"hell\"): is the client using --framing line?\n";
+    let done = run_client(
+        &["--connect", &addr, "--framing", "line", "--send", "hello"],
+        b"",
+    );
+    assert_exit(&done, 15);
+    assert_eq!(done.stderr, expected, "{done:#?}");
+    assert_eq!(done.stdout, "");
+    // The same from stdin, its end not yet reached when the GOAWAY comes.
+    let mut proc = spawn_client(&["--connect", &addr, "--framing", "line"]);
+    proc.write(b"hello\n");
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 15);
+    assert_eq!(done.stderr, expected, "{done:#?}");
+}
+
+/// `wharf client` (length) against a `--framing line` server (both the
+/// real binary): the server waits for a newline that never comes and, at
+/// its heartbeat timeout, sends the line "GOAWAY 2 ...". The client sees
+/// text where a length header should be and says so at once (it used to
+/// report "reply frame length 1196376407 out of range").
+#[test]
+fn length_client_against_a_line_server_says_the_reply_looks_like_text() {
+    let server = spawn_wharf(&["--framing", "line", "--heartbeat-timeout", "1s"]);
+    let addr = server.addr.to_string();
+    let done = run_client(
+        &[
+            "--connect",
+            &addr,
+            "--send",
+            "hello",
+            "--reply-timeout",
+            "20s",
+        ],
+        b"",
+    );
+    assert_exit(&done, 1);
+    assert_eq!(
+        done.stderr,
+        "wharf client: protocol violation: the reply looks like text (\"GOAWAY 2 no complete \
+         frame within the heartbeat timeout\"): is the server using --framing line?\n",
+        "{done:#?}"
+    );
+    assert_eq!(done.stdout, "");
+}
+
+/// An address that cannot parse or resolve is a bad flag, as for
+/// `serve --bind`: exit 2 with clap's message naming the flag and the
+/// input (it used to be "cannot connect to (unresolved)", exit 3).
+#[test]
+fn an_address_that_cannot_parse_or_resolve_is_a_bad_flag() {
+    for bad in [
+        "nowhere",
+        "127.0.0.1",
+        "127.0.0.1:notaport",
+        "[::1",
+        "no-such-host.invalid:7878",
+    ] {
+        let done = run_client(&["--connect", bad, "--send", "x"], b"");
+        assert_exit(&done, 2);
+        assert!(
+            done.stderr.starts_with(&format!(
+                "error: invalid value '{bad}' for '--connect <ADDR>'"
+            )),
+            "{bad}: {done:#?}"
+        );
+        assert_eq!(done.stdout, "");
+    }
+}
+
+/// `--count` and `--interval` belong to `--ping`: without it they are bad
+/// flags (exit 2, clap's message), with `--send` as in stdin mode. They
+/// used to be ignored silently next to `--send`.
+#[test]
+fn ping_only_flags_without_ping_are_bad_flags() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--count", "3", "--send", "x"],
+            "error: the argument '--count <N>' cannot be used with '--send <TEXT>'",
+        ),
+        (
+            &["--send", "x", "--interval", "10ms"],
+            "error: the argument '--send <TEXT>' cannot be used with '--interval <D>'",
+        ),
+        (
+            &["--count", "3"],
+            "error: the following required arguments were not provided:\n  --ping",
+        ),
+    ];
+    for (args, message) in cases {
+        // No server is needed: the flags are refused before any connect.
+        let mut all = vec!["--connect", "127.0.0.1:9"];
+        all.extend_from_slice(args);
+        let done = run_client(&all, b"");
+        assert_exit(&done, 2);
+        assert!(done.stderr.starts_with(message), "{args:?}: {done:#?}");
+    }
+}
+
+/// Echoes after 500 ms, counting in `started` the requests it has started,
+/// so a test can start a drain while requests are in flight.
+fn counting_slow_echo(
+    started: Arc<AtomicUsize>,
+) -> impl Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError> + Send + Sync + 'static {
+    move |request: &[u8], response: &mut Response<'_>| {
+        started.fetch_add(1, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(500));
+        response.extend_from_slice(request);
+        Ok(())
+    }
+}
+
+/// Splits `wharf client: GOAWAY 1 SHUTDOWN: N of M request(s) not answered
+/// (never started; safe to resend)` into N and M.
+fn not_answered(line: &str) -> (usize, usize) {
+    let rest = line
+        .strip_prefix("wharf client: GOAWAY 1 SHUTDOWN: ")
+        .and_then(|rest| {
+            rest.strip_suffix(" request(s) not answered (never started; safe to resend)")
+        })
+        .unwrap_or_else(|| panic!("not the unanswered line: {line:?}"));
+    let (n, m) = rest
+        .split_once(" of ")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    (n.parse().unwrap(), m.parse().unwrap())
+}
+
+/// A drain that cuts a pipelined batch short (retries off): after the
+/// GOAWAY line, the client says how many requests were not answered and
+/// that they never started. One worker answers every 500 ms; the drain
+/// starts once the first request is in the service, so most are still owed.
+#[test]
+fn a_drain_cutting_a_batch_short_says_how_many_were_not_answered() {
+    const N: usize = 10;
+    for stdin_mode in [false, true] {
+        let started = Arc::new(AtomicUsize::new(0));
+        let service = counting_slow_echo(Arc::clone(&started));
+        let server = start_with(
+            Config {
+                workers: 1,
+                heartbeat_timeout: Duration::from_secs(20),
+                ..config()
+            },
+            service,
+        );
+        let addr = addr_arg(&server);
+        let requests: Vec<String> = (0..N).map(|i| format!("r{i}")).collect();
+        let mut proc = if stdin_mode {
+            let mut proc = spawn_client(&["--connect", &addr]);
+            let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
+            proc.write(input.as_bytes());
+            proc
+        } else {
+            let mut args = vec!["--connect", addr.as_str()];
+            for r in &requests {
+                args.extend(["--send", r.as_str()]);
+            }
+            spawn_client(&args)
+        };
+        // The first request is in the service: the drain lets it finish
+        // and answers nothing after it (the replies of one read go out
+        // together, so the test cannot wait for the first one instead).
+        assert!(
+            common::eventually(LINE_TIMEOUT, || started.load(Ordering::SeqCst) >= 1),
+            "no request started"
+        );
+        let handle = server.handle();
+        let joiner = thread::spawn(move || server.join());
+        handle.shutdown();
+        // Keep stdin open: the exit comes from the GOAWAY, not from EOF.
+        let deadline = Instant::now() + DEADLINE;
+        while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let done = proc.finish();
+        joiner.join().unwrap();
+        assert_exit(&done, 11);
+        let answered = done.stdout.lines().count();
+        let expected: String = requests[..answered]
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect();
+        assert_eq!(done.stdout, expected, "replies in order");
+        let lines: Vec<&str> = done.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{done:#?}");
+        assert_eq!(lines[0], "GOAWAY 1 SHUTDOWN: server is shutting down");
+        let (missing, sent) = not_answered(lines[1]);
+        assert_eq!(sent, N, "{done:#?}");
+        assert_eq!(missing, N - answered, "{done:#?}");
+        assert!(missing >= 1, "the drain cut the batch short: {done:#?}");
+    }
+}
+
+/// In length framing, a reply timeout before any reply asks whether the
+/// server uses line framing (which waits for a newline that never comes).
+/// Once a reply has arrived the framing is right, and the timeout is plain.
+#[test]
+fn a_reply_timeout_before_any_reply_asks_about_the_framing() {
+    let server = spawn_wharf(&["--framing", "line"]);
+    let done = run_client(
+        &[
+            "--connect",
+            &server.addr.to_string(),
+            "--send",
+            "hello",
+            "--reply-timeout",
+            "1s",
+        ],
+        b"",
+    );
+    assert_exit(&done, 4);
+    assert_eq!(
+        done.stderr,
+        "wharf client: no reply within 1s (no reply at all yet: is the server using \
+         --framing line?)\n",
+        "{done:#?}"
+    );
+
+    // Replies of one batch go out together: the slow request is sent only
+    // after the fast one's reply has arrived.
+    let slow = start_with(config(), |request: &[u8], response: &mut Response<'_>| {
+        if request.starts_with(b"slow") {
+            thread::sleep(Duration::from_secs(3));
+        }
+        response.extend_from_slice(request);
+        Ok::<(), ServiceError>(())
+    });
+    let mut proc = spawn_client(&["--connect", &addr_arg(&slow), "--reply-timeout", "1s"]);
+    proc.write(b"fast\n");
+    assert_eq!(proc.line(), "fast");
+    proc.write(b"slow\n");
+    let deadline = Instant::now() + DEADLINE;
+    while proc.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let done = proc.finish();
+    assert_exit(&done, 4);
+    assert_eq!(done.stdout, "fast\n");
+    assert_eq!(
+        done.stderr, "wharf client: no reply within 1s\n",
+        "{done:#?}"
+    );
+    stop(slow);
+}
+
+/// `wharf client --help` (and `-h`) lists every exit status of the README's
+/// table, with the same meaning, so the two cannot drift apart.
+#[test]
+fn help_lists_the_exit_statuses_the_readme_documents() {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("| exit status | meaning |")
+        .nth(1)
+        .expect("the README's exit status table");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip(2) // the rest of the header line, and the |---| line
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            assert_eq!(cells.len(), 2, "{line}");
+            (cells[0].trim().to_owned(), cells[1].trim().replace('`', ""))
+        })
+        .collect();
+    assert!(rows.len() >= 7, "{rows:?}");
+    for flag in ["--help", "-h"] {
+        let done = run_client(&[flag], b"");
+        assert_exit(&done, 0);
+        let help: Vec<String> = done
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!(help.iter().any(|l| l == "Exit status:"), "{}", done.stdout);
+        for (status, meaning) in &rows {
+            let line = format!("{status} {meaning}");
+            assert!(
+                help.contains(&line),
+                "{flag}: no line {line:?} in:\n{}",
+                done.stdout
+            );
+        }
+    }
 }

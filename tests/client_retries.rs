@@ -1220,6 +1220,9 @@ fn binary_runs_out_of_retries_on(code: GoAwayCode, exit: i32) {
         reconnect_line(&cause, 2, 2, 2),
         "wharf client: 2 reconnect(s), 4 request(s) resent".to_owned(),
         format!("{cause}: {}", code.reason()),
+        format!(
+            "wharf client: {cause}: 2 of 2 request(s) not answered (never started; safe to resend)"
+        ),
     ];
     assert_eq!(
         done.stderr.lines().collect::<Vec<_>>(),
@@ -1276,7 +1279,12 @@ fn binary_goaway_1_is_not_retried_without_retries_exit_11() {
     })]);
     let done = run_client(&["--connect", &fake.addr.to_string(), "--send", "x"], b"");
     assert_exit(&done, 11);
-    assert_eq!(done.stderr, "GOAWAY 1 SHUTDOWN: server is shutting down\n");
+    assert_eq!(
+        done.stderr,
+        "GOAWAY 1 SHUTDOWN: server is shutting down\n\
+         wharf client: GOAWAY 1 SHUTDOWN: 1 of 1 request(s) not answered \
+         (never started; safe to resend)\n"
+    );
     finish_keep(&mut fake);
     fake.assert_no_more_connections();
 }

@@ -111,7 +111,11 @@ proptest! {
         if tight > 1 {
             prop_assert_eq!(
                 Framing::Length.decode(&buf[..4], 0, tight - 1),
-                Err(DecodeError::TooLarge { len: u64::from(tight), max: tight - 1 })
+                Err(DecodeError::TooLarge {
+                    len: u64::from(tight),
+                    max: tight - 1,
+                    header: Some(tight.to_be_bytes()),
+                })
             );
         }
     }
@@ -212,9 +216,10 @@ proptest! {
         let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         match result {
             Err(DecodeError::EmptyFrame) => prop_assert_eq!(len, 0),
-            Err(DecodeError::TooLarge { len: l, max: m }) => {
+            Err(DecodeError::TooLarge { len: l, max: m, header }) => {
                 prop_assert!(len > max);
                 prop_assert_eq!((l, m), (u64::from(len), max));
+                prop_assert_eq!(header, Some(len.to_be_bytes()));
             }
             Ok(Decoded::Partial { need }) => {
                 prop_assert!(len >= 1 && len <= max);
@@ -335,15 +340,36 @@ proptest! {
     ) {
         let len = (u64::from(max) + excess).min(u64::from(u32::MAX)) as u32;
         prop_assume!(len > max);
-        let error = DecodeError::TooLarge { len: u64::from(len), max };
-        let expected = Err(error);
         let header = len.to_be_bytes();
+        let error = DecodeError::TooLarge { len: u64::from(len), max, header: Some(header) };
+        let expected = Err(error);
         prop_assert_eq!(Framing::Length.decode(&header, 0, max), expected);
         // With some of the payload present the answer is the same.
         let mut buf = header.to_vec();
         buf.extend_from_slice(&payload_prefix);
         prop_assert_eq!(Framing::Length.decode(&buf, 0, max), expected);
         prop_assert_eq!(error.goaway_code(), GoAwayCode::FrameTooLarge);
+        // The framing hint appears exactly when the four bytes read as text.
+        let text = header
+            .iter()
+            .all(|&b| matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r'));
+        prop_assert_eq!(error.text_header().is_some(), text);
+        prop_assert_eq!(error.to_string().contains("looks like text"), text);
+        prop_assert_eq!(error.goaway_reason().contains("--framing line"), text);
+    }
+
+    #[test]
+    fn a_text_header_always_gets_the_framing_hint(
+        header in proptest::array::uniform4(
+            prop_oneof![0x20u8..=0x7e, Just(b'\t'), Just(b'\n'), Just(b'\r')]
+        ),
+    ) {
+        // Every text header announces at least 0x09090909 bytes (151 MB),
+        // far above the default max-frame of 1 MiB.
+        let error = Framing::Length.decode(&header, 0, 1 << 20).unwrap_err();
+        prop_assert_eq!(error.text_header(), Some(header));
+        prop_assert_eq!(error.goaway_code(), GoAwayCode::FrameTooLarge);
+        prop_assert!(error.goaway_reason().ends_with("is the client using --framing line?"));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config, start, start_with, Client, Received};
-use wharf::frame::{DATA, ERROR, GOAWAY, PING, PONG};
+use common::{config, eventually, spawn_wharf, start, start_with, Client, Received};
+use wharf::frame::{GoAway, DATA, ERROR, GOAWAY, PING, PONG};
 use wharf::{Config, Echo, Framing, GoAwayCode, Report, Response, Server, ServiceError};
 
 /// One length frame, as raw bytes.
@@ -424,6 +424,70 @@ fn huge_announced_length_is_rejected_from_its_header_alone() {
     client.send_raw(&header(1024 * 1024 + 1));
     client.expect_goaway(GoAwayCode::FrameTooLarge);
     stop(server);
+}
+
+/// Reads frames until the GOAWAY and returns it; then expects the close.
+fn goaway_of(client: &mut Client) -> GoAway {
+    loop {
+        let frame = client.recv().expect("a GOAWAY before the close");
+        if let Some(goaway) = frame.goaway(Framing::Length) {
+            client.expect_closed();
+            return goaway;
+        }
+    }
+}
+
+/// What `nc` sends a length server: the line "hello" reads as a length
+/// header "hell" (1751477356 bytes). The code stays 5 (FRAME_TOO_LARGE);
+/// the reason says the header looks like text.
+#[test]
+fn text_sent_to_a_length_server_gets_goaway_5_with_a_framing_hint() {
+    let server = start(config());
+    let mut client = Client::connect(server.local_addr());
+    client.send_raw(b"hello\n");
+    let goaway = goaway_of(&mut client);
+    assert_eq!(goaway.code, GoAwayCode::FrameTooLarge.as_u16());
+    assert_eq!(
+        goaway.reason,
+        "frame larger than max-frame; the header looks like text (\"hell\"): \
+         is the client using --framing line?"
+    );
+    // A CRLF inside the header counts as text too, and is shown escaped.
+    let mut client = Client::connect(server.local_addr());
+    client.send_raw(b"hi\r\nthere\r\n");
+    let goaway = goaway_of(&mut client);
+    assert_eq!(goaway.code, GoAwayCode::FrameTooLarge.as_u16());
+    assert!(
+        goaway.reason.contains(r#"("hi\r\n")"#),
+        "{:?}",
+        goaway.reason
+    );
+    // Binary with a huge length that is not text: the plain reason.
+    for bytes in [&[0xde, 0xad, 0xbe, 0xef, DATA][..], &header(u32::MAX)[..]] {
+        let mut client = Client::connect(server.local_addr());
+        client.send_raw(bytes);
+        let goaway = goaway_of(&mut client);
+        assert_eq!(goaway.code, GoAwayCode::FrameTooLarge.as_u16());
+        assert_eq!(goaway.reason, "frame larger than max-frame", "{bytes:?}");
+    }
+    let report = stop(server);
+    assert_eq!(report.protocol_errors, 4);
+}
+
+/// The server's log line names the text header too (the real binary, at
+/// the default log level).
+#[test]
+fn text_sent_to_a_length_server_is_logged_with_a_framing_hint() {
+    let wharf = spawn_wharf(&[]);
+    let mut client = Client::connect(wharf.addr);
+    client.send_raw(b"hello\n");
+    assert_eq!(goaway_of(&mut client).code, 5);
+    let hint = r#"frame of 1751477356 bytes exceeds max-frame 1048576; the header looks like text ("hell"): is the client using --framing line?"#;
+    assert!(
+        eventually(Duration::from_secs(10), || wharf.log().contains(hint)),
+        "no hint in the log:\n{}",
+        wharf.log()
+    );
 }
 
 #[test]

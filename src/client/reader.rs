@@ -6,12 +6,25 @@
 //! heartbeat thread writes. Reading needs only the queue of owed replies,
 //! never the writer's lock, so a reader never waits behind a blocked
 //! `write`.
+//!
+//! A client whose framing does not match the server's is told so: in
+//! length framing a reply header that reads as text is a line from a
+//! `--framing line` server, and in line framing a reply that starts with a
+//! NUL byte and holds a whole length-framed GOAWAY is that GOAWAY, from a
+//! `--framing length` server. Neither waits for more bytes to decide.
 
 use std::io::{self, BufRead, ErrorKind, Read};
 
 use super::writer::Pending;
 use super::{Client, ClientError};
-use crate::frame::{self, Framing, GoAway};
+use crate::frame::{self, looks_like_text, Decoded, Framing, GoAway};
+
+/// The most of a text reply quoted in the framing hint.
+const QUOTE_MAX: usize = 60;
+
+/// The largest length-framed GOAWAY a line client recognises (a server's
+/// reasons are about a hundred bytes).
+const GOAWAY_MAX: u32 = 4096;
 
 /// A reply, in the position of the request it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +129,7 @@ impl Client {
                 ClientError::Timeout(self.options.read_timeout.unwrap_or_default())
             }
             ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => ClientError::Closed,
+            ErrorKind::InvalidData => ClientError::Protocol(e.to_string()),
             _ => ClientError::Io(e),
         })
     }
@@ -124,6 +138,19 @@ impl Client {
         let mut header = [0u8; frame::HEADER_LEN];
         self.reader.read_exact(&mut header)?;
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        // A line from a `--framing line` server: its first four bytes make
+        // a length of at least 151 MB, and no reply kind is text. Reported
+        // now rather than after waiting for that many bytes.
+        let text_length = looks_like_text(&header[..4]);
+        if text_length && (len > self.options.max_frame || looks_like_text(&header[4..])) {
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "the reply looks like text (\"{}\"): is the server using --framing line?",
+                    self.quote_line(&header).escape_ascii()
+                ),
+            ));
+        }
         if len == 0 || len > self.options.max_frame {
             return Err(io::Error::new(
                 ErrorKind::InvalidData,
@@ -141,12 +168,39 @@ impl Client {
         Ok((header[4], payload))
     }
 
+    /// The start of a text reply for the framing hint: `head` (already
+    /// read) and what is buffered after it, up to the end of the line and at
+    /// most [`QUOTE_MAX`] bytes. Never waits for more.
+    fn quote_line(&self, head: &[u8]) -> Vec<u8> {
+        let mut quote: Vec<u8> = head
+            .iter()
+            .chain(self.reader.buffer())
+            .copied()
+            .take(QUOTE_MAX)
+            .collect();
+        if let Some(end) = quote.iter().position(|&b| b == b'\n') {
+            quote.truncate(end);
+        }
+        if quote.last() == Some(&b'\r') {
+            quote.pop();
+        }
+        quote
+    }
+
     fn read_line_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
         self.read_buf.clear();
         let limit = u64::from(self.options.max_frame) + 2;
-        (&mut self.reader)
+        let read = (&mut self.reader)
             .take(limit)
-            .read_until(b'\n', &mut self.read_buf)?;
+            .read_until(b'\n', &mut self.read_buf);
+        // No text reply starts with a NUL byte; a length frame of a
+        // `--framing length` server does.
+        if self.read_buf.first() == Some(&0) {
+            if let Some(goaway) = self.length_framed_goaway() {
+                return Ok(goaway);
+            }
+        }
+        read?;
         if self.read_buf.last() != Some(&b'\n') {
             return Err(io::Error::new(
                 ErrorKind::UnexpectedEof,
@@ -173,5 +227,36 @@ impl Client {
             (frame::DATA, line)
         };
         Ok((kind, payload.to_vec()))
+    }
+
+    /// In line framing, the length-framed GOAWAY a `--framing length`
+    /// server sends before it closes (most likely because it read this
+    /// client's first line as a length header), if the bytes read so far
+    /// and those buffered hold one whole. It is returned as the line
+    /// `GOAWAY <code> <reason>` would be, so the caller reports the
+    /// server's code and reason; a hint about the framing is added unless
+    /// the server's reason already gives one. Never waits for more bytes.
+    fn length_framed_goaway(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut bytes = self.read_buf.clone();
+        bytes.extend_from_slice(self.reader.buffer());
+        let Ok(Decoded::Frame { frame, used }) = Framing::Length.decode(&bytes, 0, GOAWAY_MAX)
+        else {
+            return None;
+        };
+        if frame.kind != frame::GOAWAY {
+            return None;
+        }
+        let goaway = GoAway::parse(Framing::Length, frame.payload)?;
+        let mut reason = goaway.reason;
+        if !reason.contains("--framing") {
+            reason.push_str("; it came as a length frame: is the server using --framing length?");
+        }
+        // The frame's bytes past the line already read are consumed.
+        self.reader
+            .consume(used.saturating_sub(self.read_buf.len()));
+        Some((
+            frame::GOAWAY,
+            format!("{} {reason}", goaway.code).into_bytes(),
+        ))
     }
 }

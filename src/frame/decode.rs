@@ -5,8 +5,15 @@
 //! against `max_frame` here, before the caller buffers any more of it, and
 //! this is the code the fuzz target (`fuzz/fuzz_targets/decoder.rs`) drives.
 //! It borrows from the caller's buffer and never copies.
+//!
+//! An oversized length frame keeps its four header bytes, so the error can
+//! say when they read as text: that is what a line-mode client (`nc`, or
+//! `wharf client --framing line`) sends to a length-framing server, and the
+//! log line and the GOAWAY reason then say so.
 
-use super::{Frame, Framing, GoAwayCode, DATA, HEADER_LEN, PING};
+use std::fmt;
+
+use super::{looks_like_text, Frame, Framing, GoAwayCode, DATA, HEADER_LEN, PING};
 
 /// A byte stream that can never become a valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -15,13 +22,17 @@ pub enum DecodeError {
     #[error("frame length 0")]
     EmptyFrame,
     /// A length frame announced more than `max_frame` bytes, or a line grew
-    /// past `max_frame` bytes without a newline.
-    #[error("frame of {len} bytes exceeds max-frame {max}")]
+    /// past `max_frame` bytes without a newline. When the length header
+    /// reads as text, the message says the peer is probably sending lines.
+    #[error("frame of {len} bytes exceeds max-frame {max}{}", TextHint(*.header))]
     TooLarge {
         /// The announced length, or for line framing the bytes seen so far.
         len: u64,
         /// The configured limit.
         max: u32,
+        /// The length header as received (length framing only; `None` for
+        /// an overlong line).
+        header: Option<[u8; 4]>,
     },
 }
 
@@ -31,6 +42,45 @@ impl DecodeError {
         match self {
             DecodeError::EmptyFrame => GoAwayCode::ProtocolError,
             DecodeError::TooLarge { .. } => GoAwayCode::FrameTooLarge,
+        }
+    }
+
+    /// The length header of an oversized frame when all four bytes are
+    /// printable ASCII or line whitespace (`\t`, `\n`, `\r`): the peer is
+    /// most likely sending text lines, not length frames.
+    pub fn text_header(self) -> Option<[u8; 4]> {
+        match self {
+            DecodeError::TooLarge {
+                header: Some(header),
+                ..
+            } if looks_like_text(&header) => Some(header),
+            _ => None,
+        }
+    }
+
+    /// The reason text of the GOAWAY that reports this error: the code's
+    /// usual reason, plus the framing hint when the header reads as text
+    /// (about 100 bytes: it fits any frame a client accepts).
+    pub fn goaway_reason(self) -> String {
+        let reason = self.goaway_code().reason();
+        format!("{reason}{}", TextHint(self.text_header()))
+    }
+}
+
+/// `; the header looks like text ("hell"): is the client using --framing
+/// line?` when the header reads as text; nothing otherwise. The header is
+/// shown ASCII-escaped, so `\r\n` stays on the line.
+struct TextHint(Option<[u8; 4]>);
+
+impl fmt::Display for TextHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(header) if looks_like_text(&header) => write!(
+                f,
+                "; the header looks like text (\"{}\"): is the client using --framing line?",
+                header.escape_ascii()
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -84,6 +134,7 @@ fn decode_length(buf: &[u8], max_frame: u32) -> Result<Decoded<'_>, DecodeError>
         return Err(DecodeError::TooLarge {
             len: u64::from(len),
             max: max_frame,
+            header: Some([header[0], header[1], header[2], header[3]]),
         });
     }
     let total = 4 + len as usize;
@@ -144,6 +195,7 @@ fn line_too_long(len: usize, max: u32) -> DecodeError {
     DecodeError::TooLarge {
         len: len as u64,
         max,
+        header: None,
     }
 }
 
@@ -171,12 +223,57 @@ mod tests {
         let header = 17u32.to_be_bytes();
         assert_eq!(
             Framing::Length.decode(&header, 0, 16),
-            Err(DecodeError::TooLarge { len: 17, max: 16 })
+            Err(DecodeError::TooLarge {
+                len: 17,
+                max: 16,
+                header: Some(header)
+            })
         );
         assert_eq!(
             Framing::Length.decode(&[0, 0, 0, 0], 0, 16),
             Err(DecodeError::EmptyFrame)
         );
+    }
+
+    #[test]
+    fn a_text_header_is_named_in_the_error_and_the_goaway_reason() {
+        // What `nc` sends: "hello\n" read as a length header is "hell".
+        let e = Framing::Length.decode(b"hello\n", 0, 1 << 20).unwrap_err();
+        assert_eq!(e.text_header(), Some(*b"hell"));
+        assert_eq!(
+            e.to_string(),
+            "frame of 1751477356 bytes exceeds max-frame 1048576; the header looks like \
+             text (\"hell\"): is the client using --framing line?"
+        );
+        assert_eq!(e.goaway_code(), GoAwayCode::FrameTooLarge);
+        assert_eq!(
+            e.goaway_reason(),
+            "frame larger than max-frame; the header looks like text (\"hell\"): \
+             is the client using --framing line?"
+        );
+        // Line whitespace counts as text, and is shown escaped.
+        let e = Framing::Length.decode(b"a\r\n\tb", 0, 1 << 20).unwrap_err();
+        assert_eq!(e.text_header(), Some(*b"a\r\n\t"));
+        assert!(e.to_string().contains(r#"("a\r\n\t")"#), "{e}");
+    }
+
+    #[test]
+    fn a_binary_header_gets_no_hint() {
+        for header in [
+            [0xff, 0xff, 0xff, 0xff],
+            [0x7f, b'a', b'b', b'c'],
+            [b'a', 0, 0, 0],
+        ] {
+            let e = Framing::Length.decode(&header, 0, 16).unwrap_err();
+            assert_eq!(e.text_header(), None, "{header:?}");
+            assert!(!e.to_string().contains("text"), "{e}");
+            assert_eq!(e.goaway_reason(), "frame larger than max-frame");
+        }
+        // An overlong line has no header to judge.
+        let e = Framing::Line.decode(b"hello", 0, 4).unwrap_err();
+        assert_eq!(e.text_header(), None);
+        assert_eq!(e.goaway_reason(), "frame larger than max-frame");
+        assert_eq!(DecodeError::EmptyFrame.goaway_reason(), "malformed frame");
     }
 
     #[test]

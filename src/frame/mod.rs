@@ -43,6 +43,16 @@ pub const GOAWAY: u8 = 0x04;
 /// The request in this position failed; the connection stays usable.
 pub const ERROR: u8 = 0x05;
 
+/// Whether `bytes` read as text: printable ASCII, or the whitespace of a
+/// line (`\t`, `\n`, `\r`). A length header that does is almost certainly
+/// the start of a line sent to (or by) a peer that uses the other framing:
+/// no valid frame of 16 MiB or less has a printable first byte.
+pub(crate) fn looks_like_text(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&b| matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r'))
+}
+
 /// The wire format of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Framing {

@@ -73,10 +73,23 @@ pub struct BenchArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// The exit statuses of `wharf client`, as the README documents them.
+const CLIENT_EXIT_STATUS: &str = "\
+Exit status:
+  0         every request answered
+  1         another failure (I/O, malformed reply)
+  2         bad flags, including a --connect address that does not parse or resolve
+  3         cannot connect (refused, unreachable, timed out)
+  4         the server closed without GOAWAY, or a reply did not come within --reply-timeout
+  5         at least one request was answered with ERROR
+  11 to 15  GOAWAY 1 to 5 (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY, 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE)
+With --retries, the status is that of the last failure once the retries run out.";
+
 #[derive(Debug, Args)]
+#[command(after_help = CLIENT_EXIT_STATUS)]
 pub struct ClientArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    /// Server address (host:port; a name is resolved again on each connect).
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = connect_addr)]
     pub connect: String,
     /// Wire format; must match the server's.
     #[arg(long, value_enum, default_value_t = FramingArg::Length)]
@@ -91,11 +104,15 @@ pub struct ClientArgs {
     #[arg(long)]
     pub ping: bool,
     /// How many PINGs to send with --ping.
-    #[arg(long, default_value_t = 4, value_name = "N", requires = "ping",
+    // `requires` alone lets `--count 3 --send x` through: clap waives a
+    // requirement whose target (--ping) conflicts with a flag that is
+    // present (--send), so the conflict is stated here too.
+    #[arg(long, default_value_t = 4, value_name = "N", requires = "ping", conflicts_with = "send",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
     /// Pause between PINGs with --ping.
-    #[arg(long, default_value = "1s", value_name = "D", requires = "ping", value_parser = duration)]
+    #[arg(long, default_value = "1s", value_name = "D", requires = "ping", conflicts_with = "send",
+          value_parser = duration)]
     pub interval: Duration,
     /// Longest wait for the connection to be established.
     #[arg(long, default_value = "5s", value_name = "D", value_parser = positive_duration)]
@@ -237,6 +254,13 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:7878 or [::1]:0)"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_owned())
+}
+
+/// `--connect`: an address that parses or resolves now (a bad one is a bad
+/// flag, as for `--bind`), kept as written so that connecting resolves it
+/// again and tries each address.
+fn connect_addr(text: &str) -> Result<String, String> {
+    socket_addr(text).map(|_| text.to_owned())
 }
 
 /// A queue capacity: 0 to 1048576 (its slots are allocated up front).

@@ -14,19 +14,44 @@
 //! resends the unanswered requests, in every mode; each reconnect is one
 //! line on stderr, and when retries run out the exit status is the last
 //! failure's (11, 13, 3, or 4).
+//!
+//! After a GOAWAY 1 or 3 that leaves requests unanswered, a second line
+//! says how many, and that they were never started. A reply
+//! timeout before any reply in length framing asks whether the server uses
+//! line framing: such a server waits for a newline that never comes.
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use wharf::{Client, ClientError, ClientOptions, Reply};
+use wharf::{Client, ClientError, ClientOptions, Framing, GoAwayCode, Reply};
 
 use crate::cli::ClientArgs;
 
 /// Exit status when a request was answered with ERROR.
 const EXIT_SERVER_ERROR: u8 = 5;
 
+/// Requests sent and replies received, to say how many were left
+/// unanswered when the connection ends early.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Requests handed to the connection (the stdin thread adds to it).
+    sent: Arc<AtomicU64>,
+    /// Replies received, ERROR replies included.
+    answered: u64,
+}
+
+impl Tally {
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
 pub fn run(args: ClientArgs) -> ExitCode {
+    let framing = Framing::from(args.framing);
+    let mut tally = Tally::default();
     let options = ClientOptions {
         framing: args.framing.into(),
         connect_timeout: args.connect_timeout,
@@ -38,11 +63,11 @@ pub fn run(args: ClientArgs) -> ExitCode {
     let outcome = Client::connect(args.connect.as_str(), options).and_then(|mut client| {
         client.on_reconnect(|reconnect| eprintln!("{reconnect}"));
         let outcome = if args.ping {
-            ping(&mut client, &args)
+            ping(&mut client, &args, &mut tally)
         } else if !args.send.is_empty() {
-            send_all(&mut client, &args.send)
+            send_all(&mut client, &args.send, &mut tally)
         } else {
-            interactive(&mut client, &args)
+            interactive(&mut client, &args, &mut tally)
         };
         if client.reconnects() > 0 {
             eprintln!(
@@ -57,18 +82,46 @@ pub fn run(args: ClientArgs) -> ExitCode {
         Ok(errors) if errors > 0 => ExitCode::from(EXIT_SERVER_ERROR),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", describe(&e));
+            eprintln!("{}", describe(&e, framing, &tally));
+            if let Some(line) = unanswered(&e, &tally) {
+                eprintln!("{line}");
+            }
             ExitCode::from(exit_code(&e))
         }
     }
 }
 
 /// The line printed on stderr for a failure.
-fn describe(e: &ClientError) -> String {
+fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
     match e {
         ClientError::GoAway { .. } => e.to_string(),
+        // A `--framing line` server waits for a newline that length frames
+        // do not contain, so it never answers: the likeliest cause when
+        // nothing at all has been answered.
+        ClientError::Timeout(_) if framing == Framing::Length && tally.answered == 0 => {
+            format!("wharf client: {e} (no reply at all yet: is the server using --framing line?)")
+        }
         _ => format!("wharf client: {e}"),
     }
+}
+
+/// After a GOAWAY 1 or 3 that cut a batch short (a drain, or a busy
+/// server), the line saying how many requests were not answered, e.g.
+/// `wharf client: GOAWAY 1 SHUTDOWN: 3 of 10 request(s) not answered (never
+/// started; safe to resend)`. Those two codes carry the server's promise
+/// that nothing after the last reply was started (see "Retrying safely");
+/// the others end a connection the client got wrong, not a batch.
+fn unanswered(e: &ClientError, tally: &Tally) -> Option<String> {
+    let code = GoAwayCode::from_u16(e.goaway_code()?)?;
+    if !matches!(code, GoAwayCode::Shutdown | GoAwayCode::Busy) {
+        return None;
+    }
+    let sent = tally.sent();
+    let missing = sent.checked_sub(tally.answered).filter(|&n| n > 0)?;
+    Some(format!(
+        "wharf client: GOAWAY {code}: {missing} of {sent} request(s) not answered \
+         (never started; safe to resend)"
+    ))
 }
 
 /// The documented exit status for each cause.
@@ -97,24 +150,36 @@ fn print_reply(out: &mut impl Write, reply: &Reply) -> io::Result<bool> {
 }
 
 /// `--send`: pipeline every request, then print the replies in order.
-fn send_all(client: &mut Client, requests: &[String]) -> Result<u64, ClientError> {
+fn send_all(
+    client: &mut Client,
+    requests: &[String],
+    tally: &mut Tally,
+) -> Result<u64, ClientError> {
     for request in requests {
         client.send(request.as_bytes())?;
+        tally.sent.fetch_add(1, Ordering::Relaxed);
     }
     client.flush()?;
     let mut out = io::stdout().lock();
     let mut errors = 0;
     for _ in requests {
-        errors += u64::from(print_reply(&mut out, &client.recv()?)?);
+        let reply = client.recv()?;
+        tally.answered += 1;
+        errors += u64::from(print_reply(&mut out, &reply)?);
     }
     Ok(errors)
 }
 
 /// stdin mode: a sender thread turns lines into requests while this thread
 /// prints replies; PINGs keep the connection alive while stdin is idle.
-fn interactive(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientError> {
+fn interactive(
+    client: &mut Client,
+    args: &ClientArgs,
+    tally: &mut Tally,
+) -> Result<u64, ClientError> {
     client.start_heartbeat(args.heartbeat_timeout / 3)?;
     let sender = client.sender();
+    let sent = Arc::clone(&tally.sent);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<(), ClientError>>(1);
     std::thread::Builder::new()
         .name("wharf-client-stdin".into())
@@ -123,6 +188,7 @@ fn interactive(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientErro
                 for line in io::stdin().lock().split(b'\n') {
                     let line = line?;
                     sender.request(line.strip_suffix(b"\r").unwrap_or(&line))?;
+                    sent.fetch_add(1, Ordering::Relaxed);
                 }
                 sender.shutdown_write()
             })();
@@ -142,7 +208,10 @@ fn interactive(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientErro
             return stdin_end.unwrap_or(Ok(())).map(|()| errors);
         }
         match client.recv() {
-            Ok(reply) => errors += u64::from(print_reply(&mut out, &reply)?),
+            Ok(reply) => {
+                tally.answered += 1;
+                errors += u64::from(print_reply(&mut out, &reply)?);
+            }
             // After stdin's end the server closes once everything is
             // answered; the stdin thread may not have reported that end yet.
             Err(ClientError::Closed) if client.outstanding() == 0 => {
@@ -161,7 +230,7 @@ fn interactive(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientErro
 }
 
 /// `--ping`: round-trip times like ping(8), then a summary.
-fn ping(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientError> {
+fn ping(client: &mut Client, args: &ClientArgs, tally: &mut Tally) -> Result<u64, ClientError> {
     let peer = client.peer_addr();
     let mut times = Vec::new();
     let mut out = io::stdout().lock();
@@ -169,7 +238,9 @@ fn ping(client: &mut Client, args: &ClientArgs) -> Result<u64, ClientError> {
         if seq > 0 {
             std::thread::sleep(args.interval);
         }
+        tally.sent.fetch_add(1, Ordering::Relaxed);
         let rtt = client.ping()?;
+        tally.answered += 1;
         writeln!(out, "PONG from {peer}: seq={seq} time={:.3} ms", ms(rtt))?;
         times.push(rtt);
     }
