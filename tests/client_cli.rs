@@ -915,7 +915,7 @@ fn a_reply_timeout_before_any_reply_asks_about_the_framing() {
     assert_exit(&done, 4);
     assert_eq!(
         done.stderr,
-        "wharf client: no reply within 1s (no reply at all yet: is the server using \
+        "wharf client: no reply within 1.0 s (no reply at all yet: is the server using \
          --framing line?)\n",
         "{done:#?}"
     );
@@ -941,7 +941,7 @@ fn a_reply_timeout_before_any_reply_asks_about_the_framing() {
     assert_exit(&done, 4);
     assert_eq!(done.stdout, "fast\n");
     assert_eq!(
-        done.stderr, "wharf client: no reply within 1s\n",
+        done.stderr, "wharf client: no reply within 1.0 s\n",
         "{done:#?}"
     );
     stop(slow);

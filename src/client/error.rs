@@ -32,7 +32,7 @@ pub enum ClientError {
     #[error("ERROR {0}")]
     Server(String),
     /// No reply arrived within the read timeout.
-    #[error("no reply within {0:?}")]
+    #[error("no reply within {}", crate::human::duration(*.0))]
     Timeout(Duration),
     /// The server closed the connection without a GOAWAY.
     #[error("connection closed by the server")]
