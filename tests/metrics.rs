@@ -561,6 +561,9 @@ fn rejections_are_counted_by_reason() {
     );
     gate.release();
     busy.recv().unwrap();
+    // The worker counts as working for a moment after its reply; with
+    // queue 0 a connection arriving then would be turned away too.
+    wait_for(addr, "wharf_workers_busy", 0.0);
 
     // The turned-away connection never held a --max-connections slot. With
     // a second one open, a third is over the limit (the acceptor takes
