@@ -1,0 +1,194 @@
+//! What the README's "Set-up" and "Installing" promise about the package
+//! itself: the `rust-version` in Cargo.toml is the real minimum.
+//!
+//! Only one (stable) toolchain is available where this runs, so the minimum
+//! cannot be proved by building with it. What can be checked is the floor
+//! the committed Cargo.lock sets: no dependency the build uses (normal, dev
+//! or build, on this platform) may declare a newer `rust-version` than
+//! wharf does. The standard library APIs wharf's own code calls are checked
+//! against the same number by clippy's `incompatible_msrv` lint, which CI
+//! runs with `-D warnings`.
+
+mod common;
+
+use std::process::Command;
+
+/// What wharf's own code needs whatever its dependencies need: the newest
+/// standard-library API it calls is `u64::is_multiple_of` (src/worker.rs),
+/// stable since Rust 1.87 (clippy's `incompatible_msrv` finds such calls
+/// when rust-version is lowered below them).
+const CODE_FLOOR: (u32, u32) = (1, 87);
+
+/// `1.88` or `1.88.0` as (1, 88); the patch level is not a floor cargo
+/// enforces on a compiler of the same minor release.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().unwrap_or("0").parse().ok()?;
+    Some((major, minor))
+}
+
+/// `rust-version = "..."` from the `[package]` table of Cargo.toml.
+fn stated_rust_version() -> (u32, u32) {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml is readable");
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package {
+            if let Some(value) = line.strip_prefix("rust-version") {
+                let value = value
+                    .trim()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('"');
+                return major_minor(value)
+                    .unwrap_or_else(|| panic!("rust-version {value:?} does not parse"));
+            }
+        }
+    }
+    panic!("Cargo.toml's [package] has no rust-version");
+}
+
+/// Runs cargo with `args`, or says why it could not.
+fn cargo(args: &[&str]) -> Result<String, String> {
+    // Set by `cargo test` for the tests it runs.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{cargo} {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|e| format!("{cargo} {args:?}: {e}"))
+}
+
+/// Every package the build uses on this host, from wharf down through its
+/// normal, dev and build dependencies as Cargo.lock pins them, with the
+/// `rust-version` each declares (`None` for those that declare none).
+fn locked_dependencies() -> Result<Vec<(String, String, Option<String>)>, String> {
+    let host = cargo(&["-vV"])?
+        .lines()
+        .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+        .ok_or("`cargo -vV` names no host")?;
+    let json = cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--offline",
+        "--filter-platform",
+        &host,
+    ])?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("cargo metadata: {e}"))?;
+    let resolve = &metadata["resolve"];
+    let root = resolve["root"].as_str().ok_or("no resolve root")?;
+    let nodes = resolve["nodes"].as_array().ok_or("no resolve nodes")?;
+    let deps_of = |id: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .find(|node| node["id"] == id)
+            .and_then(|node| node["deps"].as_array())
+            .map(|deps| {
+                deps.iter()
+                    .filter_map(|dep| dep["pkg"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Everything reachable from wharf; bounded by the number of nodes.
+    let mut reached = vec![root.to_owned()];
+    let mut next = 0;
+    while next < reached.len() && next <= nodes.len() {
+        for dep in deps_of(&reached[next]) {
+            if !reached.contains(&dep) {
+                reached.push(dep);
+            }
+        }
+        next += 1;
+    }
+    let packages = metadata["packages"].as_array().ok_or("no packages")?;
+    Ok(packages
+        .iter()
+        .filter(|package| {
+            package["id"] != root
+                && reached
+                    .iter()
+                    .any(|id| package["id"].as_str() == Some(id.as_str()))
+        })
+        .map(|package| {
+            (
+                package["name"].as_str().unwrap_or("?").to_owned(),
+                package["version"].as_str().unwrap_or("?").to_owned(),
+                package["rust_version"].as_str().map(str::to_owned),
+            )
+        })
+        .collect())
+}
+
+/// Promised (README, "Set-up"): `rust-version` in Cargo.toml is the oldest
+/// Rust that builds wharf with the committed Cargo.lock, neither less (a
+/// dependency would refuse to build) nor more (it would turn away compilers
+/// that work).
+#[test]
+fn rust_version_is_the_floor_the_lockfile_and_the_code_set() {
+    let stated = stated_rust_version();
+    let dependencies = match locked_dependencies() {
+        Ok(dependencies) => dependencies,
+        Err(why) => {
+            common::netns::skipped(&format!(
+                "rust-version against Cargo.lock not checked: {why}"
+            ));
+            return;
+        }
+    };
+    assert!(
+        dependencies.len() > 20,
+        "too few packages found: {dependencies:?}"
+    );
+    let (floor, by) = dependencies
+        .iter()
+        .filter_map(|(name, version, rust_version)| {
+            let needs = major_minor(rust_version.as_deref()?)?;
+            Some((needs, format!("{name} {version}")))
+        })
+        .max()
+        .map(|(needs, by)| {
+            if needs >= CODE_FLOOR {
+                (needs, by)
+            } else {
+                (CODE_FLOOR, "wharf's own code".to_owned())
+            }
+        })
+        .unwrap_or((CODE_FLOOR, "wharf's own code".to_owned()));
+    assert_eq!(
+        stated, floor,
+        "Cargo.toml says rust-version = \"{}.{}\", but the floor is {}.{} (set by {by}); \
+         state the floor in Cargo.toml and the README",
+        stated.0, stated.1, floor.0, floor.1
+    );
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    let promise = format!("Rust {}.{} or newer", stated.0, stated.1);
+    assert!(
+        readme.contains(&promise),
+        "the README should say \"{promise}\" in its Set-up section"
+    );
+}
+
+#[test]
+fn versions_parse_as_major_and_minor() {
+    assert_eq!(major_minor("1.88"), Some((1, 88)));
+    assert_eq!(major_minor("1.88.0"), Some((1, 88)));
+    assert_eq!(major_minor("1"), Some((1, 0)));
+    assert_eq!(major_minor("one"), None);
+}
