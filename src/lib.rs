@@ -64,6 +64,7 @@ mod acceptor;
 mod alive;
 pub mod bench;
 mod budget;
+pub mod build_info;
 pub mod client;
 mod closer;
 pub mod config;

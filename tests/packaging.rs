@@ -192,3 +192,116 @@ fn versions_parse_as_major_and_minor() {
     assert_eq!(major_minor("1"), Some((1, 0)));
     assert_eq!(major_minor("one"), None);
 }
+
+/// Runs `wharf <args>` to completion (these commands exit at once; a child
+/// still running after 30 s is killed by its PID and fails the test).
+fn wharf(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wharf starts");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wharf {args:?} still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (
+        status.code(),
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
+
+/// The commit `git` names for this checkout, if there is one to ask.
+fn git_head() -> Option<String> {
+    let output = Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let top = Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let top = std::path::PathBuf::from(String::from_utf8(top.stdout).ok()?.trim());
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !output.status.success() || top.canonicalize().ok()? != here.canonicalize().ok()? {
+        return None;
+    }
+    Some(String::from_utf8(output.stdout).ok()?.trim().to_owned())
+}
+
+/// Promised (README, "Installing"): `wharf --version` prints the version
+/// and, built from a git checkout, the commit.
+#[test]
+fn version_names_the_package_version_and_the_commit() {
+    for flag in ["--version", "-V"] {
+        let (code, stdout, stderr) = wharf(&[flag], &[]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(
+            stdout,
+            format!("wharf {}\n", wharf::build_info::LONG_VERSION)
+        );
+        assert!(
+            stdout.starts_with(&format!("wharf {} ", env!("CARGO_PKG_VERSION")))
+                || stdout == format!("wharf {}\n", env!("CARGO_PKG_VERSION")),
+            "{stdout}"
+        );
+    }
+    match git_head() {
+        Some(head) => {
+            let commit = wharf::build_info::COMMIT.expect("built in a git checkout: a commit");
+            // The build may predate the last commit only if nothing was
+            // rebuilt since; cargo reruns build.rs when HEAD moves.
+            assert!(
+                commit.starts_with(&head),
+                "built from {commit}, HEAD is {head}"
+            );
+            let (_, stdout, _) = wharf(&["--version"], &[]);
+            assert!(stdout.contains(&format!("({commit})")), "{stdout}");
+        }
+        None => common::netns::skipped("no git checkout here: the commit in --version not checked"),
+    }
+}
+
+/// Promised (README, "Running it"): the listening line starts
+/// `listening on <ip>:<port>` and then names the build and the settings.
+#[test]
+fn listening_line_names_the_build_after_the_address() {
+    let wharf = common::spawn_wharf(&["--workers", "2", "--queue", "5"]);
+    let log = wharf.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("listening on "))
+        .expect("a listening line");
+    let expected = format!(
+        "listening on {} ({}, 2 workers, queue 5, ",
+        wharf.addr,
+        wharf::build_info::Identity
+    );
+    assert!(line.contains(&expected), "{line}\nexpected: {expected}");
+}

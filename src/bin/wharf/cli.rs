@@ -10,7 +10,7 @@ use log::LevelFilter;
 
 /// A TCP server with a fixed worker pool, heartbeats and graceful shutdown.
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about)]
+#[command(name = "wharf", version = wharf::build_info::LONG_VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
