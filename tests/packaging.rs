@@ -305,3 +305,110 @@ fn listening_line_names_the_build_after_the_address() {
     );
     assert!(line.contains(&expected), "{line}\nexpected: {expected}");
 }
+
+/// The subcommands and a few flags every generated document must name.
+const SUBCOMMANDS: [&str; 5] = ["serve", "client", "bench", "completions", "manpage"];
+const FLAGS: [&str; 4] = ["workers", "heartbeat-timeout", "connect", "log-file"];
+
+/// Promised (README, "Shell completions and the manual page"): `wharf
+/// completions SHELL` prints a script for each of the five shells, naming
+/// every subcommand and the flags.
+#[test]
+fn completions_for_every_shell_name_the_subcommands_and_flags() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, script, stderr) = wharf(&["completions", shell], &[]);
+        assert_eq!(code, Some(0), "{shell}: {stderr}");
+        assert!(script.len() > 1000, "{shell}: {script}");
+        for word in SUBCOMMANDS.iter().chain(&FLAGS) {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+}
+
+/// The bash script works: sourced into bash, it completes `wharf se` to
+/// `serve` and `wharf serve --wor` to `--workers`.
+#[test]
+fn bash_completion_completes_a_subcommand_and_a_flag() {
+    let (_, script, _) = wharf(&["completions", "bash"], &[]);
+    let dir = std::env::temp_dir().join(format!("wharf-completions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("wharf.bash");
+    std::fs::write(&path, script).expect("script written");
+    let check = r#"source "$1" || exit 9
+COMP_WORDS=(wharf se); COMP_CWORD=1; _wharf wharf se wharf; echo "${COMPREPLY[*]}"
+COMP_WORDS=(wharf serve --wor); COMP_CWORD=2; _wharf wharf --wor serve; echo "${COMPREPLY[*]}""#;
+    let output = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", check, "bash"])
+        .arg(&path)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = match output {
+        Ok(output) => output,
+        Err(e) => {
+            common::netns::skipped(&format!("bash completion not tried: no bash ({e})"));
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout, "serve\n--workers\n", "{output:?}");
+}
+
+/// A shell wharf does not know is a bad flag: exit 2, naming it and the
+/// ones it knows.
+#[test]
+fn completions_for_an_unknown_shell_exit_2() {
+    let (code, stdout, stderr) = wharf(&["completions", "tcsh"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("tcsh"), "{stderr}");
+    assert!(stderr.contains("bash"), "{stderr}");
+    let (code, _, stderr) = wharf(&["completions"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
+/// Promised: `wharf manpage` prints wharf(1) in roff, with a section of
+/// options per subcommand.
+#[test]
+fn manpage_is_roff_naming_every_subcommand_and_flag() {
+    let (code, page, stderr) = wharf(&["manpage"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(page.contains("\n.TH wharf 1 "), "{page}");
+    for section in ["NAME", "SYNOPSIS", "COMMANDS", "VERSION"] {
+        assert!(page.contains(&format!(".SH {section}")), "no {section}");
+    }
+    for sub in ["SERVE", "CLIENT", "BENCH", "COMPLETIONS"] {
+        assert!(
+            page.contains(&format!(".SH \"WHARF {sub} OPTIONS\"")),
+            "no section for {sub}:\n{page}"
+        );
+    }
+    for sub in SUBCOMMANDS {
+        assert!(page.contains(&format!("wharf {sub}")), "lacks {sub}");
+    }
+    for flag in FLAGS {
+        // roff writes a minus as \-.
+        let roff = format!("--{flag}").replace('-', "\\-");
+        assert!(page.contains(&roff), "lacks --{flag}");
+    }
+    assert!(page.contains(wharf::build_info::LONG_VERSION), "no version");
+
+    // groff, where installed, formats it without a warning.
+    let dir = std::env::temp_dir().join(format!("wharf-manpage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("wharf.1");
+    std::fs::write(&path, &page).expect("page written");
+    let groff = Command::new("groff")
+        .args(["-man", "-ww", "-z"])
+        .arg(&path)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    match groff {
+        Ok(output) => assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "groff: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) => common::netns::skipped(&format!("manual page not formatted: no groff ({e})")),
+    }
+}

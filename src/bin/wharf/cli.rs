@@ -24,6 +24,17 @@ pub enum Command {
     Client(ClientArgs),
     /// Measure throughput and latency across pool sizes and recommend one.
     Bench(BenchArgs),
+    /// Print a completion script for SHELL to stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff, section 1) to stdout.
+    Manpage,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod client;
+mod docs;
 mod logfile;
 mod serve;
 mod systemd;
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Client(args) => return client::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Completions(args) => docs::completions(args.shell),
+        cli::Command::Manpage => docs::manpage(),
     };
     match result {
         Ok(code) => code,
