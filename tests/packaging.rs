@@ -412,3 +412,112 @@ fn manpage_is_roff_naming_every_subcommand_and_flag() {
         Err(e) => common::netns::skipped(&format!("manual page not formatted: no groff ({e})")),
     }
 }
+
+/// The listening line of a `wharf serve` started with `command`, stopped by
+/// its PID when the test is done.
+fn listening_line(command: Command) -> String {
+    let wharf = common::spawn_wharf_command(command);
+    let log = wharf.log();
+    log.lines()
+        .find(|line| line.contains("listening on "))
+        .expect("a listening line")
+        .to_owned()
+}
+
+/// Promised (README, "Environment variables"): every `serve` flag can be
+/// set as `WHARF_<FLAG>`, `--bind` included.
+#[test]
+fn serve_flags_come_from_the_environment() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command.arg("serve").envs([
+        ("WHARF_BIND", "127.0.0.1:0"),
+        ("WHARF_WORKERS", "3"),
+        ("WHARF_QUEUE", "7"),
+        ("WHARF_MAX_CONNECTIONS", "99"),
+        ("WHARF_FRAMING", "line"),
+        ("WHARF_REUSE_PORT", "1"),
+    ]);
+    let line = listening_line(command);
+    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+    assert!(
+        line.contains(", 3 workers, queue 7, max-connections 99, line framing"),
+        "{line}"
+    );
+}
+
+/// A flag wins over its variable.
+#[test]
+fn a_flag_overrides_its_environment_variable() {
+    let mut command = common::serve_command("127.0.0.1:0", &["--workers", "2"]);
+    command.env("WHARF_WORKERS", "3").env("WHARF_QUEUE", "5");
+    let line = listening_line(command);
+    assert!(line.contains(", 2 workers, queue 5, "), "{line}");
+    let mut command = common::serve_command("127.0.0.1:0", &["--workers=2"]);
+    command.env("WHARF_WORKERS", "3");
+    let line = listening_line(command);
+    assert!(line.contains(", 2 workers, "), "{line}");
+}
+
+/// A bad value in a variable is a bad flag (exit 2) whose message names the
+/// variable; a bad value on the command line still names the flag.
+#[test]
+fn a_bad_environment_value_exits_2_naming_the_variable() {
+    for (variable, value, also) in [
+        ("WHARF_WORKERS", "lots", "--workers"),
+        ("WHARF_WORKERS", "0", "1..=4096"),
+        ("WHARF_GRACE", "soon", "250ms"),
+        ("WHARF_FRAMING", "xml", "length, line"),
+        ("WHARF_REUSE_PORT", "maybe", "--reuse-port"),
+        ("WHARF_BIND", "nowhere", "--bind"),
+    ] {
+        // WHARF_BIND is tried without --bind, which would win over it.
+        let args: &[&str] = if variable == "WHARF_BIND" {
+            &["serve"]
+        } else {
+            &["serve", "--bind", "127.0.0.1:0"]
+        };
+        let (code, stdout, stderr) = wharf(args, &[(variable, value)]);
+        assert_eq!(code, Some(2), "{variable}={value}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{value}' in the environment variable {variable}"
+            )),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(stderr.contains(also), "{variable}={value}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+    let (code, _, stderr) = wharf(
+        &["serve", "--bind", "127.0.0.1:0", "--workers", "lots"],
+        &[("WHARF_WORKERS", "lots")],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'lots' for '--workers <N>'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WHARF_WORKERS"), "{stderr}");
+}
+
+/// `wharf serve --help` shows every flag's variable, so none is forgotten
+/// when a flag is added.
+#[test]
+fn serve_help_names_a_variable_for_every_flag() {
+    let (code, help, stderr) = wharf(&["serve", "--help"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("--"))
+        .map(|rest| rest.split([' ', '=']).next().unwrap_or(rest))
+        .filter(|flag| *flag != "help")
+        .collect();
+    assert!(flags.len() >= 20, "{flags:?}\n{help}");
+    for flag in flags {
+        let variable = format!("WHARF_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(
+            help.contains(&format!("[env: {variable}=")),
+            "--{flag} has no {variable}:\n{help}"
+        );
+    }
+}

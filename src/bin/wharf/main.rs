@@ -12,10 +12,8 @@ mod systemd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Client(args) => return client::run(args),
