@@ -521,3 +521,73 @@ fn serve_help_names_a_variable_for_every_flag() {
         );
     }
 }
+
+/// Promised (README, "License"): the package carries both licence texts
+/// and the README, says where it lives, and leaves out build output, the
+/// fuzzing crate and CI's script; `cargo package` has nothing to warn about.
+#[test]
+fn the_package_carries_the_licences_and_nothing_it_should_not() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .args([
+            "package",
+            "--list",
+            "--allow-dirty",
+            "--offline",
+            "--locked",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        Ok(output) => panic!(
+            "cargo package --list failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) => {
+            common::netns::skipped(&format!("package contents not checked: no {cargo} ({e})"));
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let list = String::from_utf8_lossy(&output.stdout);
+    let files: Vec<&str> = list.lines().collect();
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "build.rs",
+        "src/lib.rs",
+        "src/bin/wharf/main.rs",
+    ] {
+        assert!(files.contains(&needed), "{needed} is not packaged:\n{list}");
+    }
+    for file in &files {
+        assert!(
+            !["target/", "fuzz/", ".ci/"]
+                .iter()
+                .any(|dir| file.starts_with(dir)),
+            "{file} should not be packaged"
+        );
+    }
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml is readable");
+    for key in [
+        "license",
+        "repository",
+        "documentation",
+        "keywords",
+        "categories",
+        "readme",
+    ] {
+        assert!(
+            manifest
+                .lines()
+                .any(|line| line.starts_with(&format!("{key} = "))),
+            "Cargo.toml has no {key}"
+        );
+    }
+}
