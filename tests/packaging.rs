@@ -274,7 +274,12 @@ fn version_names_the_package_version_and_the_commit() {
     }
     match git_head() {
         Some(head) => {
-            let commit = wharf::build_info::COMMIT.expect("built in a git checkout: a commit");
+            let commit = wharf::build_info::COMMIT.unwrap_or_else(|| {
+                panic!(
+                    "HEAD is {head} but the build recorded no commit (a build \
+                     script output left from a build without git? touch build.rs)"
+                )
+            });
             // The build may predate the last commit only if nothing was
             // rebuilt since; cargo reruns build.rs when HEAD moves.
             assert!(
