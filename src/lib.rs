@@ -65,6 +65,7 @@ mod access;
 mod alive;
 pub mod bench;
 mod budget;
+pub mod build_info;
 pub mod client;
 mod closer;
 pub mod config;

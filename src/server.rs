@@ -295,7 +295,8 @@ impl Server {
             info!("metrics on {metrics_addr} (/metrics, /ready, /live)");
         }
         info!(
-            "listening on {local_addr} ({}{} workers, queue {}, max-connections {}, {} framing)",
+            "listening on {local_addr} ({}, {}{} workers, queue {}, max-connections {}, {} framing)",
+            crate::build_info::Identity,
             match listening {
                 Listening::Own => "",
                 Listening::Inherited => "inherited socket, ",

@@ -312,7 +312,8 @@ impl Worker {
                     // others wait: if so, stop here and let the rest of the
                     // buffer go back in line with the connection.
                     let total = *answered + batch;
-                    if total % u64::from(BATCH_BUDGET) == 0 && shared.line.someone_waits() {
+                    if total.is_multiple_of(u64::from(BATCH_BUDGET)) && shared.line.someone_waits()
+                    {
                         break Ok(true);
                     }
                 }

@@ -405,7 +405,7 @@ fn slowloris_army_is_dropped_and_a_good_client_is_served_when_a_worker_frees() {
                         open.fetch_sub(1, Ordering::SeqCst);
                     }
                 }
-                if round % 10 == 0 {
+                if round.is_multiple_of(10) {
                     if let Some((_, threads)) = proc_status("self") {
                         max_threads = max_threads.max(threads);
                     }

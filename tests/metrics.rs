@@ -397,8 +397,9 @@ fn every_metric_and_label_value_is_there_from_startup_at_zero() {
     assert_eq!(value(&text, "wharf_workers"), 2.0);
     assert_eq!(value(&text, "wharf_max_connections"), 123.0);
     let build = format!(
-        "wharf_build_info{{version=\"{}\"}}",
-        env!("CARGO_PKG_VERSION")
+        "wharf_build_info{{version=\"{}\",commit=\"{}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        wharf::build_info::COMMIT.unwrap_or("unknown")
     );
     assert_eq!(value(&text, &build), 1.0);
 

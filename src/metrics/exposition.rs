@@ -66,8 +66,11 @@ impl Exposition {
         let mut registry = Registry::default();
         registry.register(
             "wharf_build",
-            "Build information: the version of wharf serving",
-            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+            "Build information: the version of wharf serving, and the commit it was built from",
+            Info::new([
+                ("version", crate::build_info::VERSION),
+                ("commit", crate::build_info::COMMIT.unwrap_or("unknown")),
+            ]),
         );
         registry.register(
             "wharf_queue_wait_seconds",

@@ -5,15 +5,78 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use log::LevelFilter;
 
 /// A TCP server with a fixed worker pool, heartbeats and graceful shutdown.
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about)]
+#[command(name = "wharf", version = wharf::build_info::LONG_VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses the command line and the `WHARF_*` environment variables (a
+/// flag wins over its variable), or exits 2 with clap's message, naming the
+/// variable when the bad value came from one.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => name_the_variable(e).exit(),
+    }
+}
+
+/// clap says `invalid value 'x' for '--workers <N>'` whether the value came
+/// from the flag or from `WHARF_WORKERS`; an operator who never typed
+/// `--workers` needs to be told which variable to fix.
+fn name_the_variable(error: clap::Error) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+    ) else {
+        return error;
+    };
+    let command = Cli::command();
+    let found = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments())
+        .find_map(|candidate| {
+            let long = candidate.get_long()?;
+            let variable = candidate.get_env()?.to_str()?;
+            let flag = format!("--{long}");
+            let named = arg == &flag || arg.starts_with(&format!("{flag} "));
+            (named && std::env::var_os(variable).is_some_and(|v| v == value.as_str()))
+                .then(|| (flag, variable.to_owned()))
+        });
+    let Some((flag, variable)) = found else {
+        return error;
+    };
+    let on_command_line = std::env::args_os().skip(1).any(|given| {
+        given == flag.as_str()
+            || given
+                .to_str()
+                .is_some_and(|given| given.starts_with(&format!("{flag}=")))
+    });
+    if on_command_line {
+        return error;
+    }
+    let mut message =
+        format!("invalid value '{value}' in the environment variable {variable} (for '{arg}')");
+    if let Some(why) = std::error::Error::source(&error) {
+        message.push_str(&format!(": {why}"));
+    }
+    if let Some(ContextValue::Strings(valid)) = error.get(ContextKind::ValidValue) {
+        message.push_str(&format!("\n  [possible values: {}]", valid.join(", ")));
+    }
+    message.push('\n');
+    clap::Error::raw(error.kind(), message)
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +87,17 @@ pub enum Command {
     Client(ClientArgs),
     /// Measure throughput and latency across pool sizes and recommend one.
     Bench(BenchArgs),
+    /// Print a completion script for SHELL to stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff, section 1) to stdout.
+    Manpage,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -131,68 +205,68 @@ pub struct ClientArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Listen address; port 0 picks a free port; IPv6 as [::1]:0.
-    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = socket_addr)]
+    #[arg(long, env = "WHARF_BIND", default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = socket_addr)]
     pub bind: SocketAddr,
     /// Fixed size of the worker pool: connections worked on at once (default: number of CPUs).
-    #[arg(long, value_name = "N",
+    #[arg(long, env = "WHARF_WORKERS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=wharf::config::MAX_WORKERS as i64))]
     pub workers: Option<u32>,
     /// Most new connections waiting for a worker at once (0: hand-off to an idle worker only).
-    #[arg(long, default_value_t = 64, value_name = "N", value_parser = queue_capacity)]
+    #[arg(long, env = "WHARF_QUEUE", default_value_t = 64, value_name = "N", value_parser = queue_capacity)]
     pub queue: usize,
     /// Most clients connected at once (lowered to what the descriptor limit allows).
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = max_connections)]
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS", default_value_t = 10_000, value_name = "N", value_parser = max_connections)]
     pub max_connections: usize,
     /// Total bytes of unfinished frames held for connections not being served (e.g. 64MiB).
-    #[arg(long, default_value = "64MiB", value_name = "BYTES", value_parser = byte_size)]
+    #[arg(long, env = "WHARF_MAX_BUFFERED", default_value = "64MiB", value_name = "BYTES", value_parser = byte_size)]
     pub max_buffered: u64,
     /// What the acceptor does when --max-connections or --queue is reached.
-    #[arg(long, value_enum, default_value_t = OverloadArg::Reject)]
+    #[arg(long, env = "WHARF_OVERLOAD", value_enum, default_value_t = OverloadArg::Reject)]
     pub overload: OverloadArg,
     /// Close a connection with no complete frame or response for this long.
-    #[arg(long, default_value = "30s", value_name = "D", value_parser = positive_duration)]
+    #[arg(long, env = "WHARF_HEARTBEAT_TIMEOUT", default_value = "30s", value_name = "D", value_parser = positive_duration)]
     pub heartbeat_timeout: Duration,
     /// How often the reaper scans; never more than heartbeat-timeout / 4 [default: 1s, or heartbeat-timeout / 4 if less].
-    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    #[arg(long, env = "WHARF_REAP_INTERVAL", value_name = "D", value_parser = positive_duration)]
     pub reap_interval: Option<Duration>,
     /// Drop a client that does not read its responses for this long.
-    #[arg(long, default_value = "10s", value_name = "D", value_parser = positive_duration)]
+    #[arg(long, env = "WHARF_WRITE_TIMEOUT", default_value = "10s", value_name = "D", value_parser = positive_duration)]
     pub write_timeout: Duration,
     /// Largest accepted frame (kind byte plus payload) or line (e.g. 1MiB).
-    #[arg(long, default_value = "1MiB", value_name = "BYTES", value_parser = frame_size)]
+    #[arg(long, env = "WHARF_MAX_FRAME", default_value = "1MiB", value_name = "BYTES", value_parser = frame_size)]
     pub max_frame: u32,
     /// Wire format.
-    #[arg(long, value_enum, default_value_t = FramingArg::Length)]
+    #[arg(long, env = "WHARF_FRAMING", value_enum, default_value_t = FramingArg::Length)]
     pub framing: FramingArg,
     /// Longest drain before connections are closed by force (counted from the start of the drain).
-    #[arg(long, default_value = "10s", value_name = "D", value_parser = duration)]
+    #[arg(long, env = "WHARF_GRACE", default_value = "10s", value_name = "D", value_parser = duration)]
     pub grace: Duration,
     /// After the first SIGINT/SIGTERM, report not-ready but keep serving this long, then drain.
-    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    #[arg(long, env = "WHARF_DRAIN_DELAY", default_value = "0", value_name = "D", value_parser = duration)]
     pub drain_delay: Duration,
     /// Set SO_REUSEPORT, so a new instance can bind the same --bind (and --metrics) address while this one still runs.
-    #[arg(long)]
+    #[arg(long, env = "WHARF_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
     pub reuse_port: bool,
     /// The echo service sleeps this long before each response (I/O-bound work).
-    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    #[arg(long, env = "WHARF_DELAY", default_value = "0", value_name = "D", value_parser = duration)]
     pub delay: Duration,
     /// The echo service busy-loops this long before each response (CPU-bound work).
-    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    #[arg(long, env = "WHARF_SPIN", default_value = "0", value_name = "D", value_parser = duration)]
     pub spin: Duration,
     /// Kernel backlog of connections not yet accepted.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, env = "WHARF_BACKLOG", default_value_t = 1024, value_name = "N")]
     pub backlog: u32,
     /// Log the counters (accepted, active, queued, rejected, reaped, errors) this often; 0 = never.
-    #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
+    #[arg(long, env = "WHARF_STATS_INTERVAL", default_value = "0", value_name = "D", value_parser = duration)]
     pub stats_interval: Duration,
     /// Serve Prometheus metrics and /ready, /live probes over HTTP on this address (port 0 allowed).
-    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    #[arg(long, env = "WHARF_METRICS", value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<SocketAddr>,
     /// Log level.
-    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    #[arg(long, env = "WHARF_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
     /// Also append the log to this file.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "WHARF_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 }
 

@@ -5,20 +5,21 @@
 mod bench;
 mod cli;
 mod client;
+mod docs;
 mod logfile;
 mod serve;
 mod systemd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Client(args) => return client::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::Completions(args) => docs::completions(args.shell),
+        cli::Command::Manpage => docs::manpage(),
     };
     match result {
         Ok(code) => code,
