@@ -246,6 +246,13 @@ pub fn spawn_wharf_bound(bind: &str, args: &[&str]) -> Wharf {
 pub fn serve_command(bind: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
     command.arg("serve").args(["--bind", bind]).args(args);
+    // `WHARF_*` variables set where the tests run would change the
+    // settings of every server they start.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WHARF_") {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
