@@ -30,7 +30,6 @@ use std::time::Instant;
 use log::{debug, log_enabled, Level};
 
 use crate::config::Config;
-use crate::conn::Conn;
 use crate::frame::{self, GoAwayCode};
 use crate::human;
 use crate::service::ConnInfo;
@@ -195,59 +194,54 @@ impl fmt::Display for Who<'_> {
     }
 }
 
-/// A worker has taken `conn` from the line: the open line, the first time.
-pub(crate) fn served(conn: &Conn) {
-    let Some(access) = &conn.access else { return };
-    if !access.opened.swap(true, Ordering::Relaxed) {
+impl Access {
+    /// A worker has taken the connection from the line: the open line, the
+    /// first time.
+    pub(crate) fn served(&self, who: Who<'_>) {
+        if !self.opened.swap(true, Ordering::Relaxed) {
+            debug!(
+                "{who}: opened, waited {} in line for a worker",
+                human::duration(self.accepted.elapsed())
+            );
+        }
+    }
+
+    /// Records how the connection ended, unless that was decided already.
+    /// A connection no worker has taken gets its open line now.
+    pub(crate) fn ended(&self, who: Who<'_>, ending: Ending) {
+        let _ = self.ending.compare_exchange(
+            UNDECIDED,
+            ending.encode(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if !self.opened.swap(true, Ordering::Relaxed) {
+            debug!(
+                "{who}: opened, turned away after {}, never served",
+                human::duration(self.accepted.elapsed())
+            );
+        }
+    }
+
+    /// The requests answered so far, from the worker that ends the
+    /// connection.
+    pub(crate) fn answered(&self, requests: u64) {
+        self.requests.fetch_max(requests, Ordering::Relaxed);
+    }
+
+    /// The connection has left the registry, and its socket closes: the
+    /// close line. `carried` is the count in its travel state, for a
+    /// connection that ends resting or in line.
+    pub(crate) fn closed(&self, who: Who<'_>, carried: u64, config: &Config) {
+        let requests = carried.max(self.requests.load(Ordering::Relaxed));
+        let how = Ending::decode(self.ending.load(Ordering::Relaxed))
+            .map_or_else(|| "closed".to_owned(), |e| e.describe(config));
         debug!(
-            "{}: opened, waited {} in line for a worker",
-            conn.who(),
-            human::duration(access.accepted.elapsed())
+            "{who}: closed after {}, {requests} {}: {how}",
+            human::duration(self.accepted.elapsed()),
+            if requests == 1 { "request" } else { "requests" }
         );
     }
-}
-
-/// Records how `conn` ended, unless that was decided already. A connection
-/// no worker has taken gets its open line now.
-pub(crate) fn ended(conn: &Conn, ending: Ending) {
-    let Some(access) = &conn.access else { return };
-    let _ = access.ending.compare_exchange(
-        UNDECIDED,
-        ending.encode(),
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    if !access.opened.swap(true, Ordering::Relaxed) {
-        debug!(
-            "{}: opened, turned away after {}, never served",
-            conn.who(),
-            human::duration(access.accepted.elapsed())
-        );
-    }
-}
-
-/// The requests answered so far, from the worker that ends the connection.
-pub(crate) fn answered(conn: &Conn, requests: u64) {
-    if let Some(access) = &conn.access {
-        access.requests.fetch_max(requests, Ordering::Relaxed);
-    }
-}
-
-/// `conn` has left the registry, and its socket closes: the close line.
-pub(crate) fn closed(conn: &Conn, config: &Config) {
-    let Some(access) = &conn.access else { return };
-    // A connection that ends resting or in line carries its count in its
-    // travel state (which nobody else holds by now).
-    let carried = conn.travel.try_lock().map_or(0, |travel| travel.requests);
-    let requests = carried.max(access.requests.load(Ordering::Relaxed));
-    let how = Ending::decode(access.ending.load(Ordering::Relaxed))
-        .map_or_else(|| "closed".to_owned(), |e| e.describe(config));
-    debug!(
-        "{}: closed after {}, {requests} {}: {how}",
-        conn.who(),
-        human::duration(access.accepted.elapsed()),
-        if requests == 1 { "request" } else { "requests" }
-    );
 }
 
 /// A frame kind's name, for trace lines.

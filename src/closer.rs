@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::access::{self, Ending, Why};
+use crate::access::{Ending, Why};
 use crate::conn::{Conn, CLOSING, QUEUED, RESTING};
 use crate::frame::{Framing, GoAwayCode};
 use crate::registry::Registry;
@@ -79,7 +79,7 @@ impl Closer {
         if !conn.transition(QUEUED, CLOSING) {
             return false;
         }
-        access::ended(conn, Ending::GoAway(why));
+        conn.log_ended(Ending::GoAway(why));
         conn.leave_queue();
         self.close(Closing {
             conn: Arc::clone(conn),
@@ -95,7 +95,7 @@ impl Closer {
         if !conn.transition(RESTING, CLOSING) {
             return false;
         }
-        access::ended(conn, Ending::GoAway(why));
+        conn.log_ended(Ending::GoAway(why));
         self.close(Closing {
             conn: Arc::clone(conn),
             goaway: Some(why.code()),

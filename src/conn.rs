@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 use log::error;
 use parking_lot::Mutex;
 
-use crate::access::{Access, Who};
+use crate::access::{Access, Ending, Who};
+use crate::config::Config;
 use crate::inbox::Carry;
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::service::ConnInfo;
@@ -178,6 +179,37 @@ impl Conn {
     /// `conn 12 from 127.0.0.1:40312`, for log lines.
     pub(crate) fn who(&self) -> Who<'_> {
         Who(&self.info)
+    }
+
+    /// Access log (debug level): a worker has taken it from the line.
+    pub(crate) fn log_served(&self) {
+        if let Some(access) = &self.access {
+            access.served(self.who());
+        }
+    }
+
+    /// Access log: how it ended, unless that was decided already.
+    pub(crate) fn log_ended(&self, ending: Ending) {
+        if let Some(access) = &self.access {
+            access.ended(self.who(), ending);
+        }
+    }
+
+    /// Access log: the requests answered so far.
+    pub(crate) fn log_answered(&self, requests: u64) {
+        if let Some(access) = &self.access {
+            access.answered(requests);
+        }
+    }
+
+    /// Access log: it has left the registry; the close line.
+    pub(crate) fn log_closed(&self, config: &Config) {
+        if let Some(access) = &self.access {
+            // A connection that ends resting or in line carries its count
+            // in its travel state (which nobody else holds by now).
+            let carried = self.travel.try_lock().map_or(0, |travel| travel.requests);
+            access.closed(self.who(), carried, config);
+        }
     }
 
     pub(crate) fn state(&self) -> u8 {

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
-use crate::access::{self, Ending, Why};
+use crate::access::{Ending, Why};
 use crate::closer::send_goaway_nonblocking;
 use crate::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
 use crate::frame::GoAwayCode;
@@ -272,7 +272,7 @@ fn force_close(shared: &Shared) -> usize {
     let mut closed = 0;
     for conn in shared.registry.snapshot() {
         let state = conn.state();
-        access::ended(&conn, Ending::Forced);
+        conn.log_ended(Ending::Forced);
         if matches!(state, BUSY | QUEUED | RESTING) && conn.transition(state, FORCED) {
             send_goaway_nonblocking(&conn, framing, GoAwayCode::Shutdown);
         } else {

@@ -71,6 +71,7 @@ mod closer;
 pub mod config;
 mod conn;
 mod drain;
+mod epoll;
 mod error;
 pub mod frame;
 pub mod human;

@@ -24,7 +24,7 @@ use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
 use log::{debug, error, info, trace, warn};
 
-use crate::access::{self, Ending, Why};
+use crate::access::{Ending, Why};
 use crate::closer::Closing;
 use crate::conn::{Conn, Travel, ACTIVE, QUEUED};
 use crate::error::Error;
@@ -76,7 +76,7 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
         if let Some(waited) = shared.line.waited_ns(&conn) {
             shared.stats.observe_queue_wait(worker.index, waited);
         }
-        access::served(&conn);
+        conn.log_served();
         // (A new connection already left `--queue` in `take`.)
         let mut travel = std::mem::take(&mut *conn.travel.lock());
         // Pairs with the drain, which sets the flag before it looks for
@@ -96,8 +96,8 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
                     conn.who(),
                     panic_message(&panic)
                 );
-                access::ended(&conn, Ending::Panicked);
-                access::answered(&conn, travel.requests);
+                conn.log_ended(Ending::Panicked);
+                conn.log_answered(travel.requests);
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
                 worker.inbox.clear();
@@ -162,8 +162,8 @@ impl Worker {
         self.inbox.clear();
         let shared = Arc::clone(&self.shared);
         if conn.access.is_some() {
-            access::ended(&conn, self.ending(&end));
-            access::answered(&conn, travel.requests);
+            conn.log_ended(self.ending(&end));
+            conn.log_answered(travel.requests);
         }
         match end {
             End::PeerClosed => {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use slab::Slab;
 
-use crate::access;
 use crate::config::Config;
 use crate::conn::{Conn, ACTIVE, BUSY, QUEUED, RESTING};
 use crate::limits::{OpenSlot, QueuePlace};
@@ -95,7 +94,7 @@ impl Registry {
         if conns.get(slot).is_some_and(|c| std::ptr::eq(&**c, conn)) {
             let removed = conns.remove(slot);
             drop(conns);
-            access::closed(&removed, &self.config);
+            removed.log_closed(&self.config);
         }
     }
 

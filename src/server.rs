@@ -24,11 +24,11 @@ use crate::closer;
 use crate::config::Config;
 use crate::conn::Clock;
 use crate::drain::{Drain, Threads};
+use crate::epoll::Epoll;
 use crate::error::Error;
 use crate::frame::Framing;
 use crate::limits::Limits;
 use crate::monitor::Monitor;
-use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;
 use crate::service::Service;
@@ -163,7 +163,7 @@ impl Server {
             None => None,
         };
 
-        let poller = Arc::new(Poller::new().map_err(|source| Error::Setup {
+        let poller = Arc::new(Epoll::new().map_err(|source| Error::Setup {
             what: "the readiness poller",
             source,
         })?);

@@ -12,8 +12,8 @@ use crate::budget::Budget;
 use crate::closer::Closer;
 use crate::config::Config;
 use crate::conn::{Clock, Conn};
+use crate::epoll::Epoll;
 use crate::limits::Limits;
-use crate::poller::Poller;
 use crate::queue::Line;
 use crate::registry::Registry;
 use crate::service::ErasedService;
@@ -29,7 +29,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Arc<Limits>,
     pub(crate) budget: Arc<Budget>,
     /// Readiness for resting connections (see `poller`).
-    pub(crate) poller: Arc<Poller>,
+    pub(crate) poller: Arc<Epoll>,
     /// Resting connections held away from the poller while the budget is
     /// spent (see `budget`). Weak, so a held connection that is reaped
     /// meanwhile closes at once instead of waiting here for room.
