@@ -104,6 +104,10 @@ pub(super) fn measure(
         busy,
         errors,
         server_cpu_seconds: cpu,
+        clients: options.clients,
+        offered_rps: None,
+        idle: None,
+        server: None,
     })
 }
 

@@ -58,6 +58,21 @@ pub struct BenchOptions {
     /// Close and reconnect after this many batches (connection churn);
     /// `None` keeps each client's connection for the whole run.
     pub batches_per_connection: Option<usize>,
+    /// Open loop: total requests per second over all `clients`, each sent
+    /// at its scheduled time whether or not earlier replies are back
+    /// (latency counts from the scheduled time). `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Idle clients besides `clients`: connected for the whole run, each
+    /// sending only a PING every `idle_ping`.
+    pub idle: usize,
+    /// How often each idle client PINGs.
+    pub idle_ping: Duration,
+    /// Latency target for the recommendation: the smallest pool whose p99
+    /// meets it at the offered load.
+    pub target_p99: Option<Duration>,
+    /// With `connect`: the server's `--metrics` address, to read its queue
+    /// wait, service time and busy workers from.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for BenchOptions {
@@ -74,6 +89,11 @@ impl Default for BenchOptions {
             pipeline: 1,
             connect: None,
             batches_per_connection: None,
+            rate: None,
+            idle: 0,
+            idle_ping: Duration::from_secs(1),
+            target_p99: None,
+            metrics: None,
         }
     }
 }
@@ -108,6 +128,67 @@ pub struct BenchPoint {
     pub errors: u64,
     /// Server threads' CPU time in the window (in-process servers only).
     pub server_cpu_seconds: Option<f64>,
+    /// Busy clients offered (`clients`); `clients_served` of them got a reply.
+    pub clients: usize,
+    /// Open loop: the requests per second offered (`rate`).
+    pub offered_rps: Option<f64>,
+    /// What the idle clients saw, when there were any.
+    pub idle: Option<IdleFigures>,
+    /// What the server saw: where the time went. In-process servers, or an
+    /// external one with `metrics`.
+    pub server: Option<ServerFigures>,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest seen.
+    pub max_us: u64,
+}
+
+/// What the idle clients (`idle`) saw: PING round trips.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct IdleFigures {
+    /// PONGs received in the window.
+    pub pongs: u64,
+    /// PINGs that got no PONG (lost, or turned away).
+    pub missed: u64,
+    /// PONG latency from the PING's scheduled time.
+    pub latency: Percentiles,
+}
+
+/// Connections turned away with GOAWAY 3, by reason.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Rejections {
+    /// `--max-connections` reached.
+    pub max_connections: u64,
+    /// `--queue` full.
+    pub queue_full: u64,
+    /// Waited in line past the heartbeat deadline.
+    pub queue_deadline: u64,
+}
+
+/// Where the server's time went in the window.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct ServerFigures {
+    /// How long connections with work waited in line for a worker.
+    pub queue_wait: Percentiles,
+    /// Time in the service per DATA request.
+    pub service: Percentiles,
+    /// Busy workers on average over the window, divided by the pool size.
+    pub utilisation: f64,
+    /// Connections put to rest in the poller, per request.
+    pub rests_per_request: f64,
+    /// Resting connections woken by their bytes, per request.
+    pub wakeups_per_request: f64,
+    /// Connections turned away with GOAWAY 3.
+    pub rejected: Rejections,
 }
 
 /// The closing advice of a sweep.
@@ -121,6 +202,8 @@ pub struct Recommendation {
     pub p99_us: u64,
     /// The best throughput of the sweep.
     pub best_requests_per_sec: f64,
+    /// Why, in one or two sentences built from the figures.
+    pub reason: String,
 }
 
 /// Why a benchmark could not run.
@@ -194,6 +277,7 @@ pub fn recommend(points: &[BenchPoint]) -> Option<Recommendation> {
             requests_per_sec: p.requests_per_sec,
             p99_us: p.p99_us,
             best_requests_per_sec: best,
+            reason: format!("the smallest pool within 5% of the best throughput ({best:.0} req/s)"),
         })
 }
 
@@ -224,6 +308,10 @@ mod tests {
             busy: 0,
             errors: 0,
             server_cpu_seconds: None,
+            clients: 1,
+            offered_rps: None,
+            idle: None,
+            server: None,
         }
     }
 
