@@ -308,6 +308,10 @@ fn point(workers: Option<usize>, rps: f64, p99_us: u64) -> BenchPoint {
         busy: 0,
         errors: 0,
         server_cpu_seconds: None,
+        clients: 1,
+        offered_rps: None,
+        idle: None,
+        server: None,
     }
 }
 

@@ -28,6 +28,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         pipeline: args.pipeline,
         connect: args.connect,
         batches_per_connection: args.reconnect_every,
+        ..BenchOptions::default()
     };
     let steps = if options.connect.is_some() {
         1
