@@ -307,6 +307,7 @@ fn point(workers: Option<usize>, rps: f64, p99_us: u64) -> BenchPoint {
         clients_served: 1,
         busy: 0,
         errors: 0,
+        first_error: None,
         server_cpu_seconds: None,
         clients: 1,
         offered_rps: None,

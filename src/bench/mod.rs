@@ -20,17 +20,20 @@
 //! reading the server threads' CPU time is in `cpu`.
 
 mod cpu;
+mod driver;
 mod load;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::{Config, Echo, Server};
+use cpu::server_cpu_seconds;
 use load::measure;
 
-pub use load::load;
+pub use load::{load, Edge};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +129,10 @@ pub struct BenchPoint {
     pub busy: u64,
     /// Wrong echoes, ERROR replies, unexpected GOAWAYs and I/O failures.
     pub errors: u64,
+    /// The first of the `errors`, in words (e.g. "cannot connect to
+    /// 127.0.0.1:7878: Connection refused (os error 111)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
     /// Server threads' CPU time in the window (in-process servers only).
     pub server_cpu_seconds: Option<f64>,
     /// Busy clients offered (`clients`); `clients_served` of them got a reply.
@@ -215,9 +222,24 @@ pub enum BenchError {
     /// A thread could not be started.
     #[error("cannot start a client thread: {0}")]
     Spawn(std::io::Error),
-    /// The options make no sense.
+    /// The options make no sense, or cannot run here (too few file
+    /// descriptors for the clients).
     #[error("invalid benchmark options: {0}")]
     Invalid(String),
+    /// Not one connection to the server could be opened: the first cause.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The server's address.
+        addr: SocketAddr,
+        /// Why the first attempt failed.
+        source: std::io::Error,
+    },
+    /// The load driver's own poller failed.
+    #[error("the load driver failed: {0}")]
+    Driver(std::io::Error),
+    /// Cancelled before the measured window started: nothing was measured.
+    #[error("cancelled before the measured window started")]
+    Cancelled,
 }
 
 /// Runs the sweep (or, with `connect`, one point), calling `progress` with
@@ -252,10 +274,23 @@ pub fn sweep(
             spin: options.spin,
         };
         let server = Server::start("127.0.0.1:0", config, echo)?;
-        let result = measure(server.local_addr(), options, Some(&server));
+        let (mut cpu_start, mut cpu) = (None, None);
+        let result = measure(
+            server.local_addr(),
+            options,
+            &AtomicBool::new(false),
+            &mut |edge| match edge {
+                Edge::Start => cpu_start = Some(server_cpu_seconds()),
+                Edge::End => cpu = cpu_start.map(|start| server_cpu_seconds() - start),
+            },
+        );
         server.handle().shutdown();
         server.join();
-        let point = result?;
+        let point = BenchPoint {
+            workers: Some(workers),
+            server_cpu_seconds: cpu,
+            ..result?
+        };
         done(&point);
         points.push(point);
     }
@@ -307,6 +342,7 @@ mod tests {
             clients_served: 1,
             busy: 0,
             errors: 0,
+            first_error: None,
             server_cpu_seconds: None,
             clients: 1,
             offered_rps: None,
