@@ -110,3 +110,112 @@ fn fit_descriptors(options: &BenchOptions, in_process: bool) -> Result<(), Bench
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::{Config, Echo, Server};
+
+    fn options(warmup_ms: u64, duration_ms: u64) -> BenchOptions {
+        BenchOptions {
+            clients: 2,
+            warmup: Duration::from_millis(warmup_ms),
+            duration: Duration::from_millis(duration_ms),
+            ..BenchOptions::default()
+        }
+    }
+
+    fn server() -> Server {
+        let config = Config {
+            workers: 2,
+            ..Config::default()
+        };
+        Server::start("127.0.0.1:0", config, Echo::default()).expect("server starts")
+    }
+
+    #[test]
+    fn the_window_edges_come_in_order_around_the_window() {
+        let server = server();
+        let mut edges = Vec::new();
+        let started = Instant::now();
+        let point = measure(
+            server.local_addr(),
+            &options(100, 300),
+            &AtomicBool::new(false),
+            &mut |edge| edges.push((edge, started.elapsed())),
+        )
+        .expect("measured");
+        server.handle().shutdown();
+        server.join();
+        assert_eq!(edges.len(), 2, "{edges:?}");
+        assert_eq!((edges[0].0, edges[1].0), (Edge::Start, Edge::End));
+        assert!(edges[0].1 >= Duration::from_millis(100), "{edges:?}");
+        let window = edges[1].1 - edges[0].1;
+        assert!((point.seconds - window.as_secs_f64()).abs() < 0.05);
+        assert!(point.seconds >= 0.3, "{point:?}");
+        assert!(point.requests > 0 && point.workers.is_none());
+    }
+
+    #[test]
+    fn cancelling_ends_the_window_early_or_fails_before_it() {
+        let server = server();
+        let cancel = AtomicBool::new(true);
+        let result = measure(
+            server.local_addr(),
+            &options(100, 300),
+            &cancel,
+            &mut |_| {},
+        );
+        assert!(matches!(result, Err(BenchError::Cancelled)), "{result:?}");
+
+        let cancel = AtomicBool::new(false);
+        let mut edges = Vec::new();
+        let point = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(400));
+                cancel.store(true, Ordering::Relaxed);
+            });
+            measure(
+                server.local_addr(),
+                &options(100, 60_000),
+                &cancel,
+                &mut |e| edges.push(e),
+            )
+        })
+        .expect("what was measured before the cancel");
+        server.handle().shutdown();
+        server.join();
+        assert_eq!(edges, [Edge::Start, Edge::End]);
+        assert!(point.seconds > 0.1 && point.seconds < 5.0, "{point:?}");
+        assert!(point.requests > 0, "{point:?}");
+    }
+
+    #[test]
+    fn options_the_engine_cannot_run_are_refused() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+        for bad in [
+            BenchOptions {
+                rate: Some(0.0),
+                ..options(0, 10)
+            },
+            BenchOptions {
+                rate: Some(f64::NAN),
+                ..options(0, 10)
+            },
+            BenchOptions {
+                idle: 3,
+                idle_ping: Duration::ZERO,
+                ..options(0, 10)
+            },
+            BenchOptions {
+                pipeline: 0,
+                ..options(0, 10)
+            },
+        ] {
+            assert!(matches!(load(addr, &bad), Err(BenchError::Invalid(_))));
+        }
+    }
+}
