@@ -299,6 +299,9 @@ impl Driver<'_> {
                         self.phase = Phase::Window;
                         real_start = Instant::now();
                         watch(Edge::Start);
+                        // The window lasts `duration` from when the caller
+                        // was told it started, however late that was.
+                        self.window_end = real_start + self.options.duration;
                     }
                 }
                 Phase::Window => {
