@@ -463,7 +463,7 @@ pub fn table(
     if points.iter().any(|p| p.server.is_some()) {
         let _ = writeln!(
             out,
-            "(qwait, svc: the server's queue wait and service time, from its 1-2.5-5 buckets; \
+            "\n(qwait, svc: the server's queue wait and service time, from its 1-2.5-5 buckets; \
              util: busy workers / pool)"
         );
     }
