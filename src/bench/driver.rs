@@ -20,8 +20,9 @@
 //! Connections open first (at most [`CONNECTING_AT_ONCE`] at a time, so a
 //! listen backlog is never flooded); if none can be opened, the run fails
 //! with the first cause. Then comes the warm-up and the measured window:
-//! only requests sent (closed loop) or due (open loop, PINGs) inside it
-//! count, and only replies that arrive inside it. At the end of the window
+//! latency counts the requests sent (closed loop) or due (open loop, PINGs)
+//! inside it whose replies arrive inside it, and throughput every reply that
+//! arrives inside it. At the end of the window
 //! every request still unanswered records its wait so far, so clients the
 //! server never served show in the percentiles; PINGs due in the window get
 //! a short grace ([`PING_GRACE`]) for their PONG, then count as missed.
@@ -859,9 +860,14 @@ impl Driver<'_> {
                     self.idle_latency.saturating_record(wait);
                 }
             } else if self.phase == Phase::Window {
+                // Throughput counts every reply the window saw, also to a
+                // request sent before it: under overload, requests wait in
+                // line longer than a window, and counting only those sent
+                // inside it would understate what the server delivered.
+                // Latency keeps to requests sent (or due) in the window.
                 c.served = true;
+                self.requests += 1;
                 if owed.measured {
-                    self.requests += 1;
                     self.latency.saturating_record(wait);
                 }
             }
