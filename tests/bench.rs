@@ -278,6 +278,14 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
         "the title in the SVG"
     );
     assert!(svg.contains("(µs)"), "latency in µs");
+    assert!(
+        svg.contains("log scale"),
+        "the latency axis says it is logarithmic"
+    );
+    assert!(
+        svg.contains("server: queue wait p99") && svg.contains("not stacked"),
+        "the legend says what the bars show"
+    );
 }
 
 #[test]
