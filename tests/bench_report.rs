@@ -85,6 +85,23 @@ fn a_target_picks_the_smallest_pool_that_meets_it_at_the_offered_rate() {
 }
 
 #[test]
+fn a_saturated_pool_is_not_recommended_however_good_its_p99() {
+    let saturated = |workers, p99| {
+        let mut p = open(workers, 4_000.0, 3_990.0, p99);
+        if let Some(server) = p.server.as_mut() {
+            server.utilisation = server.busy_workers / workers as f64;
+        }
+        p
+    };
+    // 4 workers at 4,000 req/s x 1 ms are busy all the time.
+    let points = [saturated(4, 1_500), saturated(8, 1_600)];
+    assert!(!points[0].kept_up());
+    assert!(points[0].shortfall().unwrap().contains("saturated"));
+    let rec = recommend(&points, Some(Duration::from_millis(2))).unwrap();
+    assert_eq!(rec.workers, Some(8), "{rec:?}");
+}
+
+#[test]
 fn without_a_target_a_pool_that_left_work_unserved_is_never_recommended() {
     // 2 workers match the best throughput but served only 2 of 4 clients.
     let mut starved = point(2, 1_000.0, 10);
@@ -144,9 +161,12 @@ fn a_delay_sweep_recommends_what_littles_law_predicts() {
         assert!((0.0..=1.01).contains(&server.utilisation), "{p:?}");
         assert!(p.server_cpu_seconds.is_some(), "{p:?}");
     }
-    // 1 and 2 workers are saturated: (nearly) all busy.
+    // 1 and 2 workers are saturated: (nearly) all busy. So is 4: Little's
+    // law puts 400 req/s x 10 ms = 4 workers busy on average, and a pool
+    // busy all the time has a line that only grows.
     let small = points[0].server.unwrap();
     assert!(small.utilisation > 0.8, "{:?}", points[0]);
+    assert!(!points[2].kept_up(), "{:?}", points[2]);
     let rec = recommend(&points, options.target_p99).expect("pool sizes measured");
     let table: Vec<String> = points
         .iter()

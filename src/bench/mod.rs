@@ -497,12 +497,10 @@ impl Run<'_> {
 
 impl BenchPoint {
     /// Whether the point served what was offered: every busy client got
-    /// a reply, and with an offered rate, at least 95% of it was served.
+    /// a reply, and with an offered rate, at least 95% of it was served by
+    /// workers not busy all the time ([`SATURATED`]).
     pub fn kept_up(&self) -> bool {
-        self.clients_served >= self.clients
-            && self
-                .offered_rps
-                .is_none_or(|offered| self.requests_per_sec >= 0.95 * offered)
+        self.shortfall().is_none()
     }
 
     /// Why the point did not keep up, if it did not.
@@ -513,16 +511,29 @@ impl BenchPoint {
                 self.clients_served, self.clients
             ));
         }
-        match self.offered_rps {
-            Some(offered) if self.requests_per_sec < 0.95 * offered => Some(format!(
+        let offered = self.offered_rps?;
+        if self.requests_per_sec < 0.95 * offered {
+            return Some(format!(
                 "served {} of the {} req/s offered",
                 human_rate(self.requests_per_sec),
                 human_rate(offered)
+            ));
+        }
+        // Open loop only (a closed loop keeps every worker busy by design):
+        // a pool busy all the time is saturated. Its line grows without
+        // bound, however good a short window's p99 looks.
+        match self.server {
+            Some(server) if server.utilisation >= SATURATED => Some(format!(
+                "its workers were busy {:.0}% of the time: saturated",
+                server.utilisation * 100.0
             )),
             _ => None,
         }
     }
 }
+
+/// Utilisation from which an open-loop point counts as saturated.
+pub const SATURATED: f64 = 0.95;
 
 /// `20,000` for 20000.4: a rate as a sentence writes it.
 pub fn human_rate(rps: f64) -> String {
