@@ -4,8 +4,8 @@
 //! `cargo bench --bench compare`.
 //!
 //! Every point starts a fresh server on 127.0.0.1:0 in this process, drives
-//! it with `wharf::bench::load` (closed-loop client threads that verify every
-//! echoed byte), and stops it. Within a round the servers are interleaved
+//! it with `wharf::bench::load` (closed-loop clients on one event-driven
+//! thread, every echoed byte verified), and stops it. Within a round the servers are interleaved
 //! (wharf, std, tokio for scenario a, then b, ...) so slow drift of the
 //! machine hits all three alike; the table reports the median over rounds.
 //!
@@ -255,7 +255,7 @@ fn table(scenarios: &[Scenario], rows: &[Row], settings: &Settings) -> String {
         out,
         "Median of {} rounds; per point {:.1} s warm-up + {:.1} s measured, a fresh server each \
          time, servers interleaved within a round. Load: `wharf::bench::load` closed-loop \
-         client threads in the same process, every echo verified. wharf: 64 workers (4 in h), \
+         clients on one event-driven thread in the same process, every echo verified. wharf: 64 workers (4 in h), \
          queue 64. \
          Throughput in requests/s, p99 latency in µs; ratios are wharf / peer (throughput: \
          higher is better for wharf; p99: lower is better for wharf).",

@@ -94,6 +94,11 @@ impl WorkerStates {
     pub(crate) fn busy(&self) -> usize {
         busy(&self.0)
     }
+
+    /// The pool size.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 fn busy(slots: &[CachePadded<Slot>]) -> usize {

@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::frame::Framing;
 use crate::limits::Limits;
 use crate::monitor::Monitor;
-use crate::queue::Line;
+use crate::queue::{Line, WorkerStates};
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::shared::Shared;
@@ -97,7 +97,23 @@ impl Server {
             check_migrate_req();
         }
         let listener = listen(addr, config.backlog, config.reuse_port)?;
-        Server::launch(listener, Listening::Own, config, service)
+        let timed = config.metrics.is_some();
+        Server::launch(listener, Listening::Own, config, service, timed)
+    }
+
+    /// [`Server::start`] on `127.0.0.1:0`, recording the queue-wait and
+    /// service-time histograms whether or not [`Config::metrics`] is set,
+    /// so that the in-process benchmark can read them (see [`Probe`])
+    /// without an HTTP endpoint. Servers started otherwise record them only
+    /// with the endpoint on, as documented.
+    pub(crate) fn start_timed<S: Service>(config: Config, service: S) -> Result<Server, Error> {
+        let (config, warning) = config.validate()?;
+        if let Some(warning) = warning {
+            warn!("{warning}");
+        }
+        let addr = resolve("127.0.0.1:0")?;
+        let listener = listen(addr, config.backlog, config.reuse_port)?;
+        Server::launch(listener, Listening::Own, config, service, true)
     }
 
     /// Serves a listening TCP socket that is already bound, such as one
@@ -123,14 +139,17 @@ impl Server {
             Listener::Inherited(listener) => (listener, Listening::Inherited),
         };
         check_listening_tcp(&listener)?;
-        Server::launch(listener, listening, config, service)
+        let timed = config.metrics.is_some();
+        Server::launch(listener, listening, config, service, timed)
     }
 
+    /// Starts everything; `timed`: record the latency histograms.
     fn launch<S: Service>(
         listener: TcpListener,
         listening: Listening,
         config: Config,
         service: S,
+        timed: bool,
     ) -> Result<Server, Error> {
         let (config, max_lingering) = fit_descriptors(config);
         if config.stay_on_quiet {
@@ -186,11 +205,8 @@ impl Server {
         let shared = Arc::new(Shared {
             service: Arc::new(service),
             registry: Arc::clone(&registry),
-            line: Line::new(
-                config.max_connections,
-                config.workers,
-                config.metrics.is_some(),
-            ),
+            line: Line::new(config.max_connections, config.workers, timed),
+            timed,
             limits: Limits::new(config.max_connections, config.queue),
             budget: Arc::new(Budget::new(config.max_buffered, on_room)),
             poller,
@@ -337,6 +353,16 @@ impl Server {
         &self.config
     }
 
+    /// What the in-process benchmark reads while the server runs; `None`
+    /// once it has finished stopping.
+    pub(crate) fn probe(&self) -> Option<Probe> {
+        let shared = self.monitor.shared.upgrade()?;
+        Some(Probe {
+            stats: Arc::clone(&shared.stats),
+            workers: shared.line.worker_states(),
+        })
+    }
+
     /// A handle that stops the server from any thread.
     pub fn handle(&self) -> ShutdownHandle {
         self.handle.clone()
@@ -370,6 +396,14 @@ impl Server {
             },
         }
     }
+}
+
+/// The server's own counters and histograms, and its workers' states, as
+/// the metrics endpoint reads them (without holding the server's state).
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) workers: WorkerStates,
 }
 
 impl Drop for Server {

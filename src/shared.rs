@@ -26,6 +26,9 @@ pub(crate) struct Shared {
     pub(crate) service: Arc<dyn ErasedService>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) line: Line,
+    /// Whether the latency histograms are recorded (the metrics endpoint is
+    /// on, or the in-process benchmark reads them).
+    pub(crate) timed: bool,
     pub(crate) limits: Arc<Limits>,
     pub(crate) budget: Arc<Budget>,
     /// Readiness for resting connections (see `poller`).

@@ -17,7 +17,8 @@
 //! is asked. prometheus-client's own `Histogram` takes a write lock per
 //! observation, which the hot path cannot afford. Timing costs two clock
 //! reads per observation (tens of nanoseconds), so the histograms are only
-//! recorded when the metrics endpoint is on (see `reply` and `queue`); the
+//! recorded when the metrics endpoint is on, or the in-process benchmark
+//! reads them (see `reply` and `queue`, and `Server::start_timed`); the
 //! counters always are.
 
 use std::fmt;

@@ -269,7 +269,7 @@ impl Worker {
             service: &*shared.service,
             stats: &shared.stats,
             worker: self.index,
-            timed: shared.config.metrics.is_some(),
+            timed: shared.timed,
             data: 0,
             conn: &conn.info,
             session: &mut travel.session,

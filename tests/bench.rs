@@ -18,7 +18,8 @@ use wharf::bench::{littles_law, recommend, BenchOptions, BenchPoint};
 /// The longest a bench run may take before it is killed and the test fails.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The CSV header, as documented by the bench subcommand.
+/// The first CSV columns, as documented by the bench subcommand (more
+/// follow them).
 const CSV_HEADER: &str = "workers,requests,seconds,requests_per_sec,p50_us,p90_us,p99_us,p999_us,max_us,clients_served,busy,errors,server_cpu_seconds";
 
 /// Files in the temporary directory, removed on drop.
@@ -158,6 +159,7 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
         .lines()
         .find(|l| l.starts_with("recommendation:"))
         .unwrap_or_else(|| panic!("a recommendation line; {context}"));
+    assert!(run.stdout.contains("  why: "), "{context}");
     assert!(
         recommendation.starts_with("recommendation: --workers 1 ")
             || recommendation.starts_with("recommendation: --workers 2 "),
@@ -169,8 +171,21 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
     // CSV: the documented header and exactly two rows.
     let csv = std::fs::read_to_string(files.path(0)).expect("CSV written");
     let mut csv_lines = csv.lines();
-    assert_eq!(csv_lines.next(), Some(CSV_HEADER));
-    let columns: Vec<&str> = CSV_HEADER.split(',').collect();
+    let header = csv_lines.next().expect("a CSV header");
+    assert!(header.starts_with(CSV_HEADER), "{header}");
+    for column in [
+        "offered_rps",
+        "queue_wait_p99_us",
+        "utilisation",
+        "version",
+        "kernel",
+    ] {
+        assert!(
+            header.split(',').any(|c| c == column),
+            "{column} in {header}"
+        );
+    }
+    let columns: Vec<&str> = header.split(',').collect();
     let csv_rows: Vec<Vec<&str>> = csv_lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(csv_rows.len(), 2, "{csv}");
     for (row, workers) in csv_rows.iter().zip(["1", "2"]) {
@@ -214,6 +229,29 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
         .as_u64()
         .expect("recommendation.workers");
     assert!(recommended == 1 || recommended == 2, "{text}");
+    assert!(
+        json["recommendation"]["reason"].as_str().is_some(),
+        "{text}"
+    );
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"), "{text}");
+    assert!(json["machine"]["cpus"].as_u64().unwrap() >= 1, "{text}");
+    assert!(json["machine"]["kernel"].is_string(), "{text}");
+    assert!(json["timestamp"].as_str().unwrap().ends_with('Z'), "{text}");
+    // Durations in seconds, not {secs, nanos}.
+    assert_eq!(json["options"]["duration"].as_f64(), Some(0.3), "{text}");
+    for result in results {
+        let server = &result["server"];
+        assert!(server["utilisation"].as_f64().is_some(), "{result}");
+        assert!(
+            server["queue_wait"]["p99_us"].as_u64().is_some(),
+            "{result}"
+        );
+        assert!(server["service"]["p99_us"].as_u64().is_some(), "{result}");
+        assert!(
+            server["rejected"]["queue_full"].as_u64().is_some(),
+            "{result}"
+        );
+    }
     assert_eq!(json["options"]["clients"], 2, "{text}");
     assert_eq!(
         json["options"]["workers"],
@@ -235,6 +273,19 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
         "a line in the SVG"
     );
     assert!(svg.trim_end().ends_with("</svg>"), "a complete SVG");
+    assert!(
+        svg.contains("wharf bench: throughput and latency by pool size"),
+        "the title in the SVG"
+    );
+    assert!(svg.contains("(µs)"), "latency in µs");
+    assert!(
+        svg.contains("log scale"),
+        "the latency axis says it is logarithmic"
+    );
+    assert!(
+        svg.contains("server: queue wait p99") && svg.contains("not stacked"),
+        "the legend says what the bars show"
+    );
 }
 
 #[test]
@@ -256,7 +307,7 @@ fn delay_run_prints_littles_law_lines() {
     assert!(run.stdout.contains("recommendation:"), "{context}");
     assert!(
         run.stdout
-            .contains("Little's law (min(clients, workers) / delay) against measured:"),
+            .contains("Little's law (min(clients, workers) / service time) against measured:"),
         "{context}"
     );
     // min(2, 1) / 5 ms = 200 req/s and min(2, 2) / 5 ms = 400 req/s: computed,
@@ -283,6 +334,12 @@ fn bad_bench_flags_exit_2() {
         &["--clients", "0"][..],
         &["--duration", "0"][..],
         &["--workers", "x"][..],
+        &["--workers", "0"][..],
+        &["--workers", "1,0"][..],
+        &["--rate", "0"][..],
+        &["--rate", "-5"][..],
+        &["--payload", "2MiB"][..],
+        &["--idle-ping", "0"][..],
     ] {
         let run = bench(args);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {}", run.stderr);
@@ -307,7 +364,12 @@ fn point(workers: Option<usize>, rps: f64, p99_us: u64) -> BenchPoint {
         clients_served: 1,
         busy: 0,
         errors: 0,
+        first_error: None,
         server_cpu_seconds: None,
+        clients: 1,
+        offered_rps: None,
+        idle: None,
+        server: None,
     }
 }
 
@@ -319,15 +381,15 @@ fn recommend_picks_the_smallest_pool_within_5_percent_of_the_best() {
         point(Some(4), 1000.0, 40),
         point(Some(8), 990.0, 80),
     ];
-    let rec = recommend(&points).expect("a recommendation");
-    assert_eq!(rec.workers, 2);
-    assert_eq!(rec.requests_per_sec, 951.0);
-    assert_eq!(rec.p99_us, 20);
+    let rec = recommend(&points, None).expect("a recommendation");
+    assert_eq!(rec.workers, Some(2));
+    assert_eq!(rec.requests_per_sec, Some(951.0));
+    assert_eq!(rec.p99_us, Some(20));
     assert_eq!(rec.best_requests_per_sec, 1000.0);
 
     // Just outside 5%: the best one.
     let points = [point(Some(2), 949.0, 20), point(Some(4), 1000.0, 40)];
-    assert_eq!(recommend(&points).unwrap().workers, 4);
+    assert_eq!(recommend(&points, None).unwrap().workers, Some(4));
 }
 
 #[test]
@@ -337,20 +399,25 @@ fn recommend_does_not_depend_on_order_and_prefers_the_smaller_on_a_tie() {
         point(Some(8), 500.0, 2),
         point(Some(1), 10.0, 3),
     ];
-    let rec = recommend(&points).unwrap();
-    assert_eq!(rec.workers, 8);
-    assert_eq!(rec.p99_us, 2);
+    let rec = recommend(&points, None).unwrap();
+    assert_eq!(rec.workers, Some(8));
+    assert_eq!(rec.p99_us, Some(2));
 }
 
 #[test]
 fn recommend_has_nothing_to_say_without_pool_sizes_or_throughput() {
-    assert!(recommend(&[]).is_none());
+    assert!(recommend(&[], None).is_none());
     // An external server has no pool size to recommend.
-    assert!(recommend(&[point(None, 1000.0, 1)]).is_none());
-    // Nothing got through: no basis for a recommendation.
-    assert!(recommend(&[point(Some(1), 0.0, 1), point(Some(2), 0.0, 1)]).is_none());
+    assert!(recommend(&[point(None, 1000.0, 1)], None).is_none());
+    // Nothing got through: no pool to recommend, and the reason says so.
+    let none = recommend(&[point(Some(1), 0.0, 1), point(Some(2), 0.0, 1)], None).unwrap();
+    assert_eq!(none.workers, None);
+    assert!(none.reason.contains("no pool"), "{}", none.reason);
     // A single measured pool is its own recommendation.
-    assert_eq!(recommend(&[point(Some(3), 7.0, 1)]).unwrap().workers, 3);
+    assert_eq!(
+        recommend(&[point(Some(3), 7.0, 1)], None).unwrap().workers,
+        Some(3)
+    );
 }
 
 #[test]

@@ -1,209 +1,221 @@
-//! Driving a server: the closed-loop client threads, their batches, and
-//! turning what they counted into a [`BenchPoint`].
+//! Loading a server: checking the options, making room for the sockets,
+//! and running the event-driven engine (`driver`) over one warm-up and one
+//! measured window.
 //!
 //! Separate from the sweep because this part runs against any server, in
 //! process or external ([`load`] is what `--connect` and the comparison
 //! with other servers use), while the sweep only decides which servers to
-//! start. The client threads share nothing but the phase flag (warm-up,
-//! measure, stop); each counts into its own [`Tally`], merged at the end.
+//! start and reads them over the window's [`Edge`]s.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
-use hdrhistogram::Histogram;
-
-use super::cpu::server_cpu_seconds;
+use super::driver::drive;
 use super::{BenchError, BenchOptions, BenchPoint};
-use crate::client::{Client, ClientError, ClientOptions, Reply};
-use crate::{GoAwayCode, Server};
 
-const WARMUP: u8 = 0;
-const MEASURE: u8 = 1;
-const STOP: u8 = 2;
-
-/// What one client thread counted.
-struct Tally {
-    histogram: Histogram<u64>,
-    requests: u64,
-    busy: u64,
-    errors: u64,
+/// The edges of the measured window, so the caller can read the server
+/// (CPU time, counters, histograms) exactly over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The warm-up is over: the window starts now.
+    Start,
+    /// The window is over (the clients are still connected).
+    End,
 }
+
+/// Descriptors kept free besides the clients' sockets (the server's
+/// listeners, the poller, log files, the test harness).
+const SPARE_DESCRIPTORS: u64 = 128;
 
 /// Loads a server that is already running at `addr` for `options.warmup`
-/// then `options.duration`, and returns the measurement (without CPU time).
+/// then `options.duration`, and returns the client-side measurement.
 /// Used by `--connect` and by the comparison with other servers.
 pub fn load(addr: SocketAddr, options: &BenchOptions) -> Result<BenchPoint, BenchError> {
-    measure(addr, options, None)
+    run(addr, options, false, &AtomicBool::new(false), &mut |_| {})
 }
 
+/// Loads the server at `addr` as [`load`] does, calling `watch` at both
+/// edges of the measured window, and ending the window early when `cancel`
+/// is set (`Err(BenchError::Cancelled)` if it was set before the window
+/// started). Fills every client-side field; `workers`,
+/// `server_cpu_seconds` and `server` are left `None` for the caller.
 pub(super) fn measure(
     addr: SocketAddr,
     options: &BenchOptions,
-    server: Option<&Server>,
+    cancel: &AtomicBool,
+    watch: &mut dyn FnMut(Edge),
 ) -> Result<BenchPoint, BenchError> {
-    let phase = Arc::new(AtomicU8::new(WARMUP));
-    let clients = (0..options.clients)
-        .map(|id| {
-            let phase = Arc::clone(&phase);
-            let options = options.clone();
-            std::thread::Builder::new()
-                .name(format!("bench-client-{id}"))
-                .spawn(move || client_loop(addr, &options, id, &phase))
-                .map_err(BenchError::Spawn)
-        })
-        .collect::<Result<Vec<_>, _>>();
-    let clients = match clients {
-        Ok(clients) => clients,
-        Err(e) => {
-            phase.store(STOP, Ordering::SeqCst);
-            return Err(e);
-        }
-    };
-
-    std::thread::sleep(options.warmup);
-    let cpu_start = server.map(|_| server_cpu_seconds());
-    let start = Instant::now();
-    phase.store(MEASURE, Ordering::SeqCst);
-    std::thread::sleep(options.duration);
-    phase.store(STOP, Ordering::SeqCst);
-    let seconds = start.elapsed().as_secs_f64();
-    let cpu = cpu_start.map(|before| server_cpu_seconds() - before);
-    // Clients still waiting in the queue get GOAWAY 1 and stop.
-    if let Some(server) = server {
-        server.handle().shutdown();
-    }
-
-    let mut histogram = new_histogram();
-    let (mut requests, mut busy, mut errors, mut clients_served) = (0, 0, 0, 0);
-    for client in clients {
-        match client.join() {
-            Ok(tally) => {
-                let _ = histogram.add(&tally.histogram);
-                clients_served += usize::from(tally.requests > 0);
-                requests += tally.requests;
-                busy += tally.busy;
-                errors += tally.errors;
-            }
-            Err(_) => errors += 1,
-        }
-    }
-    let at = |q: f64| histogram.value_at_quantile(q);
-    Ok(BenchPoint {
-        workers: server.map(|s| s.config().workers),
-        requests,
-        seconds,
-        requests_per_sec: requests as f64 / seconds,
-        p50_us: at(0.50),
-        p90_us: at(0.90),
-        p99_us: at(0.99),
-        p999_us: at(0.999),
-        max_us: histogram.max(),
-        clients_served,
-        busy,
-        errors,
-        server_cpu_seconds: cpu,
-    })
+    // The sweep's servers run in this process: their ends of the
+    // connections take descriptors from the same limit.
+    run(addr, options, options.connect.is_none(), cancel, watch)
 }
 
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
+fn run(
+    addr: SocketAddr,
+    options: &BenchOptions,
+    in_process: bool,
+    cancel: &AtomicBool,
+    watch: &mut dyn FnMut(Edge),
+) -> Result<BenchPoint, BenchError> {
+    check(options)?;
+    fit_descriptors(options, in_process)?;
+    drive(addr, options, cancel, watch)
 }
 
-/// One closed-loop client: send a batch, verify every reply, repeat.
-fn client_loop(addr: SocketAddr, options: &BenchOptions, id: usize, phase: &AtomicU8) -> Tally {
-    let mut tally = Tally {
-        histogram: new_histogram(),
-        requests: 0,
-        busy: 0,
-        errors: 0,
-    };
-    let payload: Vec<u8> = (0..options.payload)
-        .map(|i| (i.wrapping_mul(31).wrapping_add(id)) as u8)
-        .collect();
-    let client_options = ClientOptions {
-        read_timeout: Some(Duration::from_millis(200)),
-        ..ClientOptions::default()
-    };
-    while phase.load(Ordering::Relaxed) != STOP {
-        let mut client = match Client::connect(addr, client_options.clone()) {
-            Ok(client) => client,
-            Err(_) => {
-                count(&mut tally.errors, phase);
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let batches = options.batches_per_connection;
-        if let Err(e) = run_batches(
-            &mut client,
-            &payload,
-            options.pipeline,
-            batches,
-            phase,
-            &mut tally,
-        ) {
-            match e.goaway_code() {
-                Some(code) if code == GoAwayCode::Busy.as_u16() => {
-                    count(&mut tally.busy, phase);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                // The drain at the end of a run.
-                Some(code) if code == GoAwayCode::Shutdown.as_u16() => {}
-                _ => count(&mut tally.errors, phase),
-            }
+/// The options the engine cannot run with.
+fn check(options: &BenchOptions) -> Result<(), BenchError> {
+    let invalid = |why: &str| Err(BenchError::Invalid(why.into()));
+    if options.clients == 0 || options.pipeline == 0 || options.duration.is_zero() {
+        return invalid("clients, pipeline and duration must be greater than 0");
+    }
+    if let Some(rate) = options.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return invalid("rate must be a number of requests per second greater than 0");
         }
     }
-    tally
-}
-
-/// Counts an event only inside the measured window.
-fn count(counter: &mut u64, phase: &AtomicU8) {
-    if phase.load(Ordering::Relaxed) == MEASURE {
-        *counter += 1;
+    if options.idle > 0 && options.idle_ping.is_zero() {
+        return invalid("idle-ping must be greater than 0");
     }
-}
-
-fn run_batches(
-    client: &mut Client,
-    payload: &[u8],
-    pipeline: usize,
-    batches: Option<usize>,
-    phase: &AtomicU8,
-    tally: &mut Tally,
-) -> Result<(), ClientError> {
-    for _ in 0..batches.unwrap_or(usize::MAX) {
-        let started_in = phase.load(Ordering::Relaxed);
-        if started_in == STOP {
-            return Ok(());
-        }
-        let start = Instant::now();
-        for _ in 0..pipeline {
-            client.send(payload)?;
-        }
-        client.flush()?;
-        for _ in 0..pipeline {
-            let reply = loop {
-                match client.recv() {
-                    // Waiting in the queue for a worker: keep waiting until told to stop.
-                    Err(ClientError::Timeout(_)) if phase.load(Ordering::Relaxed) != STOP => {}
-                    Err(ClientError::Timeout(_)) => return Ok(()),
-                    other => break other?,
-                }
-            };
-            let measured = started_in == MEASURE && phase.load(Ordering::Relaxed) == MEASURE;
-            match reply {
-                Reply::Data(data) if data == payload => {
-                    if measured {
-                        tally.requests += 1;
-                        let micros = start.elapsed().as_micros() as u64;
-                        let _ = tally.histogram.record(micros.max(1));
-                    }
-                }
-                _ => count(&mut tally.errors, phase),
-            }
-        }
+    if options.payload > crate::config::MAX_FRAME_LIMIT as usize - 1 {
+        return invalid("payload is larger than any frame a server accepts");
     }
     Ok(())
+}
+
+/// Raises the soft descriptor limit as far as the hard limit allows (as
+/// the server does), and fails if the clients still cannot fit.
+fn fit_descriptors(options: &BenchOptions, in_process: bool) -> Result<(), BenchError> {
+    let sockets = (options.clients + options.idle) as u64;
+    let needed = sockets * if in_process { 2 } else { 1 } + SPARE_DESCRIPTORS;
+    let soft = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) if soft >= needed => return Ok(()),
+        _ => rlimit::increase_nofile_limit(u64::MAX),
+    };
+    match soft {
+        Ok(soft) if soft >= needed => Ok(()),
+        Ok(soft) => Err(BenchError::Invalid(format!(
+            "{} clients and {} idle clients need about {needed} file descriptors{}, but the \
+             limit is {soft} and cannot be raised further (raise the hard limit, e.g. \
+             `ulimit -Hn`, LimitNOFILE= in systemd, or use fewer clients)",
+            options.clients,
+            options.idle,
+            if in_process {
+                " (both ends of each connection are in this process)"
+            } else {
+                ""
+            }
+        ))),
+        Err(e) => Err(BenchError::Invalid(format!(
+            "cannot raise the file descriptor limit for {sockets} connections: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::{Config, Echo, Server};
+
+    fn options(warmup_ms: u64, duration_ms: u64) -> BenchOptions {
+        BenchOptions {
+            clients: 2,
+            warmup: Duration::from_millis(warmup_ms),
+            duration: Duration::from_millis(duration_ms),
+            ..BenchOptions::default()
+        }
+    }
+
+    fn server() -> Server {
+        let config = Config {
+            workers: 2,
+            ..Config::default()
+        };
+        Server::start("127.0.0.1:0", config, Echo::default()).expect("server starts")
+    }
+
+    #[test]
+    fn the_window_edges_come_in_order_around_the_window() {
+        let server = server();
+        let mut edges = Vec::new();
+        let started = Instant::now();
+        let point = measure(
+            server.local_addr(),
+            &options(100, 300),
+            &AtomicBool::new(false),
+            &mut |edge| edges.push((edge, started.elapsed())),
+        )
+        .expect("measured");
+        server.handle().shutdown();
+        server.join();
+        assert_eq!(edges.len(), 2, "{edges:?}");
+        assert_eq!((edges[0].0, edges[1].0), (Edge::Start, Edge::End));
+        assert!(edges[0].1 >= Duration::from_millis(100), "{edges:?}");
+        let window = edges[1].1 - edges[0].1;
+        assert!((point.seconds - window.as_secs_f64()).abs() < 0.05);
+        assert!(point.seconds >= 0.3, "{point:?}");
+        assert!(point.requests > 0 && point.workers.is_none());
+    }
+
+    #[test]
+    fn cancelling_ends_the_window_early_or_fails_before_it() {
+        let server = server();
+        let cancel = AtomicBool::new(true);
+        let result = measure(
+            server.local_addr(),
+            &options(100, 300),
+            &cancel,
+            &mut |_| {},
+        );
+        assert!(matches!(result, Err(BenchError::Cancelled)), "{result:?}");
+
+        let cancel = AtomicBool::new(false);
+        let mut edges = Vec::new();
+        let point = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(400));
+                cancel.store(true, Ordering::Relaxed);
+            });
+            measure(
+                server.local_addr(),
+                &options(100, 60_000),
+                &cancel,
+                &mut |e| edges.push(e),
+            )
+        })
+        .expect("what was measured before the cancel");
+        server.handle().shutdown();
+        server.join();
+        assert_eq!(edges, [Edge::Start, Edge::End]);
+        assert!(point.seconds > 0.1 && point.seconds < 5.0, "{point:?}");
+        assert!(point.requests > 0, "{point:?}");
+    }
+
+    #[test]
+    fn options_the_engine_cannot_run_are_refused() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+        for bad in [
+            BenchOptions {
+                rate: Some(0.0),
+                ..options(0, 10)
+            },
+            BenchOptions {
+                rate: Some(f64::NAN),
+                ..options(0, 10)
+            },
+            BenchOptions {
+                idle: 3,
+                idle_ping: Duration::ZERO,
+                ..options(0, 10)
+            },
+            BenchOptions {
+                pipeline: 0,
+                ..options(0, 10)
+            },
+        ] {
+            assert!(matches!(load(addr, &bad), Err(BenchError::Invalid(_))));
+        }
+    }
 }

@@ -100,11 +100,22 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// The exit statuses of `wharf bench`, as the README documents them.
+const BENCH_EXIT_STATUS: &str = "\
+Exit status:
+  0    every point measured without errors
+  1    the run failed (the cause is printed), or some requests failed
+  2    bad flags or combinations, or an output file that cannot be written (nothing measured)
+  130  interrupted (Ctrl-C): the points measured so far are printed and written
+With --connect, --workers and --plot are refused (one point, no pool to sweep); --metrics needs
+--connect; --target-p99 needs --rate.";
+
 #[derive(Debug, Args)]
+#[command(after_help = BENCH_EXIT_STATUS)]
 pub struct BenchArgs {
-    /// Pool sizes to sweep, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64", value_name = "N,N,...",
-          value_parser = clap::value_parser!(usize))]
+    /// Pool sizes to sweep, comma-separated [default: 1,2,4,8,16,32,64].
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...", conflicts_with = "connect",
+          value_parser = pool_size)]
     pub workers: Vec<usize>,
     /// Queue capacity of each in-process server.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = queue_capacity)]
@@ -115,17 +126,29 @@ pub struct BenchArgs {
     /// Echo service busy-loop per request (CPU-bound work).
     #[arg(long, default_value = "0", value_name = "D", value_parser = duration)]
     pub spin: Duration,
-    /// Closed-loop client connections (threads separate from the pool).
+    /// Busy client connections.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = positive_count)]
     pub clients: usize,
+    /// Open loop: total requests per second over the clients, sent on schedule (default: closed loop).
+    #[arg(long, value_name = "REQ/S", value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// Idle clients besides --clients, each sending only a PING every --idle-ping.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub idle: usize,
+    /// How often each idle client PINGs.
+    #[arg(long, default_value = "1s", value_name = "D", value_parser = positive_duration)]
+    pub idle_ping: Duration,
+    /// Recommend the smallest pool whose p99 meets this at the offered --rate.
+    #[arg(long, value_name = "D", requires = "rate", value_parser = positive_duration)]
+    pub target_p99: Option<Duration>,
     /// Load applied before measuring, per pool size.
     #[arg(long, default_value = "1s", value_name = "D", value_parser = duration)]
     pub warmup: Duration,
     /// Measured time per pool size.
     #[arg(long, default_value = "5s", value_name = "D", value_parser = positive_duration)]
     pub duration: Duration,
-    /// Request payload size in bytes.
-    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    /// Request payload size in bytes (at most the server's max frame, 1 MiB, less 1).
+    #[arg(long, default_value_t = 64, value_name = "BYTES", value_parser = payload_size)]
     pub payload: usize,
     /// Requests each client sends before waiting for the replies.
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = positive_count)]
@@ -136,14 +159,17 @@ pub struct BenchArgs {
     /// Load this running server instead of sweeping in-process ones.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub connect: Option<SocketAddr>,
+    /// With --connect: the server's --metrics address, to read queue wait, service time and busy workers from.
+    #[arg(long, value_name = "ADDR", requires = "connect", value_parser = socket_addr)]
+    pub metrics: Option<SocketAddr>,
     /// Write the results as CSV.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
     /// Write the options, results and recommendation as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Draw throughput and p99 against pool size as SVG.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw throughput and latency against pool size as SVG (the name must end in .svg).
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "connect")]
     pub plot: Option<PathBuf>,
 }
 
@@ -399,6 +425,38 @@ fn positive_count(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A pool size: 1 to the largest pool a server accepts.
+fn pool_size(text: &str) -> Result<usize, String> {
+    let max = wharf::config::MAX_WORKERS;
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be between 1 and {max}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Requests per second: a number greater than 0.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("must be a number of requests per second greater than 0".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A bench payload: bytes, at most what the server's default max frame
+/// carries (with `--connect`, the default is all that can be assumed).
+fn payload_size(text: &str) -> Result<usize, String> {
+    let max = wharf::bench::max_payload(wharf::Config::default().max_frame);
+    match byte_size(text)? {
+        n if n <= max as u64 => Ok(n as usize),
+        n => Err(format!(
+            "{n} bytes is more than the server's max frame allows ({max} bytes: max-frame \
+             1MiB less the kind byte)"
+        )),
     }
 }
 
