@@ -47,9 +47,18 @@ use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::load::Edge;
 use super::{BenchError, BenchOptions, BenchPoint, IdleFigures, Percentiles};
 use crate::frame::{Framing, GoAwayCode, DATA, ERROR, GOAWAY, HEADER_LEN, PING, PONG};
+
+/// The edges of the measured window, so the caller can read the server
+/// (CPU time, counters, histograms) exactly over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The warm-up is over: the window starts now.
+    Start,
+    /// The window is over (the clients are still connected).
+    End,
+}
 
 /// Connection attempts in progress at once.
 const CONNECTING_AT_ONCE: usize = 256;

@@ -10,18 +10,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 
-use super::driver::drive;
+use super::driver::{drive, Edge};
 use super::{BenchError, BenchOptions, BenchPoint};
-
-/// The edges of the measured window, so the caller can read the server
-/// (CPU time, counters, histograms) exactly over it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Edge {
-    /// The warm-up is over: the window starts now.
-    Start,
-    /// The window is over (the clients are still connected).
-    End,
-}
 
 /// Descriptors kept free besides the clients' sockets (the server's
 /// listeners, the poller, log files, the test harness).

@@ -33,7 +33,8 @@ use serde::Serialize;
 use crate::{Config, Echo, Server};
 use load::measure;
 
-pub use load::{load, Edge};
+pub use driver::Edge;
+pub use load::load;
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
