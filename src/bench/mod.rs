@@ -1,23 +1,24 @@
-//! Choosing a pool size by measurement: a closed-loop load generator and a
-//! sweep over pool sizes.
+//! Choosing a pool size by measurement: a sweep over pool sizes, each
+//! loaded the way the workload described in [`BenchOptions`] would load it.
 //!
 //! For each pool size, [`sweep`] starts an in-process server on
 //! 127.0.0.1:0 with the echo service (optionally with `delay` or `spin`
-//! work), drives it with `clients` closed-loop client threads (each sends
-//! `pipeline` requests, waits for their replies, and repeats), discards the
-//! `warmup`, measures for `duration`, then drains the server and moves on.
-//! Every echoed byte is checked; a mismatch counts as an error.
+//! work), loads it from one event-driven thread (`driver`): a closed loop
+//! by default, or an open loop at `rate` requests per second whose latency
+//! counts from each request's scheduled time, plus `idle` clients that only
+//! PING. It discards the `warmup`, measures for `duration`, then drains the
+//! server and moves on. Every reply is checked against its request.
 //!
-//! Latency is the time from sending a batch to receiving each reply, in an
-//! HDR histogram per client thread (merged at the end, so recording costs
-//! no synchronisation). CPU is the server threads' own user + system time
-//! over the measured window, read from `/proc/self/task`; it is not
-//! available when loading an external server with `connect`.
+//! Over exactly the measured window (the driver reports its [`Edge`]s) the
+//! sweep also reads the server itself (`server`): its queue-wait and
+//! service-time histograms, busy workers, rests, wake-ups and rejections,
+//! in process, or from an external server's `--metrics` endpoint; and the
+//! server threads' CPU time (`cpu`, from `/proc/self/task`, in process only).
 //!
-//! This file holds the options and results, the [`sweep`] over pool sizes
-//! and the advice drawn from it ([`recommend`], [`littles_law`]). Driving
-//! one server with client threads ([`load`](fn@load)) is in `load`;
-//! reading the server threads' CPU time is in `cpu`.
+//! This file holds the options and results, the [`sweep`] and the advice
+//! drawn from it ([`recommend`], [`littles_law`]). `load` wraps the driver
+//! for one server ([`load`](fn@load) is what `--connect` and the comparison
+//! with other servers use).
 
 mod cpu;
 mod driver;
