@@ -288,6 +288,47 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
     );
 }
 
+/// Idle clients' PONG latency is reported on its own, per pool size.
+#[test]
+fn idle_clients_are_reported_apart() {
+    let run = bench(&[
+        "--workers",
+        "1,2",
+        "--clients",
+        "2",
+        "--idle",
+        "20",
+        "--idle-ping",
+        "100ms",
+        "--warmup",
+        "50ms",
+        "--duration",
+        "500ms",
+    ]);
+    let context = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{context}");
+    assert!(
+        run.stdout.contains("idle clients (PONG latency"),
+        "{context}"
+    );
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("idle at workers="))
+        .collect();
+    assert_eq!(lines.len(), 2, "{context}");
+    for line in lines {
+        // 20 clients PINGing every 100 ms for 500 ms: about 100 PONGs.
+        let pongs: u64 = line
+            .split(": ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no PONG count in {line:?}"));
+        assert!((50..=150).contains(&pongs), "{line}");
+    }
+}
+
 #[test]
 fn delay_run_prints_littles_law_lines() {
     let run = bench(&[

@@ -233,10 +233,22 @@ fn bad_combinations_and_paths_exit_2_before_measuring() {
     let png = png.to_str().unwrap();
     let missing_dir = temp("no-such-dir").join("out.csv");
     let missing_dir = missing_dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--connect", "127.0.0.1:1", "--workers", "4"], "--workers"),
         (&["--connect", "127.0.0.1:1", "--plot", "x.svg"], "--plot"),
-        (&["--metrics", "127.0.0.1:1"], "--connect"),
+        (
+            &["--metrics-url", "http://127.0.0.1:1/metrics"],
+            "--connect",
+        ),
+        (
+            &[
+                "--connect",
+                "127.0.0.1:1",
+                "--metrics-url",
+                "https://127.0.0.1:1/metrics",
+            ],
+            "http://",
+        ),
         (&["--target-p99", "5ms"], "--rate"),
         (&["--plot", png], ".svg"),
         (&["--csv", missing_dir], "cannot write"),

@@ -467,6 +467,26 @@ pub fn table(
              util: busy workers / pool)"
         );
     }
+    if points.iter().any(|p| p.idle.is_some()) {
+        let _ = writeln!(
+            out,
+            "\nidle clients (PONG latency from each PING's scheduled time):"
+        );
+        for p in points {
+            if let Some(idle) = p.idle {
+                let _ = writeln!(
+                    out,
+                    "  idle at {}: {} PONGs, {} missed; p50 {} us, p99 {} us, max {} us",
+                    label(p.workers),
+                    idle.pongs,
+                    idle.missed,
+                    idle.latency.p50_us,
+                    idle.latency.p99_us,
+                    idle.latency.max_us
+                );
+            }
+        }
+    }
     match rec {
         Some(Recommendation {
             workers: Some(workers),

@@ -107,7 +107,7 @@ Exit status:
   1    the run failed (the cause is printed), or some requests failed
   2    bad flags or combinations, or an output file that cannot be written (nothing measured)
   130  interrupted (Ctrl-C): the points measured so far are printed and written
-With --connect, --workers and --plot are refused (one point, no pool to sweep); --metrics needs
+With --connect, --workers and --plot are refused (one point, no pool to sweep); --metrics-url needs
 --connect; --target-p99 needs --rate.";
 
 #[derive(Debug, Args)]
@@ -159,8 +159,8 @@ pub struct BenchArgs {
     /// Load this running server instead of sweeping in-process ones.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub connect: Option<SocketAddr>,
-    /// With --connect: the server's --metrics address, to read queue wait, service time and busy workers from.
-    #[arg(long, value_name = "ADDR", requires = "connect", value_parser = socket_addr)]
+    /// With --connect: the server's metrics endpoint (http://HOST:PORT/metrics, or HOST:PORT), to read queue wait, service time and busy workers from.
+    #[arg(long = "metrics-url", alias = "metrics", value_name = "URL", requires = "connect", value_parser = metrics_url)]
     pub metrics: Option<SocketAddr>,
     /// Write the results as CSV.
     #[arg(long, value_name = "FILE")]
@@ -354,6 +354,20 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:7878 or [::1]:0)"))?
         .next()
         .ok_or_else(|| "resolves to no address".to_owned())
+}
+
+/// `--metrics-url`: `http://HOST:PORT/metrics`, `http://HOST:PORT` or
+/// `HOST:PORT` (plain HTTP, the only kind `wharf serve --metrics` speaks).
+fn metrics_url(text: &str) -> Result<SocketAddr, String> {
+    if text.starts_with("https://") {
+        return Err("only http:// (wharf serves its metrics over plain HTTP)".to_owned());
+    }
+    let rest = text.strip_prefix("http://").unwrap_or(text);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, "metrics"));
+    if path != "metrics" {
+        return Err(format!("the path must be /metrics, not /{path}"));
+    }
+    socket_addr(authority)
 }
 
 /// `--connect`: an address that parses or resolves now (a bad one is a bad
