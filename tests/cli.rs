@@ -8,63 +8,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{eventually, spawn_wharf, spawn_wharf_bound, Client, Wharf};
+use common::{eventually, run_wharf, spawn_wharf, spawn_wharf_bound, Client, Wharf};
 use wharf::frame::DATA;
 use wharf::{Framing, GoAwayCode};
-
-/// What a finished `wharf` run left behind.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `wharf <args>` and waits up to `within` for it to exit; kills it (by
-/// its PID, through `Child::kill`) and fails the test if it does not.
-fn run_to_exit(args: &[&str], within: Duration) -> Finished {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wharf starts");
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "wharf {args:?} still running after {within:?}; stderr:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Finished {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
 
 /// Waits for the child to exit after a signal, failing with its log if not.
 fn exit_code(wharf: &mut Wharf, within: Duration) -> i32 {
@@ -134,7 +84,7 @@ fn bad_flags_exit_2_naming_the_flag() {
     for (flags, named) in cases {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(flags);
-        let run = run_to_exit(&args, Duration::from_secs(10));
+        let run = run_wharf(&args, Duration::from_secs(10));
         assert_eq!(
             run.status.code(),
             Some(2),
@@ -160,7 +110,7 @@ fn bad_flags_exit_2_naming_the_flag() {
 fn address_in_use_exits_1_with_one_line() {
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     let addr = taken.local_addr().unwrap().to_string();
-    let run = run_to_exit(&["serve", "--bind", addr.as_str()], Duration::from_secs(10));
+    let run = run_wharf(&["serve", "--bind", addr.as_str()], Duration::from_secs(10));
     drop(taken);
     assert_eq!(
         run.status.code(),
@@ -191,7 +141,7 @@ fn address_in_use_exits_1_with_one_line() {
 fn address_in_use_names_the_cause_once() {
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     let addr = taken.local_addr().unwrap().to_string();
-    let run = run_to_exit(&["serve", "--bind", addr.as_str()], Duration::from_secs(10));
+    let run = run_wharf(&["serve", "--bind", addr.as_str()], Duration::from_secs(10));
     drop(taken);
     assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
     assert_eq!(

@@ -10,14 +10,12 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{config, start};
+use common::{config, run_to_exit, start, Finished};
 
 /// The longest an example may run.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -39,51 +37,11 @@ fn example(name: &str) -> Option<PathBuf> {
     }
 }
 
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the example with `args` and waits for it, killing it by PID after
-/// DEADLINE.
+/// Runs the example with `args` (see `common::run_to_exit`).
 fn run(path: &PathBuf, args: &[&str]) -> Finished {
-    let mut child = Command::new(path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the example starts");
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
-    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} {args:?} still running after {DEADLINE:?}",
-                path.display()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Finished {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    let mut command = Command::new(path);
+    command.args(args);
+    run_to_exit(command, DEADLINE)
 }
 
 /// `cargo run --example pipeline` with no server: the error's message and

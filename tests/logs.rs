@@ -5,59 +5,16 @@
 //! level, and the form of the lines.
 //!
 //! Every child is started by this test process and stopped by PID: the
-//! `Wharf` helper kills its child on drop, and `run_to_exit` kills its own
+//! `Wharf` helper kills its child on drop, and `run_wharf` kills its own
 //! child if it outlives its time bound.
 
 mod common;
 
-use std::io::Read;
+use common::run_wharf;
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// What a finished `wharf` run left behind.
-struct Finished {
-    status: ExitStatus,
-    stderr: String,
-}
-
-/// Runs `wharf <args>` and waits up to `within` for it to exit; kills it (by
-/// its PID, through `Child::kill`) and fails the test if it does not.
-fn run_to_exit(args: &[&str], within: Duration) -> Finished {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wharf starts");
-    let mut pipe = child.stderr.take().expect("stderr is piped");
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "wharf {args:?} still running after {within:?}; stderr:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Finished {
-        status,
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
 
 /// A path under the temp dir, removed when dropped.
 struct TempFile(PathBuf);
@@ -105,7 +62,7 @@ fn a_failure_to_start_is_in_the_log_file_too() {
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     let addr = taken.local_addr().unwrap().to_string();
     let file = TempFile::new("in-use");
-    let run = run_to_exit(
+    let run = run_wharf(
         &["serve", "--bind", &addr, "--log-file", file.as_str()],
         Duration::from_secs(10),
     );
@@ -136,7 +93,7 @@ fn a_log_file_that_cannot_be_opened_is_reported_on_stderr() {
     let dir = TempFile::new("no-such-dir");
     let path = dir.path().join("wharf.log");
     let path = path.to_str().expect("UTF-8 temp path");
-    let run = run_to_exit(
+    let run = run_wharf(
         &["serve", "--bind", "127.0.0.1:0", "--log-file", path],
         Duration::from_secs(10),
     );

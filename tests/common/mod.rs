@@ -344,3 +344,59 @@ impl Drop for Wharf {
         }
     }
 }
+
+/// What a finished child process left behind.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (stdin closed, output captured) and waits up to `within`
+/// for it to exit; kills it (by its PID, through `Child::kill`) and fails
+/// the test if it does not.
+pub fn run_to_exit(mut command: Command, within: Duration) -> Finished {
+    let what = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} still running after {within:?}; stderr:\n{}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// `wharf <args>`, run to its exit within `within` (see [`run_to_exit`]).
+pub fn run_wharf(args: &[&str], within: Duration) -> Finished {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command.args(args);
+    run_to_exit(command, within)
+}
