@@ -329,6 +329,42 @@ fn idle_clients_are_reported_apart() {
     }
 }
 
+/// CPU-bound work: Little's law is capped by the cores, and says so.
+#[test]
+fn spin_run_caps_littles_law_at_the_cores() {
+    let run = bench(&[
+        "--workers",
+        "1,4",
+        "--clients",
+        "8",
+        "--spin",
+        "100us",
+        "--warmup",
+        "50ms",
+        "--duration",
+        "300ms",
+    ]);
+    let context = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{context}");
+    assert!(
+        run.stdout.contains(
+            "Little's law (min(clients, workers, cpus) / service time) against measured:"
+        ),
+        "{context}"
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected = 4.min(cpus) * 10_000; // min(8, 4, cpus) / 100 us
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("workers=4 "))
+        .unwrap_or_else(|| panic!("no Little's law line for 4 workers: {context}"));
+    assert!(
+        line.contains(&format!("expected {:>9} req/s", expected)),
+        "{line}"
+    );
+}
+
 #[test]
 fn delay_run_prints_littles_law_lines() {
     let run = bench(&[

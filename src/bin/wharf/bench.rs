@@ -530,10 +530,14 @@ pub fn table(
         })
         .collect();
     if !law.is_empty() {
-        let rule = if options.rate.is_some() {
-            "min(rate, workers / service time); busy workers = rate x service time"
-        } else {
-            "min(clients, workers) / service time"
+        // CPU-bound work runs at most one request per core at a time.
+        let rule = match (options.rate.is_some(), options.spin.is_zero()) {
+            (true, true) => "min(rate, workers / service time); busy workers = rate x service time",
+            (true, false) => {
+                "min(rate, min(workers, cpus) / service time); busy workers = rate x service time"
+            }
+            (false, true) => "min(clients, workers) / service time",
+            (false, false) => "min(clients, workers, cpus) / service time",
         };
         let _ = writeln!(out, "\nLittle's law ({rule}) against measured:");
         for line in law {
