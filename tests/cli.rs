@@ -9,10 +9,9 @@
 mod common;
 
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{eventually, run_wharf, spawn_wharf, spawn_wharf_bound, Client, Wharf};
+use common::{eventually, run_wharf, spawn_wharf, spawn_wharf_bound, Client, TempLog, Wharf};
 use wharf::frame::DATA;
 use wharf::{Framing, GoAwayCode};
 
@@ -326,36 +325,10 @@ fn sigint_immediately_after_sigterm_exits_1() {
     );
 }
 
-/// A file under the temp dir, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str) -> TempFile {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempFile(std::env::temp_dir().join(format!(
-            "wharf-test-{tag}-{}-{nanos}.log",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Promised: `--log-file PATH` also appends the log to this file.
 #[test]
 fn log_file_gets_the_log_and_is_appended() {
-    let file = TempFile::new("log-file");
+    let file = TempLog::new("log-file");
     let path = file.path().to_str().expect("UTF-8 temp path").to_owned();
     for run in 1..=2 {
         let mut wharf = spawn_wharf(&["--workers", "1", "--log-file", path.as_str()]);

@@ -10,44 +10,14 @@
 
 mod common;
 
-use common::run_wharf;
+use common::{run_wharf, TempLog};
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// A path under the temp dir, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str) -> TempFile {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        TempFile(std::env::temp_dir().join(format!(
-            "wharf-logs-{tag}-{}-{nanos}.log",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn as_str(&self) -> &str {
-        self.0.to_str().expect("UTF-8 temp path")
-    }
-
-    fn read(&self) -> String {
-        std::fs::read_to_string(&self.0).unwrap_or_default()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A log line without its leading time stamp.
+fn unstamped(line: &str) -> &str {
+    line.split_once(' ').map_or(line, |(_, rest)| rest)
 }
 
 /// The lines of `text` that are not blank.
@@ -61,7 +31,7 @@ fn lines(text: &str) -> Vec<&str> {
 fn a_failure_to_start_is_in_the_log_file_too() {
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     let addr = taken.local_addr().unwrap().to_string();
-    let file = TempFile::new("in-use");
+    let file = TempLog::new("in-use");
     let run = run_wharf(
         &["serve", "--bind", &addr, "--log-file", file.as_str()],
         Duration::from_secs(10),
@@ -78,11 +48,15 @@ fn a_failure_to_start_is_in_the_log_file_too() {
     assert!(on_stderr[0].contains("ERROR"), "{}", on_stderr[0]);
     assert!(on_stderr[0].contains("in use"), "{}", on_stderr[0]);
     assert!(on_stderr[0].contains(&addr), "{}", on_stderr[0]);
+    // Each destination stamps its own copy, so the millisecond may differ.
     let logged = file.read();
     assert_eq!(
-        lines(&logged),
-        on_stderr,
-        "the log file does not hold the line stderr got"
+        lines(&logged)
+            .into_iter()
+            .map(unstamped)
+            .collect::<Vec<_>>(),
+        on_stderr.into_iter().map(unstamped).collect::<Vec<_>>(),
+        "the log file does not hold the line stderr got:\n{logged}"
     );
 }
 
@@ -90,7 +64,7 @@ fn a_failure_to_start_is_in_the_log_file_too() {
 /// goes to stderr, naming the path, and the server does not start.
 #[test]
 fn a_log_file_that_cannot_be_opened_is_reported_on_stderr() {
-    let dir = TempFile::new("no-such-dir");
+    let dir = TempLog::new("no-such-dir");
     let path = dir.path().join("wharf.log");
     let path = path.to_str().expect("UTF-8 temp path");
     let run = run_wharf(
@@ -135,7 +109,7 @@ fn no_warning_about_a_reap_interval_that_was_not_given() {
 /// a warning, in words, on stderr and in the log file alike.
 #[test]
 fn an_explicit_reap_interval_too_long_is_warned_about_on_stderr_and_in_the_log_file() {
-    let file = TempFile::new("reap");
+    let file = TempLog::new("reap");
     let mut wharf = common::spawn_wharf(&[
         "--workers",
         "1",

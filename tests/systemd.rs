@@ -11,12 +11,11 @@ mod common;
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::systemd::{activated_command, NotifySocket};
-use common::{eventually, serve_command, spawn_wharf_command, Client, Wharf};
+use common::{eventually, serve_command, spawn_wharf_command, Client, TempLog, Wharf};
 use wharf::frame::DATA;
 use wharf::GoAwayCode;
 
@@ -532,48 +531,23 @@ fn second_signal_during_the_drain_delay_stops_at_once() {
     }
 }
 
-/// A log file under the temp dir, removed (with its rotated copy) on drop.
-struct LogPath(PathBuf);
-
-impl LogPath {
-    fn new(tag: &str) -> LogPath {
-        LogPath(std::env::temp_dir().join(format!(
-            "wharf-{tag}-{}-{}.log",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        )))
-    }
-
-    fn rotated(&self) -> PathBuf {
-        self.0.with_extension("log.1")
-    }
-}
-
-impl Drop for LogPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_file(self.rotated());
-    }
-}
-
 /// Operations: SIGHUP reopens --log-file (logrotate renamed it: new lines
 /// go to a new file at the path), is logged, and disturbs no connection.
 #[test]
 fn sighup_reopens_the_log_file() {
-    let log = LogPath::new("sighup");
-    let path = log.0.to_str().unwrap().to_owned();
+    let log = TempLog::new("sighup");
+    let path = log.as_str().to_owned();
     let mut wharf = common::spawn_wharf(&["--workers", "2", "--log-file", &path]);
     let mut client = Client::connect(wharf.addr);
     client.echo(b"before the rotation");
 
-    std::fs::rename(&log.0, log.rotated()).expect("rotate the log file");
+    std::fs::rename(log.path(), log.rotated()).expect("rotate the log file");
     wharf.signal(libc::SIGHUP);
     assert!(
-        eventually(Duration::from_secs(10), || std::fs::read_to_string(&log.0)
-            .is_ok_and(|t| t.contains("reopened the log file"))),
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(
+            log.path()
+        )
+        .is_ok_and(|t| t.contains("reopened the log file"))),
         "no new log file at the path; log:\n{}",
         wharf.log()
     );
@@ -583,7 +557,7 @@ fn sighup_reopens_the_log_file() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 
     let old = std::fs::read_to_string(log.rotated()).unwrap();
-    let new = std::fs::read_to_string(&log.0).unwrap();
+    let new = std::fs::read_to_string(log.path()).unwrap();
     assert!(old.contains("listening on"), "{old}");
     assert!(old.contains("received SIGHUP; reopening"), "{old}");
     assert!(!old.contains("summary:"), "written to the old file:\n{old}");
@@ -636,8 +610,8 @@ fn sigusr1_logs_the_counters_and_disturbs_nothing() {
 /// on serving, and the server keeps accepting.
 #[test]
 fn sighup_and_sigusr1_during_a_request_disturb_nothing() {
-    let log = LogPath::new("signals-in-flight");
-    let path = log.0.to_str().unwrap().to_owned();
+    let log = TempLog::new("signals-in-flight");
+    let path = log.as_str().to_owned();
     let mut wharf = common::spawn_wharf(&["--workers", "2", "--delay", "1s", "--log-file", &path]);
     let mut client = Client::connect(wharf.addr);
     client.ping(b"are you there");
@@ -645,7 +619,7 @@ fn sighup_and_sigusr1_during_a_request_disturb_nothing() {
     client.send(DATA, b"in the service while signalled");
     std::thread::sleep(Duration::from_millis(200));
 
-    std::fs::rename(&log.0, log.rotated()).expect("rotate the log file");
+    std::fs::rename(log.path(), log.rotated()).expect("rotate the log file");
     wharf.signal(libc::SIGHUP);
     wharf.signal(libc::SIGUSR1);
     assert!(
@@ -686,6 +660,6 @@ fn sighup_and_sigusr1_during_a_request_disturb_nothing() {
     assert!(summary.contains("requests=3"), "{summary}");
     // The reopen done while the request was in the service took effect:
     // what came after went to the new file.
-    let new = std::fs::read_to_string(&log.0).unwrap();
+    let new = std::fs::read_to_string(log.path()).unwrap();
     assert!(new.contains("summary:"), "{new}");
 }

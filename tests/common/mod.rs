@@ -15,6 +15,7 @@ pub mod systemd;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -399,4 +400,45 @@ pub fn run_wharf(args: &[&str], within: Duration) -> Finished {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
     command.args(args);
     run_to_exit(command, within)
+}
+
+/// A log file's path under the temp dir, unique to this test run, removed
+/// (with its rotated copy, see [`TempLog::rotated`]) when dropped.
+pub struct TempLog(PathBuf);
+
+impl TempLog {
+    pub fn new(tag: &str) -> TempLog {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        TempLog(std::env::temp_dir().join(format!(
+            "wharf-test-{tag}-{}-{nanos}.log",
+            std::process::id()
+        )))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+
+    /// What the file holds now ("" if it does not exist).
+    pub fn read(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+
+    /// Where logrotate would have renamed it.
+    pub fn rotated(&self) -> PathBuf {
+        self.0.with_extension("log.1")
+    }
+}
+
+impl Drop for TempLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(self.rotated());
+    }
 }
