@@ -249,14 +249,14 @@ impl Enc<'_, '_> {
         label: &str,
         values: &[(&str, u64)],
     ) -> fmt::Result {
-        let mut family = self
-            .0
-            .encode_descriptor(name, help, None, MetricType::Counter)?;
-        for &(value, count) in values {
-            let labels = [(label, value)];
-            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        self.labelled(
+            name,
+            help,
+            MetricType::Counter,
+            label,
+            values,
+            ConstCounter::new,
+        )
     }
 
     fn gauges(
@@ -266,12 +266,30 @@ impl Enc<'_, '_> {
         label: &str,
         values: &[(&str, u64)],
     ) -> fmt::Result {
-        let mut family = self
-            .0
-            .encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for &(value, level) in values {
+        self.labelled(
+            name,
+            help,
+            MetricType::Gauge,
+            label,
+            values,
+            ConstGauge::new,
+        )
+    }
+
+    /// One family with a sample per value of `label`.
+    fn labelled<M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        label: &str,
+        values: &[(&str, u64)],
+        metric: impl Fn(u64) -> M,
+    ) -> fmt::Result {
+        let mut family = self.0.encode_descriptor(name, help, None, kind)?;
+        for &(value, n) in values {
             let labels = [(label, value)];
-            ConstGauge::new(level).encode(family.encode_family(&labels)?)?;
+            metric(n).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }
