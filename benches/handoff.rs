@@ -3,19 +3,16 @@
 //! `cargo bench --bench handoff`.
 //!
 //! - `request_on_open_connection`: one 64 B round trip on an open
-//!   connection whose worker stays on it (nobody else needs a worker): the
-//!   baseline, one `read` and one `write` on the server.
+//!   connection, 4 workers. The connection rests between requests, so each
+//!   request is a whole hand-off: the kernel puts the resting connection in
+//!   line and wakes a waiting worker, which reads, answers, writes and arms
+//!   it again.
 //! - `connect_request_close`: the same, on a new connection each time; the
 //!   difference is what a new connection costs: connect and accept, the
 //!   line, and a worker picking it up (plus the client's connect and close).
-//! - `request_while_the_worker_stays_on_another`: one worker, two open
-//!   connections used in turn. The worker stays on the one it answered
-//!   last, so every request arrives on a resting connection: the poller
-//!   wakes it, the staying worker is interrupted and rests the other one,
-//!   and takes it. The difference to the baseline is the whole hand-off.
-//! - `request_when_every_connection_rests`: one open connection on a server
-//!   that never stays (`stay_on_quiet: false`): every request is woken by
-//!   the poller, without an interruption.
+//! - `two_connections_in_turn_on_one_worker`: one worker, two open
+//!   connections used in turn: the same hand-off with the one worker
+//!   serving both.
 //!
 //! The client closes with a reset (`SO_LINGER` 0) rather than a FIN. With
 //! a FIN the client side keeps every closed connection in TIME_WAIT, and
@@ -94,9 +91,8 @@ fn handoff(c: &mut Criterion) {
         workers: 1,
         ..Config::default()
     };
-    let server =
-        Server::start("127.0.0.1:0", one_worker.clone(), Echo::default()).expect("start wharf");
-    group.bench_function("request_while_the_worker_stays_on_another", |b| {
+    let server = Server::start("127.0.0.1:0", one_worker, Echo::default()).expect("start wharf");
+    group.bench_function("two_connections_in_turn_on_one_worker", |b| {
         let mut streams = [connect(server.local_addr()), connect(server.local_addr())];
         let mut turn = 0;
         b.iter(|| {
@@ -104,23 +100,10 @@ fn handoff(c: &mut Criterion) {
             round_trip(&mut streams[turn], &request, &mut reply);
         });
     });
-    server.handle().shutdown();
-    let report = server.join();
-    eprintln!("handoff: one worker, two connections in turn: {report}");
-
-    let never_stay = Config {
-        stay_on_quiet: false,
-        ..one_worker
-    };
-    let server = Server::start("127.0.0.1:0", never_stay, Echo::default()).expect("start wharf");
-    group.bench_function("request_when_every_connection_rests", |b| {
-        let mut stream = connect(server.local_addr());
-        b.iter(|| round_trip(&mut stream, &request, &mut reply));
-    });
     group.finish();
     server.handle().shutdown();
     let report = server.join();
-    eprintln!("handoff: every connection rests: {report}");
+    eprintln!("handoff: one worker, two connections in turn: {report}");
 }
 
 criterion_group!(benches, handoff);

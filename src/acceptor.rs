@@ -4,7 +4,7 @@
 //! Two limits apply, and only here (see `limits`): `--max-connections`
 //! clients connected at once, and `--queue` new connections waiting for a
 //! worker at once (with `--queue 0`, only as many as there are workers idle
-//! or only staying on a quiet connection). What happens at a limit:
+//! in line). What happens at a limit:
 //!
 //! - with [`Overload::Reject`] the new connection is sent GOAWAY 3 (BUSY)
 //!   and closed at once, and the rejection is counted by its reason and
@@ -58,9 +58,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 const LOG_EVERY: Duration = Duration::from_secs(1);
 /// With `--overload block`, how often the acceptor looks again for a worker
-/// that has become available under `--queue 0`, or for room in a line
-/// clogged with closed entries (neither is announced, to keep the workers'
-/// hot path free of it).
+/// that has become available under `--queue 0` (which is not announced, to
+/// keep the workers' hot path free of it).
 const AVAILABLE_POLL: Duration = Duration::from_millis(1);
 
 /// Why a new connection was turned away.
@@ -158,12 +157,9 @@ fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
     let conn = shared
         .registry
         .insert(stream, peer, now, Some(slot), Some(place));
-    if let Err(full) = shared.line.push(conn) {
-        error!(
-            "{}: the line is full, which should not happen",
-            full.0.who()
-        );
-        shared.closer.turn_away(&full.0, Why::Trouble);
+    if let Err(e) = shared.line.admit(&conn) {
+        error!("{}: cannot put a new connection in line: {e}", conn.who());
+        shared.closer.turn_away(&conn, Why::Trouble);
     }
 }
 
@@ -177,10 +173,11 @@ fn take_room(shared: &Shared) -> Result<(OpenSlot, QueuePlace), Refusal> {
         .try_open()
         .ok_or(Refusal::Busy(Busy::MaxConnections))?;
     loop {
-        if line_has_room(shared) {
-            if let Some(place) = shared.limits.try_queue(shared.line.available()) {
-                return Ok((slot, place));
-            }
+        if let Some(place) = shared
+            .limits
+            .try_queue(|waiting| shared.line.available(waiting))
+        {
+            return Ok((slot, place));
         }
         if shared.config.overload == Overload::Reject {
             return Err(Refusal::Busy(Busy::QueueFull));
@@ -191,26 +188,19 @@ fn take_room(shared: &Shared) -> Result<(OpenSlot, QueuePlace), Refusal> {
     }
 }
 
-/// The line also holds entries of connections closed while they waited,
-/// until a worker skips them; a new connection joins only while the line is
-/// shorter than `--max-connections` (see `queue`).
-fn line_has_room(shared: &Shared) -> bool {
-    shared.line.len() < shared.config.max_connections
-}
-
 /// Under `block`: waits until a new connection may open and wait for a
 /// worker. Returns false if the drain started first.
 fn wait_for_room(shared: &Shared) -> bool {
     loop {
-        let line_room = line_has_room(shared);
-        let queue_room = line_room && shared.limits.has_queue_room(shared.line.available());
+        let queue_room = shared
+            .limits
+            .has_queue_room(|waiting| shared.line.available(waiting));
         if shared.limits.has_open_room() && queue_room {
             return true;
         }
         // Room given back is announced; a worker becoming available (for
-        // `--queue 0`), or the line losing closed entries, is not: for
-        // those, look again now and then.
-        let unannounced = !line_room || (!queue_room && shared.config.queue == 0);
+        // `--queue 0`) is not: for that, look again now and then.
+        let unannounced = !queue_room && shared.config.queue == 0;
         let poll = unannounced.then_some(AVAILABLE_POLL);
         if !wait(shared, poll) {
             return false;

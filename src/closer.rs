@@ -70,37 +70,39 @@ impl Closer {
 }
 
 impl Closer {
-    /// Closes a connection waiting in line (new, woken or requeued) with the
+    /// Closes a connection waiting in line (new, or sent back) with the
     /// GOAWAY for `why`, unless another thread took it first; a new one
-    /// gives its place in `--queue` back at once, though its entry stays in
-    /// the line until a worker skips it. Returns whether this call closed
-    /// it.
+    /// gives its place in `--queue` back at once (its event, still in the
+    /// kernel's line, is skipped by the worker that takes it). Returns
+    /// whether this call closed it.
     pub(crate) fn turn_away(&self, conn: &Arc<Conn>, why: Why) -> bool {
         if !conn.transition(QUEUED, CLOSING) {
             return false;
         }
-        conn.log_ended(Ending::GoAway(why));
         conn.leave_queue();
-        self.close(Closing {
-            conn: Arc::clone(conn),
-            goaway: Some(why.code()),
-        });
+        self.close_taken(conn, why);
         true
     }
 
     /// Closes a resting connection with the GOAWAY for `why`, unless another
-    /// thread took it first (the poller woke it, say). No worker is
-    /// involved. Returns whether this call closed it.
+    /// thread took it first (a worker it woke, say). No worker is involved.
+    /// Returns whether this call closed it.
     pub(crate) fn close_resting(&self, conn: &Arc<Conn>, why: Why) -> bool {
         if !conn.transition(RESTING, CLOSING) {
             return false;
         }
+        self.close_taken(conn, why);
+        true
+    }
+
+    /// Closes with the GOAWAY for `why` a connection the caller has just
+    /// moved to CLOSING.
+    pub(crate) fn close_taken(&self, conn: &Arc<Conn>, why: Why) {
         conn.log_ended(Ending::GoAway(why));
         self.close(Closing {
             conn: Arc::clone(conn),
             goaway: Some(why.code()),
         });
-        true
     }
 }
 

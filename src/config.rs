@@ -76,13 +76,6 @@ pub struct Config {
     pub backlog: u32,
     /// Log the counters at info level this often; `None` (the default) never.
     pub stats_interval: Option<Duration>,
-    /// Whether a worker that has answered everything may keep waiting on its
-    /// quiet connection while no other connection needs a worker (the
-    /// default). That saves a hand-off per request when there are no more
-    /// busy clients than workers. With `false` every quiet connection rests
-    /// in the poller at once: the same guarantees, at the cost of a
-    /// hand-off per request; it is there to measure the difference.
-    pub stay_on_quiet: bool,
     /// Serve Prometheus metrics and the `/ready` and `/live` probes over
     /// HTTP on this address (port 0 picks a free port; see
     /// [`crate::Server::metrics_addr`]); `None` (the default) serves none.
@@ -129,7 +122,6 @@ impl Default for Config {
             reuse_port: false,
             backlog: 1024,
             stats_interval: None,
-            stay_on_quiet: true,
             metrics: None,
         }
     }

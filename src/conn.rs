@@ -2,41 +2,41 @@
 //! heartbeat deadline, and what travels with it between workers.
 //!
 //! A connection is an `Arc<Conn>` shared by the registry and whichever stage
-//! holds it now: the line to the workers, a worker, the poller, or the
-//! closer. It is in exactly one of those places at a time, and its one atomic
-//! state says which; the state only changes by compare-and-swap, so two
-//! threads can never both think they own it (see `docs/design.md` for the
-//! whole diagram):
+//! holds it now: the line (the kernel's ready list, see `queue`), a worker,
+//! the poller's epoll set, or the closer. It is in exactly one of those
+//! places at a time, and its one atomic state says which; the state only
+//! changes by compare-and-swap, so two threads can never both think they own
+//! it (see `docs/design.md` for the whole diagram):
 //!
 //! ```text
-//!                    worker                 worker
-//! accept --> QUEUED ---------> ACTIVE <----------------> BUSY (service running:
-//!              ^  \            |  |  \                         never reaped)
-//!    poller:   |   \ reaper,   |  |   \ reaper
-//!    bytes     |    \ drain    |  |    v
-//!    arrived   |     v         |  |   REAPED (its worker sends GOAWAY 2)
-//!              |   CLOSING <---+--|-------------------+
-//!              |     ^  worker:   | worker:           | reaper (GOAWAY 2),
-//!              |     |  budget    | quiet             | drain (GOAWAY 1)
-//!              |     |  used up   v                   |
-//!              +-----|-------- RESTING ---------------+
-//!                    |   (in the poller, or held while the budget is spent)
+//!                     worker                  worker
+//! accept --> QUEUED ---------> ACTIVE <-----------------> BUSY (service running:
+//!             ^  |  <---------  |  ^                             never reaped)
+//!             |  |   worker:    |  |
+//!             |  |   batch      |  | worker: bytes arrived
+//!             |  |   budget     v  |
+//!             |  |            RESTING (armed in the epoll set, or held
+//!             |  |              |      while the budget is spent)
+//!             |  | reaper,      | reaper (GOAWAY 2, or 3 if a complete
+//!             |  | drain        |   request waited), drain (GOAWAY 1)
+//!             |  v              v
+//!             | CLOSING <-------+
 //!    (any state --force--> FORCED)
 //! ```
 //!
-//! Only the worker holding a connection writes to it while it is ACTIVE,
-//! BUSY or REAPED; whoever swaps it to CLOSING or FORCED from a state with
-//! no worker writing (QUEUED, RESTING, BUSY) sends the GOAWAY itself. So a
-//! GOAWAY never interleaves with a response.
+//! Only the worker holding a connection writes to it while it is ACTIVE or
+//! BUSY; whoever swaps it to CLOSING or FORCED from a state with no worker
+//! writing (QUEUED, RESTING, and for a forced stop BUSY) sends the GOAWAY
+//! itself, if any. So a GOAWAY never interleaves with a response.
 //!
-//! Because the socket lives in the `Conn` and closes only when the last
-//! `Arc` goes, any thread may `shutdown` it safely: that is how the reaper
-//! and the drain wake a worker waiting in `read` on a quiet connection.
+//! The socket lives in the `Conn` and closes only when the last `Arc` goes,
+//! so a thread that looks it up by key (a worker taking an event) can never
+//! find a descriptor that was closed and reused meanwhile.
 
 use std::any::Any;
 use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use log::error;
@@ -48,20 +48,18 @@ use crate::inbox::Carry;
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::service::ConnInfo;
 
-/// Waiting in line for a worker: new, woken by the poller, or sent back by
-/// the batch budget.
+/// Waiting in line for a worker: new, or sent back by the batch budget.
 pub(crate) const QUEUED: u8 = 0;
 /// Held by a worker that is reading or writing.
 pub(crate) const ACTIVE: u8 = 1;
 /// Held by a worker whose service is running: never reaped.
 pub(crate) const BUSY: u8 = 2;
-/// The reaper took it from its worker, which sends GOAWAY 2 and closes.
-pub(crate) const REAPED: u8 = 3;
 /// Being closed by a thread other than a worker (deadline, drain, limits).
 pub(crate) const CLOSING: u8 = 4;
 /// Closed by force at the end of the grace period.
 pub(crate) const FORCED: u8 = 5;
-/// Quiet, with no worker: watched by the poller (or held, see `budget`).
+/// Quiet, with no worker: armed in the epoll set, where its bytes put it
+/// in line (or held, see `budget`).
 pub(crate) const RESTING: u8 = 6;
 
 /// The name of a state, for log lines.
@@ -70,7 +68,6 @@ pub(crate) fn state_name(state: u8) -> &'static str {
         QUEUED => "queued",
         ACTIVE => "active",
         BUSY => "busy",
-        REAPED => "reaped",
         CLOSING => "closing",
         FORCED => "forced",
         RESTING => "resting",
@@ -111,6 +108,10 @@ pub(crate) struct Travel {
     pub(crate) place: Option<QueuePlace>,
     /// Requests answered so far, for the access log's close line.
     pub(crate) requests: u64,
+    /// Whether its socket's receive low-water mark was raised, so that it
+    /// wakes only once its unfinished frame has arrived whole (see
+    /// `poller`); lowered again when a worker takes it.
+    pub(crate) lowat: bool,
 }
 
 impl Drop for Travel {
@@ -135,8 +136,6 @@ pub(crate) struct Conn {
     /// Latest of accept, last complete frame, last response (Clock ms).
     last_active: AtomicU64,
     pub(crate) travel: Mutex<Travel>,
-    /// Whether its socket has been added to the poller's epoll set.
-    pub(crate) registered: AtomicBool,
     /// When it last joined the line (see `queue`), for the queue-wait
     /// histogram. Written by whoever puts it in line, read by the worker
     /// that takes it; the line's channel orders the two.
@@ -168,8 +167,8 @@ impl Conn {
                 session: None,
                 place,
                 requests: 0,
+                lowat: false,
             }),
-            registered: AtomicBool::new(false),
             queued_ns: AtomicU64::new(0),
             access: Access::start(),
             _slot: slot,

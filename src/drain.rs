@@ -11,11 +11,10 @@
 //!    descriptor of the listening socket; a listener the server bound
 //!    itself is already shut down, so new connections are refused, while an
 //!    inherited one stays open for its holder, and new connections wait in
-//!    its backlog for the next instance. The poller stops;
-//! 2. every quiet connection is sent GOAWAY 1 and closed at once: those in
-//!    line and those resting in the poller here, and those a worker stays on
-//!    by interrupting that worker (as a hand-off does, see `wake`), which
-//!    sends it;
+//!    its backlog for the next instance;
+//! 2. every connection in line or resting is sent GOAWAY 1 and closed at
+//!    once, and the drain's event goes in line, so that every worker exits
+//!    once it lets go of its connection;
 //! 3. each connection being served finishes the request in progress, sends
 //!    its response, then GOAWAY 1, and closes;
 //! 4. once the last worker is done, the threads are joined and
@@ -23,8 +22,9 @@
 //!
 //! If the work is not done within the grace period, or
 //! [`crate::ShutdownHandle::force`] is called, every remaining connection is
-//! closed at once (GOAWAY 1 to those whose service is still running, or that
-//! no worker holds) and the report says `forced`. Only work still running (a
+//! closed at once and the report says `forced`: those that no worker holds
+//! get GOAWAY 1 first, but not one whose request is inside the service,
+//! since that request may have run and GOAWAY 1 promises it did not. Only work still running (a
 //! request in its service, replies being written) makes a drain forced: when
 //! the grace period ends, the workers left get [`SETTLE`] to finish closing
 //! quiet connections with GOAWAY 1 (or to step past a reply they have just
@@ -60,7 +60,6 @@ pub(crate) const SETTLE: Duration = Duration::from_millis(50);
 /// The server's threads, for joining.
 pub(crate) struct Threads {
     pub(crate) acceptor: JoinHandle<()>,
-    pub(crate) poller: JoinHandle<()>,
     pub(crate) workers: Vec<JoinHandle<()>>,
     pub(crate) reaper: JoinHandle<()>,
     pub(crate) closer: JoinHandle<()>,
@@ -107,9 +106,7 @@ impl Drain {
                  open, and new connections wait in its backlog for the next instance"
             ),
         }
-        shared.poller.notify();
         let _ = threads.acceptor.join();
-        let _ = threads.poller.join();
 
         // The flag is set: a worker that lets go of a connection after this
         // scan sees it and closes the connection itself.
@@ -118,17 +115,10 @@ impl Drain {
             match conn.state() {
                 QUEUED if shared.closer.turn_away(&conn, Why::Shutdown) => quiet += 1,
                 RESTING if shared.closer.close_resting(&conn, Why::Shutdown) => quiet += 1,
-                // A worker holds it: one that is working sees the flag after
-                // its request; one staying on it is woken below.
+                // A worker holds it: it sees the flag after its request.
                 _ => {}
             }
         }
-        // Wakes the workers staying on quiet connections the way a hand-off
-        // does, so that they send GOAWAY 1 and close. Shutting the read side
-        // down would wake them too, but a socket whose read side is shut down
-        // answers the client's next bytes with a reset once its FIN is out,
-        // which would destroy the GOAWAY of a client still sending.
-        shared.line.interrupt_staying();
         shared.line.close();
         info!(
             "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {} for {} \
@@ -196,7 +186,7 @@ impl Drain {
                 _ => {}
             }
         }
-        // The workers, acceptor and poller are gone; dropping the last
+        // The workers and the acceptor are gone; dropping the last
         // handle on the shared state lets the closer finish its lingering
         // and exit.
         let report = shared.stats.report(!finished);
@@ -209,10 +199,9 @@ impl Drain {
 
 /// The grace period is over and workers are left. If no work is running,
 /// they are only closing quiet connections with GOAWAY 1: give them
-/// [`SETTLE`] to finish. A worker the drain has just woken from staying on a
-/// quiet connection counts as working for the moment it takes to see the
-/// drain, so look again for that long rather than once. True if every
-/// worker finished.
+/// [`SETTLE`] to finish. A worker that has just taken a connection from the
+/// line counts as working for the moment it takes to see the drain, so look
+/// again for that long rather than once. True if every worker finished.
 fn settle(shared: &Shared, workers_done: &Receiver<()>) -> bool {
     let end = Instant::now() + SETTLE;
     while shared.line.busy() > 0 {
@@ -263,19 +252,20 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
     }
 }
 
-/// Closes every registered connection now. A connection whose service is
-/// running, or that no worker holds, gets GOAWAY 1 first: no worker can be
-/// writing to it, and once it is FORCED none ever will. One a worker holds
-/// (reading or writing) is only shut down. Returns how many were closed.
+/// Closes every registered connection now. One that no worker holds gets
+/// GOAWAY 1 first (nobody else writes to it, and once it is FORCED nobody
+/// ever will); one whose request is inside the service gets none, since
+/// GOAWAY 1 would promise that the request never started; one a worker is
+/// reading or writing is only shut down. Returns how many were closed.
 fn force_close(shared: &Shared) -> usize {
     let framing = shared.config.framing;
     let mut closed = 0;
     for conn in shared.registry.snapshot() {
         let state = conn.state();
         conn.log_ended(Ending::Forced);
-        if matches!(state, BUSY | QUEUED | RESTING) && conn.transition(state, FORCED) {
+        if matches!(state, QUEUED | RESTING) && conn.transition(state, FORCED) {
             send_goaway_nonblocking(&conn, framing, GoAwayCode::Shutdown);
-        } else {
+        } else if !conn.transition(BUSY, FORCED) {
             let _ = conn.transition(ACTIVE, FORCED);
         }
         conn.shutdown(How::Both);

@@ -20,10 +20,12 @@
 //! nothing to answer count, and a carry counts all of its bytes until a
 //! worker takes it back.
 
+use std::net::TcpStream;
 use std::sync::Arc;
 
 use crate::budget::Budget;
 use crate::frame::{DecodeError, Decoded, Frame, Framing, HEADER_LEN};
+use crate::socket;
 
 /// Buffer size a worker starts with and returns to after a large frame.
 pub(crate) const READ_BUF: usize = 16 * 1024;
@@ -31,6 +33,44 @@ pub(crate) const READ_BUF: usize = 16 * 1024;
 /// The most one read takes from a socket: what one read may add to the
 /// `--max-buffered` budget.
 pub(crate) const MAX_READ: usize = 64 * 1024;
+
+/// What a look at the socket found for the frames after the unconsumed
+/// bytes (see [`Inbox::complete_prefix`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefix {
+    /// This many of the bytes looked at end complete frames.
+    Complete(usize),
+    /// None does: the frame at the front needs `need` bytes in all, counted
+    /// from the unconsumed ones (for a line, a lower bound: one more than
+    /// there are).
+    Partial { need: usize },
+}
+
+/// Whether a connection that no worker holds has a complete request
+/// waiting, in what it carries and what its socket holds: a look, nothing
+/// is taken. The reaper asks it of a resting connection past its deadline:
+/// one with a request waiting was kept waiting by the server (GOAWAY 3),
+/// one without was silent (GOAWAY 2).
+pub(crate) fn holds_complete_request(
+    framing: Framing,
+    max_frame: u32,
+    carry: Option<&Carry>,
+    stream: &TcpStream,
+) -> bool {
+    let carried: &[u8] = carry.map_or(&[], |c| &c.bytes);
+    let queued = socket::queued(stream)
+        .unwrap_or(0)
+        .min(max_frame as usize + HEADER_LEN);
+    let mut bytes = Vec::with_capacity(carried.len() + queued);
+    bytes.extend_from_slice(carried);
+    bytes.resize(carried.len() + queued, 0);
+    let n = socket::peek_now(stream, &mut bytes[carried.len()..]).unwrap_or(0);
+    bytes.truncate(carried.len() + n);
+    matches!(
+        framing.decode(&bytes, 0, max_frame),
+        Ok(Decoded::Frame { .. })
+    )
+}
 
 /// Bytes a connection carries while no worker holds it. Its bytes stay
 /// counted against the budget until a worker takes them back (or the
@@ -153,11 +193,30 @@ impl Inbox {
         &mut self.buf[self.end..end]
     }
 
-    /// Of `n` bytes just placed in [`Inbox::spare`] without being consumed
-    /// (a peek), how many end complete frames, counting the unconsumed bytes
-    /// before them: read that many and no unfinished frame grows. A stream
-    /// that can never decode counts whole, so its error is found by reading.
-    pub(crate) fn complete_prefix(&self, n: usize) -> usize {
+    /// Room to look at what the socket holds (a peek) for the frame at the
+    /// front: enough for `total` bytes counted from the unconsumed ones,
+    /// never beyond one `max_frame` frame. Unlike [`Inbox::spare`] it is not
+    /// limited to one read's worth: while the budget is spent only complete
+    /// frames are taken, and a whole frame of any size is answered at once.
+    pub(crate) fn peek_room(&mut self, total: usize) -> &mut [u8] {
+        let limit = self.max_frame as usize + HEADER_LEN;
+        let total = total.min(limit).max(self.pending());
+        if self.start > 0 && self.start + total > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.start + total > self.buf.len() {
+            self.buf.resize(self.start + total, 0);
+        }
+        &mut self.buf[self.end..self.start + total]
+    }
+
+    /// Of `n` bytes just placed after the unconsumed ones without being
+    /// consumed (a peek into [`Inbox::peek_room`]), how many end complete
+    /// frames: read that many and no unfinished frame grows. A stream that
+    /// can never decode counts whole, so its error is found by reading.
+    pub(crate) fn complete_prefix(&self, n: usize) -> Prefix {
         let mut at = self.start;
         let mut scanned = self.scanned;
         let end = self.end + n;
@@ -170,8 +229,15 @@ impl Inbox {
                     at += used;
                     scanned = 0;
                 }
-                Ok(Decoded::Partial { .. }) => return at.saturating_sub(self.end),
-                Err(_) => return n,
+                Ok(Decoded::Partial { .. }) if at > self.end => {
+                    return Prefix::Complete(at - self.end);
+                }
+                Ok(Decoded::Partial { need }) => {
+                    return Prefix::Partial {
+                        need: need + (at - self.start),
+                    }
+                }
+                Err(_) => return Prefix::Complete(n),
             }
         }
     }
@@ -396,19 +462,45 @@ mod tests {
         inbox.spare()[..peeked.len()].copy_from_slice(peeked);
         assert_eq!(
             inbox.complete_prefix(peeked.len()),
-            5,
+            Prefix::Complete(5),
             "through frame one only"
         );
-        // Nothing complete in a peek of two bytes.
-        assert_eq!(inbox.complete_prefix(2), 0);
+        // Nothing complete in a peek of two bytes: frame one needs 8 in all.
+        assert_eq!(inbox.complete_prefix(2), Prefix::Partial { need: 8 });
         // A malformed header counts whole, so reading it reports the error.
         let mut bad = Inbox::new(Framing::Length, 1024, budget(1 << 30));
         bad.spare()[..4].copy_from_slice(&[0, 0, 0, 0]);
-        assert_eq!(bad.complete_prefix(4), 4);
-        // Lines: through the last newline.
+        assert_eq!(bad.complete_prefix(4), Prefix::Complete(4));
+        // Lines: through the last newline; a partial line needs one more.
         let mut lines = Inbox::new(Framing::Line, 1024, budget(1 << 30));
         lines.spare()[..8].copy_from_slice(b"ab\ncd\nef");
-        assert_eq!(lines.complete_prefix(8), 6);
+        assert_eq!(lines.complete_prefix(8), Prefix::Complete(6));
+        assert_eq!(lines.complete_prefix(2), Prefix::Partial { need: 3 });
+    }
+
+    #[test]
+    fn the_look_widens_to_a_whole_frame_of_any_size_up_to_max_frame() {
+        let mut inbox = Inbox::new(Framing::Length, 1 << 20, budget(1 << 30));
+        let mut frame = Vec::new();
+        Framing::Length.encode_data(&[7; 40_000], &mut frame);
+        // A first look of one read buffer sees only part of it...
+        let window = inbox.peek_room(READ_BUF);
+        assert_eq!(window.len(), READ_BUF);
+        window.copy_from_slice(&frame[..READ_BUF]);
+        assert_eq!(
+            inbox.complete_prefix(READ_BUF),
+            Prefix::Partial { need: frame.len() }
+        );
+        // ...and a look as wide as the frame sees all of it.
+        let window = inbox.peek_room(frame.len());
+        assert_eq!(window.len(), frame.len());
+        window.copy_from_slice(&frame);
+        assert_eq!(
+            inbox.complete_prefix(frame.len()),
+            Prefix::Complete(frame.len())
+        );
+        // Never wider than one max-frame frame.
+        assert_eq!(inbox.peek_room(usize::MAX).len(), (1 << 20) + HEADER_LEN);
     }
 
     #[test]

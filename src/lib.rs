@@ -89,9 +89,9 @@ mod server;
 pub mod service;
 mod shared;
 mod shutdown;
+mod socket;
 mod stats;
 mod turned_away;
-mod wake;
 mod worker;
 mod writer;
 

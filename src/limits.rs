@@ -76,18 +76,23 @@ impl Limits {
 
     /// Whether another new connection may wait for a worker. With a queue
     /// of 0, there is room only for as many new connections as there are
-    /// `available` workers (idle, or only staying on a quiet connection).
-    pub(crate) fn has_queue_room(&self, available: usize) -> bool {
+    /// `available` workers (idle in line), asked only then, and told how
+    /// many new connections wait already.
+    pub(crate) fn has_queue_room(&self, available: impl FnOnce(usize) -> usize) -> bool {
+        let waiting = self.waiting.load(Ordering::SeqCst);
         let room = if self.queue == 0 {
-            available
+            available(waiting)
         } else {
             self.queue
         };
-        self.waiting.load(Ordering::SeqCst) < room
+        waiting < room
     }
 
     /// Counts a new connection against `--queue`, if there is room.
-    pub(crate) fn try_queue(self: &Arc<Self>, available: usize) -> Option<QueuePlace> {
+    pub(crate) fn try_queue(
+        self: &Arc<Self>,
+        available: impl FnOnce(usize) -> usize,
+    ) -> Option<QueuePlace> {
         if !self.has_queue_room(available) {
             return None;
         }
@@ -129,11 +134,11 @@ mod tests {
         let a = limits.try_open().expect("room for a");
         let b = limits.try_open().expect("room for b");
         assert!(limits.try_open().is_none(), "max-connections is 2");
-        let place = limits.try_queue(0).expect("one place in the queue");
-        assert!(limits.try_queue(8).is_none(), "queue is 1");
+        let place = limits.try_queue(|_| 0).expect("one place in the queue");
+        assert!(limits.try_queue(|_| 8).is_none(), "queue is 1");
         drop(place);
         assert!(limits.room().try_recv().is_ok(), "room was signalled");
-        assert!(limits.try_queue(0).is_some());
+        assert!(limits.try_queue(|_| 0).is_some());
         drop((a, b));
         assert_eq!(limits.open(), 0);
     }
@@ -141,10 +146,13 @@ mod tests {
     #[test]
     fn queue_zero_has_room_only_for_available_workers() {
         let limits = Limits::new(10, 0);
-        assert!(limits.try_queue(0).is_none());
-        let first = limits.try_queue(1).expect("one available worker");
-        assert!(limits.try_queue(1).is_none(), "that worker is spoken for");
+        assert!(limits.try_queue(|_| 0).is_none());
+        let first = limits.try_queue(|_| 1).expect("one available worker");
+        assert!(
+            limits.try_queue(|_| 1).is_none(),
+            "that worker is spoken for"
+        );
         drop(first);
-        assert!(limits.try_queue(1).is_some());
+        assert!(limits.try_queue(|_| 1).is_some());
     }
 }

@@ -1,58 +1,54 @@
-//! Where quiet connections wait: the poller thread.
+//! Where quiet connections wait: armed in the epoll set, at no thread's
+//! cost.
 //!
-//! A connection with nothing to do costs no thread. Its worker hands it over
-//! ([`rest`]): the socket is registered with an epoll instance in *oneshot*
-//! mode, keyed by its registry key, while the `TcpStream` stays where it was,
-//! in the connection. The poller thread waits for readiness and, when a
-//! resting connection's bytes arrive (or it closes, or fails), puts it back
-//! in line for the next free worker. It does not read: the worker that takes
-//! the connection does, without blocking.
+//! A worker that has nothing left to do for a connection lets it *rest*
+//! ([`rest`]): the connection becomes RESTING and its socket is armed for
+//! one input event. When its bytes arrive (or it closes, or fails), the
+//! kernel puts it in line and wakes one waiting worker, which takes it
+//! straight from the epoll set (see `queue`): no thread stands between a
+//! resting connection and the worker that serves it. A connection whose
+//! deadline has passed when it is taken is not served: the worker closes it
+//! as the reaper would (see `reaper`).
 //!
-//! Oneshot is what keeps a connection in exactly one place: after its event
-//! fires, the socket is disarmed until a worker rests it again, and re-arming
-//! makes the kernel check readiness afresh, so bytes that arrived while a
-//! worker held it are not missed. Events are only acted on for a connection
-//! still RESTING with the same key, so a late event for a connection that
-//! has since been reaped, or whose registry slot now belongs to another
-//! connection, is ignored. A connection whose deadline has passed is reaped
-//! here (GOAWAY 2) rather than woken: bytes that did not complete a frame in
-//! time are the client's silence, not the server's delay.
-//!
-//! epoll comes from `rustix`, which wraps the three system calls and nothing
-//! else: one `epoll_wait` per wake-up and one `epoll_ctl` per rest. (The
-//! `polling` crate, tried first, re-arms its own timer and notifier around
-//! every wait, four more system calls each time; `mio` has no oneshot mode,
-//! so a socket registered once would wake this thread for every request of
-//! a connection a worker is serving.) A socket is removed from the epoll
-//! set by the kernel when it closes; connections never duplicate theirs.
-//!
-//! A quiet connection with an unfinished frame, put aside while the
-//! `--max-buffered` budget is spent, is held instead of armed (see `budget`);
-//! this thread arms the held connections again when room frees.
+//! **Resting while the `--max-buffered` budget is spent.** A connection with
+//! an unfinished frame is then not read further. Its socket's receive
+//! low-water mark is raised to the bytes the frame still needs, so it wakes
+//! only once the whole frame has arrived: the frame is then read and
+//! answered at once, and the client's unfinished bytes stay in the kernel
+//! meanwhile, where TCP flow control holds it back. Linux grants a mark up
+//! to half the largest receive buffer (`net.ipv4.tcp_rmem`'s last value,
+//! several MiB); a frame that needs more is *held* instead: not armed at all until room frees in the
+//! budget, then let back in 16 at a time ([`release_held`]). Heartbeat
+//! deadlines keep running either way.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
-use log::{debug, error, trace};
+use log::{error, trace};
 
 use crate::access::Why;
-use crate::conn::{Conn, QUEUED, RESTING};
-use crate::epoll::WAKE_KEY;
-use crate::reaper;
+use crate::conn::{Conn, ACTIVE, RESTING};
 use crate::shared::Shared;
-use crate::worker::leave_active;
+use crate::socket;
 
-/// Most events taken from the kernel per wait.
-const EVENTS: usize = 1024;
+/// What wakes a resting connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Its next bytes, or its client closing.
+    Bytes,
+    /// Its whole unfinished frame (the low-water mark is set), or room in
+    /// the budget.
+    WholeOrRoom,
+    /// Room in the budget.
+    Room,
+}
 
 /// Puts a connection that its worker has let go of (ACTIVE, with its travel
-/// state stored) to rest. It is held instead of watched if `hold` says so,
-/// or if it carries an unfinished frame while the budget is spent. Fails,
-/// returning the connection's state, if the reaper or the drain took it
-/// first; the worker then carries that out.
-pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), u8> {
-    if !leave_active(conn, RESTING) {
-        return Err(conn.state());
+/// state stored) to rest, to be woken as `wake` says. Fails if another
+/// thread took it first (only a forced stop does); the worker then carries
+/// that out.
+pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, wake: Wake) -> Result<(), ()> {
+    if !conn.transition(ACTIVE, RESTING) {
+        return Err(());
     }
     // Pairs with the drain, which sets its flag before it looks for resting
     // connections: one of the two closes it.
@@ -60,8 +56,7 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
         shared.closer.close_resting(conn, Why::Shutdown);
         return Ok(());
     }
-    let unfinished = conn.travel.lock().carry.is_some();
-    if hold || (unfinished && shared.budget.is_spent()) {
+    if wake != Wake::Bytes {
         trace!(
             "{}: held with an unfinished frame; the buffer budget is spent",
             conn.who()
@@ -77,26 +72,33 @@ pub(crate) fn rest(shared: &Shared, conn: &Arc<Conn>, hold: bool) -> Result<(), 
         held.push_back(Arc::downgrade(conn));
         drop(held);
         shared.budget.hold();
-        return Ok(());
+        if wake == Wake::Room {
+            return Ok(());
+        }
     }
-    if let Err(e) = shared.poller.arm(conn) {
-        error!("{}: cannot watch a resting connection: {e}", conn.who());
-        shared.closer.close_resting(conn, Why::Trouble);
-    }
+    arm(shared, conn);
     Ok(())
 }
 
-/// Held connections released per wake-up while the budget has room.
+fn arm(shared: &Shared, conn: &Arc<Conn>) {
+    if let Err(e) = shared.line.rest(conn) {
+        error!("{}: cannot watch a resting connection: {e}", conn.who());
+        shared.closer.close_resting(conn, Why::Trouble);
+    }
+}
+
+/// Held connections let back in per room event.
 const RELEASE_BATCH: usize = 16;
 
-/// The longest-held connections still open, a batch at a time, if the
-/// budget has room to watch them again. A batch that leaves room and more
-/// held connections wakes this thread again for the next one: waking them
-/// all at once would send every one through the line each time a few
+/// A worker took the room event: arms the longest-held connections still
+/// open, a batch at a time, if the budget has room. A batch that leaves room
+/// and more held connections notifies again for the next one: letting them
+/// all in at once would send every one through the line each time a few
 /// bytes free, only for most to be held again.
-fn release_held(shared: &Shared) -> Vec<Arc<Conn>> {
+pub(crate) fn release_held(shared: &Shared) {
+    shared.line.rearm_room();
     if shared.budget.held() == 0 || shared.budget.is_spent() {
-        return Vec::new();
+        return;
     }
     let mut held = shared.held.lock();
     let n = RELEASE_BATCH.min(held.len());
@@ -105,60 +107,15 @@ fn release_held(shared: &Shared) -> Vec<Arc<Conn>> {
     drop(held);
     shared.budget.unhold(batch.len());
     if more && !shared.budget.is_spent() {
-        shared.poller.notify();
+        shared.line.notify_room();
     }
-    batch.iter().filter_map(Weak::upgrade).collect()
-}
-
-/// The poller thread: runs until the drain starts.
-pub(crate) fn run(shared: Arc<Shared>) {
-    let mut events = Vec::with_capacity(EVENTS);
-    loop {
-        if let Err(e) = shared.poller.wait(&mut events) {
-            error!("poller: {e}; retrying");
-            // Shutdown does not wait for this: the drain wakes the poller.
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if shared.shutdown.is_draining() {
-            break;
-        }
-        let mut woken = 0;
-        let now = shared.clock.now_ms();
-        for event in &events {
-            let key = event.data.u64();
-            if key == WAKE_KEY {
-                shared.poller.clear_wake();
-                continue;
-            }
-            let Some(conn) = shared.registry.get(key as usize) else {
-                continue;
-            };
-            if conn.expired(now, shared.config.heartbeat_timeout) {
-                reaper::reap_resting(&shared, &conn);
-                continue;
-            }
-            if !conn.transition(RESTING, QUEUED) {
-                continue; // reaped or drained meanwhile
-            }
-            woken += 1;
-            trace!("{}: woken, bytes arrived", conn.who());
-            if let Err(full) = shared.line.push(conn) {
-                error!(
-                    "{}: the line is full, which should not happen",
-                    full.0.who()
-                );
-                shared.closer.turn_away(&full.0, Why::Trouble);
-            }
-        }
-        shared.stats.add_wakeups(woken);
-        for conn in release_held(&shared) {
-            if conn.state() == RESTING {
-                if let Err(e) = shared.poller.arm(&conn) {
-                    error!("{}: cannot watch a resting connection: {e}", conn.who());
-                    shared.closer.close_resting(&conn, Why::Trouble);
-                }
-            }
+    for conn in batch.iter().filter_map(Weak::upgrade) {
+        // One that its whole frame woke meanwhile is no longer resting, or
+        // rests again for reasons of its own: arming it once more at worst
+        // delivers an event that finds it taken.
+        if conn.state() == RESTING {
+            let _ = socket::set_lowat(&conn.stream, 1);
+            arm(shared, &conn);
         }
     }
-    debug!("poller stopped");
 }

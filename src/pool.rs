@@ -1,19 +1,21 @@
 //! The fixed pool of worker threads, and what a worker does with a
 //! connection when its turn ends.
 //!
-//! Each worker takes the next connection from the line, serves it for one
-//! turn (`worker`), and lets go of it: to the poller if it is quiet, to the
-//! back of the line if its batch budget ran out while others wait, or to its
-//! end. No thread is ever started per client. A worker never dies from a
-//! client: errors end that connection only, and even a panic outside the
-//! service is caught, logged and survived.
+//! Each worker waits in line (`queue`) for the next connection with work,
+//! serves it for one turn (`worker`), and lets go of it: to rest in the
+//! epoll set if it is quiet (`poller`), to the back of the line if its batch
+//! budget ran out while somebody waits (and then it serves the one that
+//! waited), or to its end. No thread is ever started per client. A worker
+//! never dies from a client: errors end that connection only, and even a
+//! panic outside the service is caught, logged and survived.
 //!
 //! A connection whose heartbeat deadline passed while it waited in line is
-//! sent GOAWAY 3 and never occupies the worker (and is counted as a
-//! rejection, not in the queue-wait histogram, which times the waits that
-//! ended with a worker). While draining, a
-//! connection taken from the line is sent GOAWAY 1 instead of being served.
-//! Workers exit when they take the exit message the drain puts in line.
+//! not served (see `reaper`): GOAWAY 3 if it waited with work, GOAWAY 2 if
+//! its bytes came too late; it never occupies the worker (and a GOAWAY 3 is
+//! counted as a rejection, not in the queue-wait histogram, which times the
+//! waits that ended with a worker). While draining, a connection taken from
+//! the line is sent GOAWAY 1 instead of being served. Workers exit when
+//! they find the drain's event in line.
 
 use std::net::Shutdown as How;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,22 +24,25 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
-use log::{debug, error, info, trace, warn};
+use log::{debug, error, trace, warn};
 
 use crate::access::{Ending, Why};
 use crate::closer::Closing;
-use crate::conn::{Conn, Travel, ACTIVE, QUEUED};
+use crate::conn::{Conn, Travel, ACTIVE, QUEUED, RESTING};
 use crate::error::Error;
 use crate::frame::GoAwayCode;
 use crate::human;
+use crate::poller::{self, Wake};
+use crate::queue::Event;
+use crate::reaper;
 use crate::reply::panic_message;
 use crate::shared::Shared;
+use crate::socket;
 use crate::stats::Stats;
-use crate::worker::{leave_active, taken, End, Outcome, Worker};
-use crate::{poller, reaper};
+use crate::worker::{taken, End, Outcome, Worker};
 
 /// Starts `shared.config.workers` workers and returns once every one of
-/// them is waiting for a connection. Each holds a clone of `done`, so the
+/// them is about to wait in line. Each holds a clone of `done`, so the
 /// receiving side disconnects when the last worker has exited.
 pub(crate) fn spawn(shared: &Arc<Shared>, done: &Sender<()>) -> Result<Vec<JoinHandle<()>>, Error> {
     let ready = WaitGroup::new();
@@ -61,35 +66,95 @@ pub(crate) fn spawn(shared: &Arc<Shared>, done: &Sender<()>) -> Result<Vec<JoinH
 
 fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
     let shared = Arc::clone(&worker.shared);
-    shared.line.register_worker(worker.index);
     drop(ready);
-    while let Some(conn) = shared.line.take(worker.index) {
-        // Its deadline passed in line: BUSY, and it never takes a worker.
-        if conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout) {
-            reaper::turn_away_late(&shared, &conn);
-            continue;
+    // What the batch budget found waiting, served before the line again.
+    let mut next = None;
+    loop {
+        let event = match next.take() {
+            Some(event) => event,
+            None => shared.line.take(worker.index),
+        };
+        let conn = match event {
+            Event::Drain => break,
+            Event::Room => {
+                poller::release_held(&shared);
+                continue;
+            }
+            Event::Conn(key) => match claim(&shared, worker.index, key) {
+                Some(conn) => conn,
+                None => continue,
+            },
+        };
+        next = worker.turn(conn);
+    }
+    shared.line.exited(worker.index);
+    debug!("worker {} stopped", worker.index);
+    drop(done);
+}
+
+/// Takes the connection an event in line is for, if it is still there and
+/// still waiting (QUEUED or RESTING): it is then ACTIVE, held by this
+/// worker. One whose deadline has passed is closed instead.
+fn claim(shared: &Shared, me: usize, key: usize) -> Option<Arc<Conn>> {
+    let conn = shared.registry.get(key)?;
+    let expired = conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout);
+    match conn.state() {
+        QUEUED if expired => {
+            reaper::turn_away_late(shared, &conn);
+            None
         }
-        // Closed by the reaper or the drain while it waited.
-        if !conn.transition(QUEUED, ACTIVE) {
-            continue;
+        QUEUED if conn.transition(QUEUED, ACTIVE) => {
+            if let Some(waited) = shared.line.waited_ns(&conn) {
+                shared.stats.observe_queue_wait(me, waited);
+            }
+            Some(conn)
         }
-        if let Some(waited) = shared.line.waited_ns(&conn) {
-            shared.stats.observe_queue_wait(worker.index, waited);
+        RESTING if expired => {
+            reaper::reap_resting(shared, &conn);
+            None
         }
+        RESTING if conn.transition(RESTING, ACTIVE) => {
+            shared.stats.add_wakeup(me);
+            trace!("{}: woken, bytes arrived", conn.who());
+            Some(conn)
+        }
+        // Closed by the reaper or the drain meanwhile.
+        _ => None,
+    }
+}
+
+impl Worker {
+    /// One turn on `conn` (ACTIVE, held by this worker), and what becomes
+    /// of it. Returns what the batch budget found waiting in line, if the
+    /// connection went back behind it.
+    fn turn(&mut self, conn: Arc<Conn>) -> Option<Event> {
+        let shared = Arc::clone(&self.shared);
         conn.log_served();
-        // (A new connection already left `--queue` in `take`.)
         let mut travel = std::mem::take(&mut *conn.travel.lock());
-        // Pairs with the drain, which sets the flag before it looks for
-        // ACTIVE connections to wake: one of the two sees the other.
-        if shared.shutdown.is_draining() {
-            worker.finish(conn, travel, End::GoAway(GoAwayCode::Shutdown));
-            continue;
+        // A new connection leaves `--queue` now that a worker has it.
+        drop(travel.place.take());
+        if std::mem::take(&mut travel.lowat) {
+            if let Err(e) = socket::set_lowat(&conn.stream, 1) {
+                warn!(
+                    "{}: cannot lower the receive low-water mark: {e}",
+                    conn.who()
+                );
+            }
         }
-        match catch_unwind(AssertUnwindSafe(|| worker.serve(&conn, &mut travel))) {
-            Ok(Outcome::End(end)) => worker.finish(conn, travel, end),
-            Ok(Outcome::Rest) => worker.rest(conn, travel, false),
-            Ok(Outcome::Hold) => worker.rest(conn, travel, true),
-            Ok(Outcome::Requeue) => worker.requeue(conn, travel),
+        // Pairs with the drain, which sets the flag before it looks for
+        // connections in line or resting: one of the two sees the other.
+        if shared.shutdown.is_draining() {
+            self.finish(conn, travel, End::GoAway(GoAwayCode::Shutdown));
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.serve(&conn, &mut travel))) {
+            Ok(Outcome::End(end)) => self.finish(conn, travel, end),
+            Ok(Outcome::Rest) => self.rest(conn, travel, None),
+            Ok(Outcome::Await(more)) => self.rest(conn, travel, Some(more)),
+            Ok(Outcome::Requeue(event)) => {
+                self.requeue(conn, travel);
+                return Some(event);
+            }
             Err(panic) => {
                 error!(
                     "{}: worker recovered from a panic: {}",
@@ -100,25 +165,38 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
                 conn.log_answered(travel.requests);
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
-                worker.inbox.clear();
-                worker.reset_output();
+                self.inbox.clear();
+                self.reset_output();
             }
         }
+        None
     }
-    debug!("worker {} stopped", worker.index);
-    drop(done);
-}
 
-impl Worker {
-    /// Hands a quiet connection to the poller, with its unfinished bytes;
-    /// `hold` keeps it from being watched until budget room frees.
-    fn rest(&mut self, conn: Arc<Conn>, mut travel: Travel, hold: bool) {
+    /// Lets a quiet connection rest, with its unfinished bytes. `awaiting`:
+    /// the budget is spent and its unfinished frame needs this many more
+    /// bytes; it wakes once they have all arrived, or room frees in the
+    /// budget (see `poller`).
+    fn rest(&mut self, conn: Arc<Conn>, mut travel: Travel, awaiting: Option<usize>) {
         travel.carry = self.inbox.stash();
         self.reset_output();
+        let wake = match awaiting {
+            None => Wake::Bytes,
+            Some(more) => {
+                travel.lowat = true;
+                if matches!(socket::set_lowat(&conn.stream, more), Ok(true)) {
+                    Wake::WholeOrRoom
+                } else {
+                    // More than the kernel waits for: only room wakes it.
+                    travel.lowat = false;
+                    let _ = socket::set_lowat(&conn.stream, 1);
+                    Wake::Room
+                }
+            }
+        };
         *conn.travel.lock() = travel;
         self.shared.stats.add_rest(self.index);
-        trace!("{}: rests in the poller", conn.who());
-        if poller::rest(&self.shared, &conn, hold).is_err() {
+        trace!("{}: rests", conn.who());
+        if poller::rest(&self.shared, &conn, wake).is_err() {
             self.finish_taken(conn);
         }
     }
@@ -129,17 +207,17 @@ impl Worker {
         travel.carry = self.inbox.stash();
         self.reset_output();
         *conn.travel.lock() = travel;
-        if !leave_active(&conn, QUEUED) {
+        if !conn.transition(ACTIVE, QUEUED) {
             return self.finish_taken(conn);
         }
         self.shared.stats.add_requeue(self.index);
         trace!(
-            "{}: back in line after its batch of requests, others wait",
+            "{}: back in line after its batch of requests, somebody waits",
             conn.who()
         );
-        if let Err(full) = self.shared.line.push(Arc::clone(&conn)) {
-            error!("{}: the line is full, which should not happen", conn.who());
-            self.shared.closer.turn_away(&full.0, Why::Trouble);
+        if let Err(e) = self.shared.line.put_back(&conn) {
+            error!("{}: cannot put a connection back in line: {e}", conn.who());
+            self.shared.closer.turn_away(&conn, Why::Trouble);
             return;
         }
         // The drain may have scanned before it was back in line.
@@ -148,8 +226,8 @@ impl Worker {
         }
     }
 
-    /// The reaper or the drain took the connection while the worker was
-    /// letting go of it: carry out what they decided.
+    /// A forced stop took the connection while the worker was letting go of
+    /// it: carry that out.
     fn finish_taken(&mut self, conn: Arc<Conn>) {
         let travel = std::mem::take(&mut *conn.travel.lock());
         let end = taken(&conn);
@@ -220,12 +298,6 @@ impl Worker {
         if code == GoAwayCode::Shutdown {
             // Its requests are answered: what is left is no work.
             shared.line.winding(self.index);
-        }
-        if code == GoAwayCode::HeartbeatTimeout {
-            info!(
-                "{}: reaped, no complete frame within the heartbeat timeout",
-                conn.who()
-            );
         }
         shared
             .config

@@ -1,96 +1,84 @@
-//! The line of connections waiting for a worker, and the hand-off rule that
-//! keeps the pool work-conserving.
+//! The line of connections waiting for a worker, and the workers' states.
 //!
-//! Everything that has work for a worker goes through one bounded crossbeam
-//! channel: new connections from the acceptor, connections the poller woke
-//! because their bytes arrived, and connections sent back by the batch
-//! budget. A live connection holds at most one place in it (its state says
-//! where it is). Entries are weak: a connection closed while it waits
-//! (turned away at its deadline, or by the drain) gives its socket and its
-//! `--max-connections` slot back at once, and a worker skips its entry.
-//! The acceptor only adds a new connection while fewer than
-//! `--max-connections` entries wait, and the channel holds twice that plus
-//! an exit message per worker, so it never fills: nobody with work is ever
-//! turned away here. Overload control lives at accept (`limits`).
+//! The line is the kernel's: the ready list of one epoll instance (see
+//! `epoll`) that every idle worker waits on. A connection joins it in one of
+//! three ways, and the worker that takes it is the one the kernel wakes:
 //!
-//! **The hand-off rule.** After answering everything it has, a worker may
-//! *stay* on its quiet connection (block in `read`, one system call per
-//! request, like a thread per connection) as long as nobody else needs a
-//! worker; but a connection put in line never waits for a worker that is only
-//! staying. "Somebody needs a worker" means: more connections are in line
-//! than workers are idle at the channel. Both sides check it:
+//! - the acceptor **admits** a new connection: it is registered ready at
+//!   once and takes its place at the tail;
+//! - a worker **puts back** a connection that has had its batch budget while
+//!   others wait: armed ready at once, at the tail, behind them;
+//! - a connection **resting** there (armed for input) joins when its bytes
+//!   arrive or its client closes.
 //!
-//! - a worker about to stay announces it first, then checks, and rests its
-//!   connection instead if somebody is in line;
-//! - whoever puts a connection in line checks after pushing, and if the
-//!   idle workers will not cover the line, interrupts one staying worker
-//!   (see `wake`), which rests its quiet connection and comes to the line.
+//! So a request on a resting connection costs one thread wake-up, the
+//! worker's: there is no poller thread between the socket and the worker.
+//! The kernel wakes one waiting worker per event, the one that waited last,
+//! whose caches are warmest; a worker that comes back while events wait
+//! takes the next one without sleeping. The line is work-conserving: no
+//! connection with work waits while a worker waits.
 //!
-//! Both sides use sequentially consistent operations, so at least one of
-//! them sees the other: a connection is never left waiting behind a worker
-//! that went on staying. A worker taking a connection from the line runs the
-//! same check, because the idle count it leaves may have covered a later
-//! push.
+//! **Is somebody waiting?** The batch budget asks it every `BATCH_BUDGET`
+//! requests. While a worker is idle, nobody is: that worker would have
+//! taken anything in line. Otherwise the asking worker looks at the line
+//! without waiting ([`Line::probe`]); what it finds is now its own to serve,
+//! and its current connection goes to the back.
 //!
-//! With the metrics endpoint on, the line also times each connection's wait
-//! for the queue-wait histogram: [`Line::push`] stamps the connection, and
-//! the worker that takes it reads [`Line::waited_ns`]. One clock read at
-//! each end of a hand-off that already costs a channel operation and
-//! usually a thread wake-up.
+//! With the metrics endpoint on, the line also times each connection's wait:
+//! [`Line::admit`] and [`Line::put_back`] stamp the connection, and the
+//! worker that takes it reads [`Line::waited_ns`].
 
+use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
+use log::error;
 
 use crate::conn::Conn;
-use crate::wake;
+use crate::epoll::{Arm, Epoll, DRAIN_KEY, ROOM_KEY};
 
-/// Waiting at the channel for a connection.
+/// Waiting for a connection.
 const IDLE: u8 = 0;
-/// Holding a connection that has work.
+/// Holding a connection: reading, answering, writing.
 const WORKING: u8 = 1;
-/// Blocked in `read` on a quiet connection: may be interrupted.
-const STAYING: u8 = 2;
-/// Someone has interrupted it; it will come to the line.
-const INTERRUPTED: u8 = 3;
-/// Gone (the server is stopping).
-const EXITED: u8 = 4;
 /// Closing a quiet connection with GOAWAY 1 during the drain: no work.
-const WINDING: u8 = 5;
+const WINDING: u8 = 2;
+/// Gone (the server is stopping).
+const EXITED: u8 = 3;
 
-/// One worker's hand-off state, readable by every thread.
-#[derive(Debug)]
-struct Slot {
-    state: AtomicU8,
-    thread: AtomicUsize,
+/// What a worker found in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The connection with this registry key has work, or is new.
+    Conn(usize),
+    /// `--max-buffered` room freed: let held connections back in.
+    Room,
+    /// The server drains.
+    Drain,
 }
 
 /// The line and the workers' states.
 #[derive(Debug)]
 pub(crate) struct Line {
-    tx: Sender<Option<Weak<Conn>>>,
-    rx: Receiver<Option<Weak<Conn>>>,
-    /// Workers at the channel, or about to be.
-    idle: AtomicUsize,
-    slots: Arc<[CachePadded<Slot>]>,
-    /// Where the next search for a staying worker starts, to spread them.
-    next: AtomicUsize,
+    epoll: Arc<Epoll>,
+    /// Workers waiting in the line now, or about to.
+    idle: CachePadded<AtomicUsize>,
+    slots: Arc<[CachePadded<AtomicU8>]>,
     /// The zero of the connections' `queued_ns` stamps.
     epoch: Instant,
     /// Whether waits are timed (the metrics endpoint is on).
     timed: bool,
 }
 
-/// A read-only view of the workers' hand-off states, for the metrics
-/// thread: it needs the busy count, not the line.
+/// A read-only view of the workers' states, for the metrics thread: it
+/// needs the busy count, not the line.
 #[derive(Debug, Clone)]
-pub(crate) struct WorkerStates(Arc<[CachePadded<Slot>]>);
+pub(crate) struct WorkerStates(Arc<[CachePadded<AtomicU8>]>);
 
 impl WorkerStates {
-    /// Workers holding a connection that has work (see [`Line::busy`]).
+    /// Workers holding a connection (see [`Line::busy`]).
     pub(crate) fn busy(&self) -> usize {
         busy(&self.0)
     }
@@ -101,51 +89,27 @@ impl WorkerStates {
     }
 }
 
-fn busy(slots: &[CachePadded<Slot>]) -> usize {
+fn busy(slots: &[CachePadded<AtomicU8>]) -> usize {
     slots
         .iter()
-        .filter(|s| matches!(s.state.load(Ordering::SeqCst), WORKING | INTERRUPTED))
+        .filter(|s| s.load(Ordering::SeqCst) == WORKING)
         .count()
 }
 
-/// The line is full: cannot happen (see the module docs), but it is not
-/// worth a panic if it ever did.
-#[derive(Debug)]
-pub(crate) struct Full(pub(crate) Arc<Conn>);
-
-/// What a worker found when it announced that it would stay.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Stay {
-    /// Nobody else needs a worker: go ahead and block in `read`.
-    Yes,
-    /// Somebody is in line: rest the connection instead.
-    No,
-    /// Interrupted already: call `wake::absorb`, then rest the connection.
-    Interrupted,
-}
-
 impl Line {
-    /// A line for `max_connections` connections and `workers` exit
-    /// messages (see the module docs for why twice the connections), which
-    /// times the waits in it if `timed`.
-    pub(crate) fn new(max_connections: usize, workers: usize, timed: bool) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(2 * max_connections + workers);
-        Line {
-            tx,
-            rx,
-            idle: AtomicUsize::new(0),
+    /// A line for `workers` workers, which times the waits in it if `timed`.
+    pub(crate) fn new(workers: usize, timed: bool) -> io::Result<Self> {
+        Ok(Line {
+            epoll: Arc::new(Epoll::new()?),
+            // Every worker starts idle: counted before its thread runs, so a
+            // connection that arrives first finds it available.
+            idle: CachePadded::new(AtomicUsize::new(workers)),
             slots: (0..workers)
-                .map(|_| {
-                    CachePadded::new(Slot {
-                        state: AtomicU8::new(IDLE),
-                        thread: AtomicUsize::new(0),
-                    })
-                })
+                .map(|_| CachePadded::new(AtomicU8::new(IDLE)))
                 .collect(),
-            next: AtomicUsize::new(0),
             epoch: Instant::now(),
             timed,
-        }
+        })
     }
 
     /// The workers' states, to read from another thread.
@@ -153,12 +117,18 @@ impl Line {
         WorkerStates(Arc::clone(&self.slots))
     }
 
+    fn stamp(&self, conn: &Conn) {
+        if self.timed {
+            conn.queued_ns.store(self.now_ns(), Ordering::Relaxed);
+        }
+    }
+
     fn now_ns(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// How long `conn` has been in line since its last [`Line::push`], if
-    /// waits are timed.
+    /// How long `conn` has been in line since it was admitted or put back,
+    /// if waits are timed.
     pub(crate) fn waited_ns(&self, conn: &Conn) -> Option<u64> {
         self.timed.then(|| {
             self.now_ns()
@@ -166,150 +136,105 @@ impl Line {
         })
     }
 
-    /// Records the thread of worker `me`, so that it can be interrupted.
-    pub(crate) fn register_worker(&self, me: usize) {
-        self.slots[me]
-            .thread
-            .store(wake::current_thread() as usize, Ordering::SeqCst);
+    /// Puts a new connection (QUEUED) in line.
+    pub(crate) fn admit(&self, conn: &Conn) -> io::Result<()> {
+        self.stamp(conn);
+        self.epoll.add(&conn.stream, conn.key)
     }
 
-    /// Puts a connection (already marked QUEUED) in line, and makes sure a
-    /// worker will come for it.
-    pub(crate) fn push(&self, conn: Arc<Conn>) -> Result<(), Full> {
-        if self.timed {
-            conn.queued_ns.store(self.now_ns(), Ordering::Relaxed);
-        }
-        match self.tx.try_send(Some(Arc::downgrade(&conn))) {
-            Ok(()) => {
-                self.cover();
-                Ok(())
-            }
-            Err(_) => Err(Full(conn)),
-        }
+    /// Puts a connection (QUEUED) back at the end of the line.
+    pub(crate) fn put_back(&self, conn: &Conn) -> io::Result<()> {
+        self.stamp(conn);
+        self.epoll.arm(&conn.stream, conn.key, Arm::Line)
     }
 
-    /// Entries in line now, including ones whose connection has closed.
-    pub(crate) fn len(&self) -> usize {
-        self.rx.len()
+    /// Lets a quiet connection (RESTING) join the line when its bytes arrive.
+    pub(crate) fn rest(&self, conn: &Conn) -> io::Result<()> {
+        self.epoll.arm(&conn.stream, conn.key, Arm::Rest)
     }
 
-    /// Whether more connections wait in line than idle workers will take.
-    pub(crate) fn someone_waits(&self) -> bool {
-        self.rx.len() > self.idle.load(Ordering::SeqCst)
-    }
-
-    /// If the line is longer than the idle workers can cover, interrupts a
-    /// staying worker.
-    fn cover(&self) {
-        if !self.someone_waits() {
-            return;
-        }
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            let slot = &self.slots[(start + i) % n];
-            if slot.state.load(Ordering::SeqCst) == STAYING
-                && slot
-                    .state
-                    .compare_exchange(STAYING, INTERRUPTED, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                wake::interrupt(slot.thread.load(Ordering::SeqCst) as libc::pthread_t);
-                return;
-            }
-        }
-        // Every worker has work: the connection waits for the next to finish.
-    }
-
-    /// Interrupts every worker staying on a quiet connection (the drain:
-    /// each then sees the drain flag and closes its connection). A worker
-    /// that announces a stay after this checks the flag itself (see
-    /// `worker`): the flag is set before this looks, and SeqCst on both
-    /// sides makes at least one of the two see the other.
-    pub(crate) fn interrupt_staying(&self) {
-        for slot in self.slots.iter() {
-            if slot
-                .state
-                .compare_exchange(STAYING, INTERRUPTED, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                wake::interrupt(slot.thread.load(Ordering::SeqCst) as libc::pthread_t);
-            }
-        }
-    }
-
-    /// Worker `me` waits for its next connection; `None` means exit.
-    pub(crate) fn take(&self, me: usize) -> Option<Arc<Conn>> {
+    /// Worker `me` waits for the next thing in line.
+    pub(crate) fn take(&self, me: usize) -> Event {
         let slot = &self.slots[me];
-        slot.state.store(IDLE, Ordering::SeqCst);
-        self.idle.fetch_add(1, Ordering::SeqCst);
-        let next = loop {
-            match self.rx.recv() {
-                Ok(Some(entry)) => match entry.upgrade() {
-                    Some(conn) => break Some(conn),
-                    None => continue, // closed while it waited
-                },
-                Ok(None) | Err(_) => break None,
+        if slot.swap(IDLE, Ordering::SeqCst) != IDLE {
+            self.idle.fetch_add(1, Ordering::SeqCst);
+        }
+        let key = loop {
+            match self.epoll.wait_one(None) {
+                Ok(Some(key)) => break key,
+                Ok(None) => continue,
+                Err(e) => {
+                    // Not expected (the set and its descriptors are ours):
+                    // do not spin on it.
+                    error!("worker {me}: waiting for work failed: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         };
         self.idle.fetch_sub(1, Ordering::SeqCst);
-        // A new connection leaves `--queue` before this worker stops
-        // counting as available, so it is never counted twice.
-        if let Some(conn) = &next {
-            conn.leave_queue();
-        }
-        let state = if next.is_some() { WORKING } else { EXITED };
-        slot.state.store(state, Ordering::SeqCst);
-        // This worker no longer counts as idle: a push that relied on it
-        // may need another worker.
-        self.cover();
-        next
+        slot.store(WORKING, Ordering::SeqCst);
+        event(key)
     }
 
-    /// Worker `me` announces that it will stay on its quiet connection, and
-    /// checks that nobody needs it (see the module docs).
-    pub(crate) fn begin_stay(&self, me: usize) -> Stay {
-        let slot = &self.slots[me];
-        slot.state.store(STAYING, Ordering::SeqCst);
-        if !self.someone_waits() {
-            return Stay::Yes;
+    /// Whether somebody waits in line, for a worker that holds a connection:
+    /// what it finds is its own now (see the module docs). `None` while a
+    /// worker is idle, since that worker takes whatever joins the line.
+    pub(crate) fn probe(&self) -> Option<Event> {
+        if self.idle.load(Ordering::SeqCst) > 0 {
+            return None;
         }
-        match slot
-            .state
-            .compare_exchange(STAYING, WORKING, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => Stay::No,
-            Err(_) => Stay::Interrupted,
+        match self.epoll.wait_one(Some(Duration::ZERO)) {
+            Ok(key) => key.map(event),
+            Err(e) => {
+                error!("looking at the line failed: {e}");
+                None
+            }
         }
     }
 
-    /// Worker `me` stops staying; returns whether it was interrupted (then
-    /// it must call `wake::absorb`).
-    pub(crate) fn end_stay(&self, me: usize) -> bool {
-        let slot = &self.slots[me];
-        let interrupted = slot
-            .state
-            .compare_exchange(STAYING, WORKING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err();
-        if interrupted {
-            slot.state.store(WORKING, Ordering::SeqCst);
+    /// Workers that could take a new connection now (for `--queue 0`),
+    /// when `waiting` new connections are already in line: those waiting in
+    /// line. A worker the kernel has just woken for a resting connection's
+    /// bytes still counts as waiting until it returns from `epoll_wait`; its
+    /// event stays in line until then, so with no new connection in line to
+    /// explain it, an event in line counts one worker taken.
+    pub(crate) fn available(&self, waiting: usize) -> usize {
+        // The look first, then the count: a worker takes its event out of
+        // the line before it stops counting itself idle, so one of the two
+        // shows it taken.
+        let ready = waiting == 0 && self.epoll.has_ready();
+        let idle = self.idle.load(Ordering::SeqCst);
+        if ready {
+            idle.saturating_sub(1)
+        } else {
+            idle
         }
-        interrupted
     }
 
-    /// Workers that could take a new connection now: idle at the channel,
-    /// only staying on a quiet connection, or interrupted on their way to
-    /// the line (for the connection whose place in `--queue` still counts).
-    pub(crate) fn available(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s.state.load(Ordering::SeqCst), IDLE | STAYING | INTERRUPTED))
-            .count()
+    /// Wakes one worker to let held connections back in (see `poller`).
+    pub(crate) fn notify_room(&self) {
+        self.epoll.notify_room();
+    }
+
+    /// [`Line::notify_room`] as a function of its own, for the budget.
+    pub(crate) fn room_notifier(&self) -> Box<dyn Fn() + Send + Sync> {
+        let epoll = Arc::clone(&self.epoll);
+        Box::new(move || epoll.notify_room())
+    }
+
+    /// Clears and re-arms the room event (the worker that took it).
+    pub(crate) fn rearm_room(&self) {
+        self.epoll.rearm_room();
     }
 
     /// Worker `me` is only closing a quiet connection for the drain.
     pub(crate) fn winding(&self, me: usize) {
-        self.slots[me].state.store(WINDING, Ordering::SeqCst);
+        self.slots[me].store(WINDING, Ordering::SeqCst);
+    }
+
+    /// Worker `me` has exited.
+    pub(crate) fn exited(&self, me: usize) {
+        self.slots[me].store(EXITED, Ordering::SeqCst);
     }
 
     /// Workers holding a connection that has work (a request in the
@@ -318,12 +243,16 @@ impl Line {
         busy(&self.slots)
     }
 
-    /// Tells every worker to exit once it has taken everything before it.
+    /// Tells every worker to exit once it lets go of its connection.
     pub(crate) fn close(&self) {
-        for _ in 0..self.slots.len() {
-            if self.tx.try_send(None).is_err() {
-                break;
-            }
-        }
+        self.epoll.drain();
+    }
+}
+
+fn event(key: u64) -> Event {
+    match key {
+        ROOM_KEY => Event::Room,
+        DRAIN_KEY => Event::Drain,
+        key => Event::Conn(key as usize),
     }
 }

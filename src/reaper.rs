@@ -5,26 +5,26 @@
 //! frame and its last response; bytes of an unfinished frame do not count,
 //! so a client dribbling a byte at a time is dropped like a silent one.
 //!
-//! - Waiting in line past its deadline (new, or open with work): sent
-//!   GOAWAY 3 (BUSY) through the closer; it never occupies a worker. The
-//!   server was busy, not the client silent: counted and reported at warn
-//!   level about once a second, like the acceptor's turn-aways (see
-//!   `turned_away`, whose pending counts each turn of this loop reports
-//!   when they are due).
-//! - Resting in the poller (or held): sent GOAWAY 2 through the closer; no
-//!   worker is involved.
-//! - Held by a worker that stays on it: marked REAPED and its read side shut
-//!   down, which wakes the worker blocked in `read`; the worker, the only
-//!   writer of that socket, sends GOAWAY 2 and closes. If the worker is
-//!   stuck writing to a client that does not read, a later scan (one
-//!   interval plus the closer's linger after the deadline) shuts the socket
-//!   down completely.
-//! - BUSY (its service is running): never reaped.
+//! - Waiting in line past its deadline (new, or sent back by the batch
+//!   budget): sent GOAWAY 3 (BUSY) through the closer; it never occupies a
+//!   worker. The server was busy, not the client silent: counted and
+//!   reported at warn level about once a second, like the acceptor's
+//!   turn-aways (see `turned_away`, whose pending counts each turn of this
+//!   loop reports when they are due).
+//! - Resting (or held): closed through the closer, no worker involved. With
+//!   a complete request waiting in its socket (its bytes arrived, and the
+//!   line was long) it too gets GOAWAY 3: the server kept it waiting, and
+//!   the request never started, so the client may resend it. Otherwise it
+//!   gets GOAWAY 2.
+//! - Held by a worker (ACTIVE or BUSY): never reaped. A worker never waits
+//!   for a client's bytes, so it holds a connection only while it answers,
+//!   runs the service or writes replies, and `--write-timeout` bounds the
+//!   writing.
 //!
-//! A missed deadline is therefore acted on within one interval, which the
+//! A worker that takes a connection whose deadline has passed does the same
+//! (see `pool`), so a deadline is acted on within one interval, which the
 //! configuration keeps at no more than a quarter of the heartbeat timeout.
 
-use std::net::Shutdown as How;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,8 +33,8 @@ use log::{debug, info};
 
 use crate::access::Why;
 use crate::alive::ALIVE_TICK;
-use crate::closer::LINGER;
-use crate::conn::{Conn, ACTIVE, QUEUED, REAPED, RESTING};
+use crate::conn::{Conn, CLOSING, QUEUED, RESTING};
+use crate::inbox::holds_complete_request;
 use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::turned_away::Busy;
@@ -84,41 +84,42 @@ fn scan(shared: &Shared) {
             RESTING => {
                 reap_resting(shared, &conn);
             }
-            ACTIVE if conn.transition(ACTIVE, REAPED) => {
-                // Between the deadline check and the swap its worker may have
-                // finished a long request (BUSY, then ACTIVE again with a new
-                // deadline): then give the connection back.
-                if !conn.expired(now, timeout) && conn.transition(REAPED, ACTIVE) {
-                    continue;
-                }
-                Stats::bump(&shared.stats.reaped);
-                conn.shutdown(How::Read);
-            }
-            // Still here a scan later, and not just lingering in the closer:
-            // its worker is stuck writing to a client that does not read.
-            REAPED if conn.expired(now, timeout + shared.config.reap_interval + LINGER) => {
-                conn.shutdown(How::Both);
-            }
             _ => {}
         }
     }
 }
 
-/// Closes a resting connection that missed its deadline with GOAWAY 2,
-/// unless another thread took it first. Also used by the poller, which does
-/// not wake a connection whose deadline has passed: bytes that do not
-/// complete a frame in time are the client's silence, not the server's
-/// delay. Returns whether this call reaped it.
+/// Closes a resting connection that missed its deadline, unless another
+/// thread took it first: GOAWAY 2, or GOAWAY 3 if a complete request of its
+/// was waiting (see the module docs). Also used by a worker that takes such
+/// a connection. Returns whether this call closed it.
 pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
-    let closed = shared.closer.close_resting(conn, Why::HeartbeatTimeout);
-    if closed {
+    if !conn.transition(RESTING, CLOSING) {
+        return false;
+    }
+    let waited = {
+        let travel = conn.travel.lock();
+        holds_complete_request(
+            shared.config.framing,
+            shared.config.max_frame,
+            travel.carry.as_ref(),
+            &conn.stream,
+        )
+    };
+    if waited {
+        late(shared, Busy::QueueDeadline);
+        shared
+            .closer
+            .close_taken(conn, Why::Busy(Busy::QueueDeadline));
+    } else {
         Stats::bump(&shared.stats.reaped);
         info!(
             "{}: reaped, no complete frame within the heartbeat timeout",
             conn.who()
         );
+        shared.closer.close_taken(conn, Why::HeartbeatTimeout);
     }
-    closed
+    true
 }
 
 /// Closes a connection whose deadline passed while it waited in line with
@@ -129,10 +130,15 @@ pub(crate) fn turn_away_late(shared: &Shared, conn: &Arc<Conn>) -> bool {
     let why = Busy::QueueDeadline;
     let closed = shared.closer.turn_away(conn, Why::Busy(why));
     if closed {
-        Stats::bump(shared.stats.rejected(why));
-        shared
-            .turned_away
-            .record(why, shared.clock.now_ms(), &shared.config);
+        late(shared, why);
     }
     closed
+}
+
+/// Counts a connection turned away late, for the warn line too.
+fn late(shared: &Shared, why: Busy) {
+    Stats::bump(shared.stats.rejected(why));
+    shared
+        .turned_away
+        .record(why, shared.clock.now_ms(), &shared.config);
 }

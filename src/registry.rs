@@ -6,14 +6,16 @@
 //! a late poller event for a slot that has since been reused by another
 //! connection finds a different key and is ignored.
 //!
-//! The registry's lock is taken to add or remove a connection, to look up a
-//! poller event's key, and once per reaper scan; never per request.
+//! The registry's lock is written to add or remove a connection, and read
+//! to look up the connection an event in line is for (once per wake-up, by
+//! the worker that took it; readers do not block each other) and once per
+//! reaper scan.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use slab::Slab;
 
 use crate::config::Config;
@@ -23,7 +25,7 @@ use crate::service::ConnInfo;
 
 /// Every live connection.
 pub(crate) struct Registry {
-    conns: Mutex<Slab<Arc<Conn>>>,
+    conns: RwLock<Slab<Arc<Conn>>>,
     next_id: AtomicU64,
     /// The settings, for the access log's close line (see `access`).
     config: Config,
@@ -51,7 +53,7 @@ pub(crate) struct Census {
 impl Registry {
     pub(crate) fn new(config: Config) -> Self {
         Registry {
-            conns: Mutex::new(Slab::new()),
+            conns: RwLock::new(Slab::new()),
             next_id: AtomicU64::new(1),
             config,
         }
@@ -67,7 +69,7 @@ impl Registry {
         place: Option<QueuePlace>,
     ) -> Arc<Conn> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut conns = self.conns.lock();
+        let mut conns = self.conns.write();
         let entry = conns.vacant_entry();
         let key = entry.key() | ((id as u32 as usize) << 32);
         let info = ConnInfo { id, peer };
@@ -78,7 +80,7 @@ impl Registry {
 
     /// The live connection with this key, if it is still the same one.
     pub(crate) fn get(&self, key: usize) -> Option<Arc<Conn>> {
-        let conns = self.conns.lock();
+        let conns = self.conns.read();
         conns
             .get(key & 0xffff_ffff)
             .filter(|conn| conn.key == key)
@@ -89,7 +91,7 @@ impl Registry {
     /// (and leaves the poller's epoll set then). The first call for a
     /// connection writes its access log close line.
     pub(crate) fn remove(&self, conn: &Conn) {
-        let mut conns = self.conns.lock();
+        let mut conns = self.conns.write();
         let slot = conn.key & 0xffff_ffff;
         if conns.get(slot).is_some_and(|c| std::ptr::eq(&**c, conn)) {
             let removed = conns.remove(slot);
@@ -100,7 +102,7 @@ impl Registry {
 
     /// Live connections in each place.
     pub(crate) fn census(&self) -> Census {
-        let conns = self.conns.lock();
+        let conns = self.conns.read();
         let mut census = Census::default();
         for (_, conn) in conns.iter() {
             match conn.state() {
@@ -117,7 +119,7 @@ impl Registry {
     /// outside it.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Conn>> {
         self.conns
-            .lock()
+            .read()
             .iter()
             .map(|(_, c)| Arc::clone(c))
             .collect()
@@ -125,14 +127,14 @@ impl Registry {
 
     /// How many connections are registered.
     pub(crate) fn len(&self) -> usize {
-        self.conns.lock().len()
+        self.conns.read().len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::{CLOSING, REAPED};
+    use crate::conn::CLOSING;
     use std::net::TcpListener;
     use std::time::Duration;
 
@@ -155,9 +157,9 @@ mod tests {
         let conn = registry.insert(stream, peer, 0, None, None);
         assert!(conn.transition(QUEUED, ACTIVE));
         assert!(!conn.transition(QUEUED, CLOSING));
-        assert!(conn.transition(ACTIVE, REAPED));
+        assert!(conn.transition(ACTIVE, RESTING));
         assert!(!conn.transition(ACTIVE, BUSY));
-        assert_eq!(conn.state(), REAPED);
+        assert_eq!(conn.state(), RESTING);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! [`Server::start`] binds the listener (or [`Server::from_listener`] takes
 //! one already bound, for socket activation), starts every thread (closer,
-//! reaper, the whole worker pool, poller, acceptor, the metrics endpoint if
+//! reaper, the whole worker pool, acceptor, the metrics endpoint if
 //! configured, and the drain coordinator), logs `listening on <addr>` and
 //! returns. From then on the thread count is fixed, whatever the number of
 //! clients. Stopping is the drain's business (see `drain`).
@@ -24,7 +24,6 @@ use crate::closer;
 use crate::config::Config;
 use crate::conn::Clock;
 use crate::drain::{Drain, Threads};
-use crate::epoll::Epoll;
 use crate::error::Error;
 use crate::frame::Framing;
 use crate::limits::Limits;
@@ -36,10 +35,10 @@ use crate::shared::Shared;
 use crate::shutdown::{Listening, Shutdown, ShutdownHandle};
 use crate::stats::{Report, Stats};
 use crate::turned_away::TurnedAway;
-use crate::{acceptor, metrics, poller, pool, reaper, wake};
+use crate::{acceptor, metrics, pool, reaper};
 
 /// Descriptors kept free for everything but client connections (the
-/// listener, the poller, standard streams, log files), at most a quarter
+/// listener, the epoll set, standard streams, log files), at most a quarter
 /// of the limit.
 const RESERVED_DESCRIPTORS: u64 = 64;
 
@@ -152,12 +151,6 @@ impl Server {
         timed: bool,
     ) -> Result<Server, Error> {
         let (config, max_lingering) = fit_descriptors(config);
-        if config.stay_on_quiet {
-            wake::install().map_err(|source| Error::Setup {
-                what: "the worker wake-up signal handler",
-                source,
-            })?;
-        }
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::InvalidListener(format!("cannot read its address: {e}")))?;
@@ -182,10 +175,10 @@ impl Server {
             None => None,
         };
 
-        let poller = Arc::new(Epoll::new().map_err(|source| Error::Setup {
-            what: "the readiness poller",
+        let line = Line::new(config.workers, timed).map_err(|source| Error::Setup {
+            what: "the line to the workers (epoll)",
             source,
-        })?);
+        })?;
         let registry = Arc::new(Registry::new(config.clone()));
         let shutdown = Arc::new(
             Shutdown::new(&listener, listening, !config.drain_delay.is_zero()).map_err(
@@ -198,18 +191,14 @@ impl Server {
         let alive = Arc::new(Alive::default());
         let (closer, closing) =
             closer::channel(Arc::clone(&registry), config.framing, max_lingering);
-        let on_room = {
-            let poller = Arc::clone(&poller);
-            Box::new(move || poller.notify())
-        };
+        let on_room = line.room_notifier();
         let shared = Arc::new(Shared {
             service: Arc::new(service),
             registry: Arc::clone(&registry),
-            line: Line::new(config.max_connections, config.workers, timed),
+            line,
             timed,
             limits: Limits::new(config.max_connections, config.queue),
             budget: Arc::new(Budget::new(config.max_buffered, on_room)),
-            poller,
             held: Mutex::new(VecDeque::new()),
             shutdown: Arc::clone(&shutdown),
             stats: Arc::new(Stats::new(config.workers)),
@@ -249,22 +238,13 @@ impl Server {
             }
         };
         drop(done_tx);
-        let started = (|| {
-            let poller_thread = spawn("poller", {
-                let shared = Arc::clone(&shared);
-                move || poller::run(shared)
-            })?;
-            let acceptor_thread = spawn("acceptor", {
-                let shared = Arc::clone(&shared);
-                move || acceptor::run(listener, shared)
-            })?;
-            Ok::<_, Error>((poller_thread, acceptor_thread))
-        })();
-        let (poller_thread, acceptor_thread) = match started {
-            Ok(threads) => threads,
+        let acceptor_thread = match spawn("acceptor", {
+            let shared = Arc::clone(&shared);
+            move || acceptor::run(listener, shared)
+        }) {
+            Ok(thread) => thread,
             Err(e) => {
                 shutdown.drain();
-                shared.poller.notify();
                 shared.line.close();
                 return Err(e);
             }
@@ -275,7 +255,6 @@ impl Server {
             Ok(metrics) => metrics,
             Err(e) => {
                 handle.shutdown();
-                shared.poller.notify();
                 shared.line.close();
                 return Err(e);
             }
@@ -286,7 +265,6 @@ impl Server {
             reaper_stop,
             threads: Threads {
                 acceptor: acceptor_thread,
-                poller: poller_thread,
                 workers,
                 reaper: reaper_thread,
                 closer: closer_thread,

@@ -12,7 +12,6 @@ use crate::budget::Budget;
 use crate::closer::Closer;
 use crate::config::Config;
 use crate::conn::{Clock, Conn};
-use crate::epoll::Epoll;
 use crate::limits::Limits;
 use crate::queue::Line;
 use crate::registry::Registry;
@@ -31,11 +30,9 @@ pub(crate) struct Shared {
     pub(crate) timed: bool,
     pub(crate) limits: Arc<Limits>,
     pub(crate) budget: Arc<Budget>,
-    /// Readiness for resting connections (see `poller`).
-    pub(crate) poller: Arc<Epoll>,
-    /// Resting connections held away from the poller while the budget is
-    /// spent (see `budget`). Weak, so a held connection that is reaped
-    /// meanwhile closes at once instead of waiting here for room.
+    /// Resting connections held unarmed while the budget is spent (see
+    /// `poller`). Weak, so a held connection that is reaped meanwhile closes
+    /// at once instead of waiting here for room.
     pub(crate) held: Mutex<VecDeque<Weak<Conn>>>,
     pub(crate) shutdown: Arc<Shutdown>,
     /// Shared with the metrics thread, which must not hold `Shared` (its

@@ -40,7 +40,6 @@ pub(crate) struct Stats {
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) service_panics: AtomicU64,
-    wakeups: CachePadded<AtomicU64>,
     workers: Box<[CachePadded<WorkerCounts>]>,
 }
 
@@ -50,6 +49,7 @@ struct WorkerCounts {
     requests: AtomicU64,
     data_requests: AtomicU64,
     rests: AtomicU64,
+    wakeups: AtomicU64,
     requeues: AtomicU64,
     /// Time in the service per DATA request.
     service: Buckets,
@@ -163,7 +163,6 @@ impl Stats {
             write_timeouts: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             service_panics: AtomicU64::new(0),
-            wakeups: CachePadded::new(AtomicU64::new(0)),
             workers: (0..workers).map(|_| CachePadded::default()).collect(),
         }
     }
@@ -215,11 +214,9 @@ impl Stats {
         Histogram::sum_of(self.workers.iter().map(|w| &w.queue_wait))
     }
 
-    /// The poller woke `n` resting connections (only the poller writes it).
-    pub(crate) fn add_wakeups(&self, n: u64) {
-        if n > 0 {
-            add_own(&self.wakeups, n);
-        }
+    /// Worker `worker` took a resting connection whose bytes arrived.
+    pub(crate) fn add_wakeup(&self, worker: usize) {
+        add_own(&self.workers[worker].wakeups, 1);
     }
 
     /// The counters as they are now.
@@ -245,7 +242,7 @@ impl Stats {
             accept_errors: get(&self.accept_errors),
             service_panics: get(&self.service_panics),
             rests: sum(|w| &w.rests),
-            wakeups: get(&self.wakeups),
+            wakeups: sum(|w| &w.wakeups),
             requeues: sum(|w| &w.requeues),
             forced,
         }

@@ -3,24 +3,26 @@
 //! A turn starts when a worker takes a connection from the line and ends
 //! when it lets go of it. In between, the worker repeats: answer every
 //! complete frame in its buffer, write all the replies at once, then either
-//! read more or let go. Letting go is one of three [`Outcome`]s:
+//! read more or let go. Letting go is one of these [`Outcome`]s:
 //!
-//! - **Rest**: nothing to answer and nothing more to read without waiting,
-//!   while somebody else needs a worker (or the budget is spent). The
-//!   connection goes to the poller with its unfinished bytes.
+//! - **Rest**: nothing to answer and nothing more to read without waiting.
+//!   The connection is armed in the epoll set with its unfinished bytes, and
+//!   its next bytes put it back in line. A worker that has just answered
+//!   rests the connection at once, without a read that would come back
+//!   empty, unless its last read filled the buffer: arming checks the
+//!   socket anyway.
+//! - **Await** (only while the `--max-buffered` budget is spent): an
+//!   unfinished frame, which is not read further; the connection rests until
+//!   the whole frame has arrived (see `poller`).
 //! - **Requeue**: it has had its batch budget ([`BATCH_BUDGET`] requests
-//!   this turn) and others wait: it goes to the back of the line, carrying
-//!   whatever it has not been answered yet (never to the poller, which would
-//!   not see bytes already read).
+//!   this turn) and somebody waits: it goes to the back of the line,
+//!   carrying whatever it has not been answered yet (never to rest, where
+//!   bytes already read would never wake it), and the worker serves the one
+//!   that waited.
 //! - **End**: the client closed, a GOAWAY is due, or the socket failed.
 //!
-//! With nobody waiting the worker *stays*: it blocks in `read` on its quiet
-//! connection, one system call per request as in a thread-per-connection
-//! server, until bytes arrive or another connection needs it (see `wake`).
-//! Called away, it lets go of its connection even if bytes arrived at the
-//! same moment (they go back in line with it): the connection in line asked
-//! first. With somebody waiting it reads without blocking and rests the
-//! connection if nothing is there.
+//! A worker never waits for a client: every read is non-blocking, and only
+//! writing replies may block, within `--write-timeout`.
 //!
 //! Heartbeat bookkeeping is a timestamp store when a batch has been answered
 //! and another when its replies are written, and the BUSY mark (the service
@@ -29,22 +31,20 @@
 //! the request in progress finish and answers nothing after it.
 
 use std::io::{self, ErrorKind};
-use std::mem::MaybeUninit;
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use log::{info, log_enabled, trace, Level};
-use socket2::SockRef;
 
 use crate::access;
-use crate::conn::{Conn, Travel, ACTIVE, BUSY, FORCED, REAPED};
+use crate::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
 use crate::frame::{DecodeError, GoAwayCode};
-use crate::inbox::Inbox;
-use crate::queue::Stay;
+use crate::inbox::{Inbox, Prefix, READ_BUF};
+use crate::queue::Event;
 use crate::reply::{self, Context};
 use crate::shared::Shared;
+use crate::socket::{peek_now, recv_now};
 use crate::stats::Stats;
-use crate::{wake, writer};
+use crate::writer;
 
 /// Requests a connection may have answered in one turn before it goes back
 /// behind others that wait (like memcached's `-R`, 20 requests per event).
@@ -58,13 +58,14 @@ const WRITE_BUF_KEEP: usize = 64 * 1024;
 /// How a turn ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Quiet: hand it to the poller.
+    /// Quiet: arm it in the epoll set.
     Rest,
-    /// An unfinished frame while the `--max-buffered` budget is spent: keep
-    /// it away from the poller until room frees (see `budget`).
-    Hold,
-    /// Batch budget used while others wait: back of the line.
-    Requeue,
+    /// An unfinished frame while the `--max-buffered` budget is spent: rest
+    /// until this many more bytes have arrived (see `poller`).
+    Await(usize),
+    /// Batch budget used while somebody waits: back of the line. The worker
+    /// found what waited, and serves it next.
+    Requeue(Event),
     /// The connection ends.
     End(End),
 }
@@ -90,16 +91,29 @@ pub(crate) enum End {
 
 /// What one read attempt found.
 enum Read {
-    Data(usize),
-    /// Nothing there, or the worker was called away: decide again.
+    /// This many bytes; `filled`: as many as there was room for, so the
+    /// socket may hold more.
+    Data {
+        n: usize,
+        filled: bool,
+    },
+    /// Nothing there.
     Nothing,
-    /// Only part of a frame, left unread: the budget is spent.
-    Unfinished,
-    /// Interrupted while staying, having read this many bytes: a connection
-    /// in line needs the worker, and it came first.
-    CalledAway(usize),
+    /// Only part of a frame, left unread (the budget is spent): the socket
+    /// must receive this many more bytes to complete it.
+    Unfinished(usize),
     Eof,
     Failed(io::Error),
+}
+
+/// How answering the buffered frames stopped.
+enum Answered {
+    /// Nothing complete is left.
+    All,
+    /// The output buffer filled up: write, then go on.
+    More,
+    /// The batch budget ran out and somebody waits: what was found.
+    Yield(Event),
 }
 
 /// One worker's reusable state.
@@ -133,10 +147,12 @@ impl Worker {
             self.inbox.restore(carry);
         }
         let mut answered = 0;
+        // Whether the last read took all the socket had.
+        let mut drained = false;
         loop {
             let before = answered;
-            let more = match self.answer_buffered(conn, travel, &mut answered) {
-                Ok(more) => more,
+            let answer = match self.answer_buffered(conn, travel, &mut answered) {
+                Ok(answer) => answer,
                 Err(end) => return Outcome::End(end),
             };
             if !self.out.is_empty() {
@@ -145,124 +161,100 @@ impl Worker {
                 }
                 conn.touch(self.shared.clock.now_ms());
             }
+            if let Answered::Yield(event) = answer {
+                return Outcome::Requeue(event);
+            }
             if self.shared.shutdown.is_draining() {
                 return Outcome::End(End::GoAway(GoAwayCode::Shutdown));
             }
-            let waits = self.shared.line.someone_waits();
-            if waits && answered >= u64::from(BATCH_BUDGET) {
-                return Outcome::Requeue;
-            }
-            if more {
+            if let Answered::More = answer {
                 continue;
             }
             // Nothing complete is left: what is buffered is unfinished.
             self.inbox.count_unfinished();
-            // Others wait, and this connection was just answered: its next
-            // request is most likely not here yet (a ping-pong client waits
-            // for the reply first), so rest it without a read that would
-            // come back empty. Re-arming the poller checks the socket anyway.
-            if waits && answered > before {
+            // Just answered, and the last read took everything there was:
+            // the next request is most likely not here yet (a ping-pong
+            // client waits for the reply first). Arming checks anyway.
+            if drained && answered > before {
                 return Outcome::Rest;
             }
-            let spent = self.shared.budget.is_spent();
-            let read = if spent {
+            let read = if self.shared.budget.is_spent() {
                 self.read_complete_frames(conn)
             } else {
-                self.read(conn, waits)
+                let spare = self.inbox.spare();
+                let room = spare.len();
+                match recv_now(&conn.stream, spare) {
+                    Ok(0) => Read::Eof,
+                    Ok(n) => Read::Data {
+                        n,
+                        filled: n == room,
+                    },
+                    Err(e) => classify(e),
+                }
             };
             match read {
-                Read::Data(n) => self.inbox.filled(n),
-                Read::Nothing if spent || waits || !self.shared.config.stay_on_quiet => {
-                    return Outcome::Rest
-                }
-                Read::Nothing => {}
-                Read::Unfinished => return Outcome::Hold,
-                // Bytes already read must not wait in the poller, which
-                // would not see them: back of the line with them.
-                Read::CalledAway(0) => return Outcome::Rest,
-                Read::CalledAway(n) => {
+                Read::Data { n, filled } => {
                     self.inbox.filled(n);
-                    return Outcome::Requeue;
+                    drained = !filled;
                 }
-                Read::Eof => return Outcome::End(self.after_eof(conn)),
+                Read::Nothing => return Outcome::Rest,
+                Read::Unfinished(more) => return Outcome::Await(more),
+                Read::Eof => return Outcome::End(self.after_eof()),
                 Read::Failed(e) => return Outcome::End(End::Failed(e)),
             }
         }
     }
 
-    /// Reads what the socket has. With somebody waiting (or staying turned
-    /// off) it does not block; otherwise the worker stays on the connection.
-    fn read(&mut self, conn: &Conn, waits: bool) -> Read {
-        if waits || !self.shared.config.stay_on_quiet {
-            return classify(recv_now(&conn.stream, self.inbox.spare()));
-        }
-        let line = &self.shared.line;
-        wake::begin(&conn.stream);
-        match line.begin_stay(self.index) {
-            // Announced before it looks at the drain flag: a drain that
-            // started before the announcement did not see it (see
-            // `Line::interrupt_staying`), so do not stay.
-            Stay::Yes if self.shared.shutdown.is_draining() => {
-                wake::end();
-                if line.end_stay(self.index) {
-                    wake::absorb(&conn.stream);
-                }
-                return Read::CalledAway(0);
-            }
-            Stay::Yes => {}
-            Stay::No => {
-                wake::end();
-                return classify(recv_now(&conn.stream, self.inbox.spare()));
-            }
-            Stay::Interrupted => {
-                wake::end();
-                wake::absorb(&conn.stream);
-                return Read::CalledAway(0);
-            }
-        }
-        let result = wake::read(&conn.stream, self.inbox.spare());
-        if !line.end_stay(self.index) {
-            wake::restore_blocking(&conn.stream);
-        } else {
-            wake::absorb(&conn.stream);
-            match result {
-                Ok(n) if n > 0 => return Read::CalledAway(n),
-                Err(ref e)
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) =>
-                {
-                    return Read::CalledAway(0)
-                }
-                _ => {}
-            }
-        }
-        classify(result)
-    }
-
-    /// While the budget is spent, reads only bytes that complete frames:
-    /// it looks at what the socket holds without taking it, and takes it
-    /// only up to the end of the last complete frame. The rest stays in the
-    /// kernel, where TCP flow control holds the client back.
+    /// While the budget is spent, reads only bytes that complete frames: it
+    /// looks at what the socket holds without taking it, and takes it only
+    /// up to the end of the last complete frame. The rest stays in the
+    /// kernel, where TCP flow control holds the client back. The look
+    /// widens to the size of the frame at the front, so a whole frame of
+    /// any size up to `--max-frame` is answered as promptly as ever.
     fn read_complete_frames(&mut self, conn: &Conn) -> Read {
-        let peeked = match peek_now(&conn.stream, self.inbox.spare()) {
-            Ok(0) => return Read::Eof,
-            Ok(n) => n,
-            Err(e) => return classify(Err(e)),
-        };
-        match self.inbox.complete_prefix(peeked) {
-            0 => Read::Unfinished,
-            complete => classify(recv_now(&conn.stream, &mut self.inbox.spare()[..complete])),
+        let limit = self.shared.config.max_frame as usize + crate::frame::HEADER_LEN;
+        let mut want = self.inbox.pending() + READ_BUF;
+        loop {
+            let window = self.inbox.peek_room(want);
+            let room = window.len();
+            let peeked = match peek_now(&conn.stream, window) {
+                Ok(0) if room > 0 => return Read::Eof,
+                Ok(n) => n,
+                Err(e) => return classify(e),
+            };
+            match self.inbox.complete_prefix(peeked) {
+                Prefix::Complete(k) => {
+                    return match recv_now(&conn.stream, &mut self.inbox.peek_room(want)[..k]) {
+                        Ok(0) => Read::Eof,
+                        Ok(n) => Read::Data { n, filled: true },
+                        Err(e) => classify(e),
+                    }
+                }
+                Prefix::Partial { need } => {
+                    let have = self.inbox.pending() + peeked;
+                    // The look was too narrow to see the whole frame: widen it.
+                    if peeked == room && need > have && want < limit {
+                        want = need.max(2 * want).min(limit);
+                        continue;
+                    }
+                    if have == 0 {
+                        return Read::Nothing;
+                    }
+                    return Read::Unfinished(need - self.inbox.pending());
+                }
+            }
         }
     }
 
-    /// Answers the complete frames at the front of the inbox. Returns
-    /// whether complete frames may remain (the output buffer filled up, or
-    /// the batch budget ran out while others wait).
+    /// Answers the complete frames at the front of the inbox, and says why
+    /// it stopped: nothing complete left, the output buffer full, or the
+    /// batch budget used up while somebody waits in line.
     fn answer_buffered(
         &mut self,
         conn: &Conn,
         travel: &mut Travel,
         answered: &mut u64,
-    ) -> Result<bool, End> {
+    ) -> Result<Answered, End> {
         let shared = &*self.shared;
         let mut cx = Context {
             framing: shared.config.framing,
@@ -285,10 +277,10 @@ impl Worker {
             }
             match self.inbox.next_frame() {
                 Err(e) => break Err(protocol_error(shared, conn, e)),
-                Ok(None) => break Ok(false),
+                Ok(None) => break Ok(Answered::All),
                 Ok(Some(frame)) => {
                     if !busy {
-                        if !leave_active(conn, BUSY) {
+                        if !conn.transition(ACTIVE, BUSY) {
                             return Err(taken(conn));
                         }
                         busy = true;
@@ -306,15 +298,16 @@ impl Worker {
                     reply::answer(&mut cx, frame, &mut self.out);
                     batch += 1;
                     if self.out.len() >= FLUSH_AT {
-                        break Ok(true);
+                        break Ok(Answered::More);
                     }
                     // Every BATCH_BUDGET requests of a turn, see whether
-                    // others wait: if so, stop here and let the rest of the
-                    // buffer go back in line with the connection.
+                    // somebody waits: if so, stop here and let the rest of
+                    // the buffer go back in line with the connection.
                     let total = *answered + batch;
-                    if total.is_multiple_of(u64::from(BATCH_BUDGET)) && shared.line.someone_waits()
-                    {
-                        break Ok(true);
+                    if total.is_multiple_of(u64::from(BATCH_BUDGET)) {
+                        if let Some(event) = shared.line.probe() {
+                            break Ok(Answered::Yield(event));
+                        }
                     }
                 }
             }
@@ -332,13 +325,11 @@ impl Worker {
         outcome
     }
 
-    /// The read side reported end-of-stream: the client closed, or another
-    /// thread shut the read side to wake this worker.
-    fn after_eof(&self, conn: &Conn) -> End {
+    /// The client closed its side: every complete request it sent has been
+    /// answered (during a drain it still gets its GOAWAY 1).
+    fn after_eof(&self) -> End {
         if self.shared.shutdown.is_draining() {
             End::GoAway(GoAwayCode::Shutdown)
-        } else if conn.state() == REAPED {
-            End::GoAway(GoAwayCode::HeartbeatTimeout)
         } else {
             End::PeerClosed
         }
@@ -370,25 +361,10 @@ fn protocol_error(shared: &Shared, conn: &Conn, e: DecodeError) -> End {
     End::Malformed(e)
 }
 
-/// Moves a connection its worker holds out of ACTIVE. The reaper may have
-/// taken it and, finding its deadline moved meanwhile, be giving it back:
-/// if it is ACTIVE again, try again.
-pub(crate) fn leave_active(conn: &Conn, to: u8) -> bool {
-    for _ in 0..2 {
-        if conn.transition(ACTIVE, to) {
-            return true;
-        }
-        if conn.state() != ACTIVE {
-            return false;
-        }
-    }
-    false
-}
-
-/// Another thread took the connection away from its worker.
+/// Another thread took the connection away from its worker: only a forced
+/// stop does.
 pub(crate) fn taken(conn: &Conn) -> End {
     match conn.state() {
-        REAPED => End::GoAway(GoAwayCode::HeartbeatTimeout),
         FORCED => End::Forced,
         other => End::Failed(io::Error::other(format!(
             "connection in state {}",
@@ -397,28 +373,10 @@ pub(crate) fn taken(conn: &Conn) -> End {
     }
 }
 
-/// One `recv` that does not block, whatever the socket's mode.
-fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `recv` only writes initialised bytes, so viewing the
-    // initialised buffer as possibly-uninitialised memory is sound.
-    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
-    SockRef::from(stream).recv_with_flags(buf, libc::MSG_DONTWAIT)
-}
-
-/// One `recv` that looks without taking and does not block.
-fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: as in `recv_now`.
-    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
-    SockRef::from(stream).recv_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_PEEK)
-}
-
-fn classify(result: io::Result<usize>) -> Read {
-    match result {
-        Ok(0) => Read::Eof,
-        Ok(n) => Read::Data(n),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
-            Read::Nothing
-        }
-        Err(e) => Read::Failed(e),
+fn classify(e: io::Error) -> Read {
+    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
+        Read::Nothing
+    } else {
+        Read::Failed(e)
     }
 }

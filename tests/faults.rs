@@ -511,7 +511,8 @@ fn stats_interval_logs_counters_that_follow_activity() {
         assert_eq!(counter(&first, name), Some(0), "{name} in {first:?}");
     }
 
-    // One client, served, still connected: accepted=1, active=1, requests>=2.
+    // One client, served, still connected and quiet: accepted=1, open=1 and
+    // resting (a quiet connection holds no worker), requests>=2.
     let mut client = Client::connect(server.addr);
     client.echo(b"one");
     client.ping(b"two");
@@ -519,13 +520,14 @@ fn stats_interval_logs_counters_that_follow_activity() {
     let seen_active = eventually(Duration::from_secs(10), || {
         stats_lines(&server.log()).iter().any(|l| {
             counter(l, "accepted") == Some(1)
-                && counter(l, "active") == Some(1)
+                && counter(l, "open") == Some(1)
+                && counter(l, "resting") == Some(1)
                 && counter(l, "requests").is_some_and(|n| n >= 2)
         })
     });
     assert!(
         seen_active,
-        "no stats line with accepted=1 active=1 requests>=2; log:\n{}",
+        "no stats line with accepted=1 open=1 resting=1 requests>=2; log:\n{}",
         server.log()
     );
     let active_after = with_client.elapsed();
@@ -583,7 +585,7 @@ fn stats_interval_logs_counters_that_follow_activity() {
 
     println!(
         "FIGURES stats_interval_logs_counters_that_follow_activity: {} stats lines in {:.2}s \
-         at 200ms (expected ~{expected:.0}); client reflected (accepted=1 active=1) within \
+         at 200ms (expected ~{expected:.0}); client reflected (accepted=1 open=1 resting=1) within \
          {:.2}s; last line: {}; 0 stats lines without the flag",
         lines.len(),
         elapsed.as_secs_f64(),

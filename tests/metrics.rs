@@ -623,10 +623,7 @@ fn a_connection_that_waits_past_its_deadline_is_counted_as_queue_deadline() {
 
 #[test]
 fn resting_connections_and_buffered_bytes_show() {
-    let server = start(with_metrics(Config {
-        stay_on_quiet: false,
-        ..config()
-    }));
+    let server = start(with_metrics(config()));
     let addr = metrics_addr(&server);
     let mut client = Client::connect(server.local_addr());
     client.echo(b"then rest");

@@ -349,7 +349,7 @@ fn the_queue_bounds_new_connections_only_open_ones_with_work_are_never_turned_aw
 }
 
 #[test]
-fn with_queue_zero_a_worker_only_staying_on_a_quiet_connection_counts_as_idle() {
+fn with_queue_zero_a_worker_whose_connection_is_quiet_counts_as_idle() {
     let server = start_with(
         Config {
             queue: 0,
@@ -360,8 +360,8 @@ fn with_queue_zero_a_worker_only_staying_on_a_quiet_connection_counts_as_idle() 
     let addr = server.local_addr();
     let mut a = Client::connect(addr);
     a.echo(b"a");
-    // The worker stays on A, which is quiet: a newcomer is handed over.
-    // (It counts as available once it is back in `read`, a few
+    // A is quiet and rests; its worker waits in line: a newcomer is
+    // handed over. (It counts as available once it is back in line, a few
     // microseconds after its reply; on a loaded machine, a newcomer may
     // still find it just before, so B tries a few times.)
     let mut b = None;
@@ -377,7 +377,7 @@ fn with_queue_zero_a_worker_only_staying_on_a_quiet_connection_counts_as_idle() 
         }
         assert_eq!(reply.goaway(Framing::Length).map(|g| g.code), Some(3));
     }
-    let mut b = b.expect("B never handed over to the worker staying on quiet A");
+    let mut b = b.expect("B never handed over to the worker of quiet A");
     a.echo(b"and a still is");
     b.echo(b"and b too");
     // Now the worker has work: a newcomer cannot be handed over.
@@ -486,57 +486,51 @@ fn send_in_pieces(stream: &mut TcpStream, bytes: &[u8], pieces: &[usize], pause:
 
 #[test]
 fn frames_split_across_many_rests_arrive_intact_in_both_framings() {
-    for stay_on_quiet in [true, false] {
-        for framing in [Framing::Length, Framing::Line] {
-            let server = start(Config {
-                framing,
-                stay_on_quiet,
-                // Two workers and a second, busy client, so the split client
-                // rests between its pieces even when workers may stay.
-                workers: 2,
-                ..one_worker()
-            });
-            let addr = server.local_addr();
-            let mut others: Vec<Client> = (0..3)
-                .map(|_| Client::connect_with(addr, framing))
-                .collect();
-            let mut client = Client::connect_with(addr, framing);
-            let payloads: Vec<Vec<u8>> = (0..6)
-                .map(|i| {
-                    (0..(i * 97 + 5))
-                        .map(|j| b"abcdefghijklmnopqrstuvwxyz"[(i + j) % 26])
-                        .collect()
-                })
-                .collect();
-            let mut stream_bytes = Vec::new();
-            for p in &payloads {
-                framing.encode_data(p, &mut stream_bytes);
-            }
-            // Pieces of 1, 2, 3, ... bytes, cutting headers, lines and
-            // payloads anywhere, with other clients served in between.
-            let pieces: Vec<usize> = (1..40).collect();
-            let mut at = 0;
-            for (i, &len) in pieces.iter().enumerate() {
-                let end = (at + len).min(stream_bytes.len());
-                if end > at {
-                    client.send_raw(&stream_bytes[at..end]);
-                    at = end;
-                }
-                let other = &mut others[i % 3];
-                other.echo(format!("other {i}").as_bytes());
-            }
-            send_in_pieces(&mut client.stream, &stream_bytes[at..], &[], Duration::ZERO);
-            for p in &payloads {
-                let reply = client.recv().expect("a reply");
-                assert_eq!((reply.kind, &reply.payload), (DATA, p), "{framing:?}");
-            }
-            server.handle().shutdown();
-            let report = server.join();
-            assert!(
-                report.rests >= 1,
-                "{framing:?}, stay {stay_on_quiet}: {report}"
-            );
+    for framing in [Framing::Length, Framing::Line] {
+        let server = start(Config {
+            framing,
+            // Two workers and other clients served in between, so the
+            // split client's pieces meet either worker.
+            workers: 2,
+            ..one_worker()
+        });
+        let addr = server.local_addr();
+        let mut others: Vec<Client> = (0..3)
+            .map(|_| Client::connect_with(addr, framing))
+            .collect();
+        let mut client = Client::connect_with(addr, framing);
+        let payloads: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                (0..(i * 97 + 5))
+                    .map(|j| b"abcdefghijklmnopqrstuvwxyz"[(i + j) % 26])
+                    .collect()
+            })
+            .collect();
+        let mut stream_bytes = Vec::new();
+        for p in &payloads {
+            framing.encode_data(p, &mut stream_bytes);
         }
+        // Pieces of 1, 2, 3, ... bytes, cutting headers, lines and
+        // payloads anywhere, with other clients served in between.
+        let pieces: Vec<usize> = (1..40).collect();
+        let mut at = 0;
+        for (i, &len) in pieces.iter().enumerate() {
+            let end = (at + len).min(stream_bytes.len());
+            if end > at {
+                client.send_raw(&stream_bytes[at..end]);
+                at = end;
+            }
+            let other = &mut others[i % 3];
+            other.echo(format!("other {i}").as_bytes());
+        }
+        send_in_pieces(&mut client.stream, &stream_bytes[at..], &[], Duration::ZERO);
+        for p in &payloads {
+            let reply = client.recv().expect("a reply");
+            assert_eq!((reply.kind, &reply.payload), (DATA, p), "{framing:?}");
+        }
+        server.handle().shutdown();
+        let report = server.join();
+        assert!(report.rests >= 1, "{framing:?}: {report}");
     }
 }
 
@@ -591,10 +585,9 @@ fn a_session_travels_with_its_connection_across_workers_and_ends_with_it() {
     let opened = Arc::new(Mutex::new(Vec::new()));
     let server = start_with(
         Config {
-            workers: 2,
             // Every quiet connection rests: each request may land on either
             // worker.
-            stay_on_quiet: false,
+            workers: 2,
             ..one_worker()
         },
         Numbering {
@@ -651,10 +644,7 @@ fn a_session_travels_with_its_connection_across_workers_and_ends_with_it() {
 
 #[test]
 fn echo_is_unchanged_when_every_quiet_connection_rests() {
-    let server = start(Config {
-        stay_on_quiet: false,
-        ..config()
-    });
+    let server = start(config());
     let addr = server.local_addr();
     let mut client = Client::connect(addr);
     for i in 0..50 {
@@ -879,12 +869,12 @@ fn the_batch_budget_applies_within_one_read() {
     assert!(report.requeues >= 1, "{report}");
 }
 
-/// With `--queue 0`, a burst of new connections while every worker only
-/// stays on a quiet connection is handed over, one per worker: a worker
-/// already interrupted for the first newcomer still counts as available for
-/// it, so the second is not turned away.
+/// With `--queue 0`, a burst of new connections while every worker's
+/// connection is quiet is handed over, one per idle worker: a worker woken
+/// for the first newcomer still counts as available for it, so the second
+/// is not turned away.
 #[test]
-fn queue_zero_hands_a_burst_to_every_staying_worker() {
+fn queue_zero_hands_a_burst_to_every_idle_worker() {
     let server = start(Config {
         workers: 2,
         queue: 0,

@@ -29,8 +29,7 @@ enum Serving {
     Tokio(peers::TokioServer),
 }
 
-/// `many --serve NAME [--workers N] [--queue N] [--max-connections N]
-/// [--no-stay]`.
+/// `many --serve NAME [--workers N] [--queue N] [--max-connections N]`.
 pub(crate) fn serve(args: &[String]) -> ExitCode {
     let flag = |name: &str| {
         args.iter()
@@ -51,7 +50,6 @@ pub(crate) fn serve(args: &[String]) -> ExitCode {
                 workers: flag("--workers").unwrap_or(defaults.workers),
                 queue: flag("--queue").unwrap_or(defaults.queue),
                 max_connections: flag("--max-connections").unwrap_or(defaults.max_connections),
-                stay_on_quiet: !args.iter().any(|a| a == "--no-stay"),
                 ..defaults
             };
             wharf::Server::start("127.0.0.1:0", config, wharf::Echo::default())
@@ -79,8 +77,8 @@ pub(crate) fn serve(args: &[String]) -> ExitCode {
             (
                 s.local_addr(),
                 format!(
-                    "workers={} queue={} max_connections={} stay_on_quiet={}",
-                    c.workers, c.queue, c.max_connections, c.stay_on_quiet
+                    "workers={} queue={} max_connections={}",
+                    c.workers, c.queue, c.max_connections
                 ),
             )
         }
@@ -225,7 +223,7 @@ impl ServerProcess {
         let mut command = Command::new(exe);
         command.arg("--serve");
         match spec {
-            Spec::Wharf { workers, stay } => {
+            Spec::Wharf { workers } => {
                 command.args([
                     "wharf".to_string(),
                     "--workers".into(),
@@ -235,9 +233,6 @@ impl ServerProcess {
                     "--max-connections".into(),
                     max_connections.to_string(),
                 ]);
-                if !stay {
-                    command.arg("--no-stay");
-                }
             }
             Spec::Std => {
                 command.arg("std");

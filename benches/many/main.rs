@@ -61,8 +61,8 @@
 //! `WHARF_MANY_IDLE_WARMUP` [3], `WHARF_MANY_IDLE_SECS` [9];
 //! `WHARF_MANY_QUEUE` [10000] and `WHARF_MANY_MAX_CONNECTIONS` for wharf;
 //! `WHARF_MANY_SERVERS` [wharf4,wharf2,std,tokio] and `WHARF_MANY_ONLY`
-//! [open,idle] to run a part (`wharf4-nostay` is wharf with
-//! `stay_on_quiet: false`, for comparison). Times are in seconds. The tables go to stdout
+//! [open,idle] to run a part (`wharfN` is wharf with N workers). Times are
+//! in seconds. The tables go to stdout
 //! and to `target/many.md`; progress goes to stderr. Any verification
 //! error, missed reply or failed server makes the process exit 1.
 //!
@@ -101,11 +101,7 @@ const NOFILE: u64 = 65536;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Spec {
-    /// `stay`: `Config::stay_on_quiet` (the default, true).
-    Wharf {
-        workers: usize,
-        stay: bool,
-    },
+    Wharf { workers: usize },
     Std,
     Tokio,
 }
@@ -113,14 +109,7 @@ enum Spec {
 impl Spec {
     fn label(self) -> String {
         match self {
-            Spec::Wharf {
-                workers,
-                stay: true,
-            } => format!("wharf ({workers} workers)"),
-            Spec::Wharf {
-                workers,
-                stay: false,
-            } => format!("wharf ({workers} workers, no stay)"),
+            Spec::Wharf { workers } => format!("wharf ({workers} workers)"),
             Spec::Std => "std thread-per-connection".into(),
             Spec::Tokio => "tokio".into(),
         }
@@ -175,17 +164,12 @@ fn settings() -> Result<Settings, String> {
         .map(|s| match s.trim() {
             "std" => Ok(Spec::Std),
             "tokio" => Ok(Spec::Tokio),
-            w => {
-                let (w, stay) = match w.strip_suffix("-nostay") {
-                    Some(w) => (w, false),
-                    None => (w, true),
-                };
-                w.strip_prefix("wharf")
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|n| *n >= 1)
-                    .map(|workers| Spec::Wharf { workers, stay })
-                    .ok_or_else(|| format!("WHARF_MANY_SERVERS: unknown server {w:?}"))
-            }
+            w => w
+                .strip_prefix("wharf")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n >= 1)
+                .map(|workers| Spec::Wharf { workers })
+                .ok_or_else(|| format!("WHARF_MANY_SERVERS: unknown server {w:?}")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let only = std::env::var("WHARF_MANY_ONLY").unwrap_or_else(|_| "open,idle".into());

@@ -283,7 +283,6 @@ fn config(args: &ServeArgs) -> Config {
         reuse_port: args.reuse_port,
         backlog: args.backlog,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
-        stay_on_quiet: defaults.stay_on_quiet,
         metrics: args.metrics,
     }
 }

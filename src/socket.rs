@@ -1,0 +1,113 @@
+//! The few socket calls the engine makes beyond `read` and `write`: reads
+//! that never block whatever the socket's mode, a look at what the socket
+//! holds without taking it, and the receive low-water mark.
+//!
+//! A connection's socket stays in blocking mode (its replies are written
+//! with a blocking `write` bounded by the send timeout, see `writer`), so
+//! every read asks not to block with `MSG_DONTWAIT` instead.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use socket2::SockRef;
+
+/// One `recv` that does not block.
+pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `recv` only writes initialised bytes, so viewing the
+    // initialised buffer as possibly-uninitialised memory is sound.
+    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    SockRef::from(stream).recv_with_flags(buf, libc::MSG_DONTWAIT)
+}
+
+/// One `recv` that looks without taking and does not block.
+pub(crate) fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: as in `recv_now`.
+    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    SockRef::from(stream).recv_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_PEEK)
+}
+
+/// Bytes waiting to be read.
+pub(crate) fn queued(stream: &TcpStream) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Sets the receive low-water mark: readiness for input (and so the
+/// connection's next event) waits until this many bytes have arrived, or
+/// the client closes. Linux caps it at half the largest receive buffer and
+/// grows the socket's buffer to fit it. Returns whether all of `bytes` was
+/// granted.
+pub(crate) fn set_lowat(stream: &TcpStream, bytes: usize) -> io::Result<bool> {
+    let want = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
+    let fd = stream.as_raw_fd();
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: plain get/setsockopt on a socket we own, with an int of the
+    // size given.
+    unsafe {
+        if libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&want as *const libc::c_int).cast(),
+            size,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut got: libc::c_int = 0;
+        let mut len = size;
+        if libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&mut got as *mut libc::c_int).cast(),
+            &mut len,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(got >= want)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    #[test]
+    fn the_low_water_mark_holds_readiness_back_until_enough_has_arrived() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        assert!(set_lowat(&server, 10).unwrap());
+        let readable = |s: &TcpStream| {
+            let mut fds = [rustix::event::PollFd::new(s, rustix::event::PollFlags::IN)];
+            let zero = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            rustix::event::poll(&mut fds, Some(&zero)).unwrap() > 0
+        };
+        client.write_all(b"12345").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(queued(&server).unwrap(), 5);
+        assert!(!readable(&server), "5 of 10 bytes: not ready yet");
+        client.write_all(b"67890").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(readable(&server), "all 10 bytes: ready");
+        let mut buf = [0u8; 16];
+        assert_eq!(peek_now(&server, &mut buf).unwrap(), 10);
+        assert_eq!(recv_now(&server, &mut buf).unwrap(), 10);
+        assert!(set_lowat(&server, 1).unwrap());
+    }
+}
