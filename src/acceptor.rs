@@ -51,6 +51,7 @@ use crate::alive::ALIVE_TICK;
 use crate::config::Overload;
 use crate::limits::{OpenSlot, QueuePlace};
 use crate::shared::Shared;
+use crate::socket;
 use crate::stats::Stats;
 use crate::turned_away::Busy;
 
@@ -222,7 +223,13 @@ fn wait(shared: &Shared, poll: Option<Duration>) -> bool {
 
 fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(shared.config.write_timeout))
+    stream.set_write_timeout(Some(shared.config.write_timeout))?;
+    // With the histograms on, the kernel stamps each arrival, so the wait
+    // of a resting connection's request in line can be read (see `worker`).
+    if shared.timed {
+        socket::stamp_arrivals(stream)?;
+    }
+    Ok(())
 }
 
 /// Errors that concern one connection only, such as a client that reset

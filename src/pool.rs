@@ -66,6 +66,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, done: &Sender<()>) -> Result<Vec<JoinH
 
 fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
     let shared = Arc::clone(&worker.shared);
+    shared.line.register_worker(worker.index);
     drop(ready);
     // What the batch budget found waiting, served before the line again.
     let mut next = None;
@@ -81,7 +82,7 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
                 continue;
             }
             Event::Conn(key) => match claim(&shared, worker.index, key) {
-                Some(conn) => conn,
+                Some(claimed) => claimed,
                 None => continue,
             },
         };
@@ -95,7 +96,7 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
 /// Takes the connection an event in line is for, if it is still there and
 /// still waiting (QUEUED or RESTING): it is then ACTIVE, held by this
 /// worker. One whose deadline has passed is closed instead.
-fn claim(shared: &Shared, me: usize, key: usize) -> Option<Arc<Conn>> {
+fn claim(shared: &Shared, me: usize, key: usize) -> Option<Claimed> {
     let conn = shared.registry.get(key)?;
     let expired = conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout);
     match conn.state() {
@@ -107,7 +108,7 @@ fn claim(shared: &Shared, me: usize, key: usize) -> Option<Arc<Conn>> {
             if let Some(waited) = shared.line.waited_ns(&conn) {
                 shared.stats.observe_queue_wait(me, waited);
             }
-            Some(conn)
+            Some(Claimed { conn, woken: false })
         }
         RESTING if expired => {
             reaper::reap_resting(shared, &conn);
@@ -116,19 +117,28 @@ fn claim(shared: &Shared, me: usize, key: usize) -> Option<Arc<Conn>> {
         RESTING if conn.transition(RESTING, ACTIVE) => {
             shared.stats.add_wakeup(me);
             trace!("{}: woken, bytes arrived", conn.who());
-            Some(conn)
+            Some(Claimed { conn, woken: true })
         }
         // Closed by the reaper or the drain meanwhile.
         _ => None,
     }
 }
 
+/// A connection a worker took from the line.
+struct Claimed {
+    conn: Arc<Conn>,
+    /// It was resting, and its bytes arrived: how long they waited in line
+    /// is read with them (see `Worker::serve`).
+    woken: bool,
+}
+
 impl Worker {
-    /// One turn on `conn` (ACTIVE, held by this worker), and what becomes
-    /// of it. Returns what the batch budget found waiting in line, if the
-    /// connection went back behind it.
-    fn turn(&mut self, conn: Arc<Conn>) -> Option<Event> {
+    /// One turn on a connection this worker took from the line, and what
+    /// becomes of it. Returns what the batch budget found waiting in line,
+    /// if the connection went back behind it.
+    fn turn(&mut self, Claimed { conn, woken }: Claimed) -> Option<Event> {
         let shared = Arc::clone(&self.shared);
+        self.time_next_read = woken && shared.timed;
         conn.log_served();
         let mut travel = std::mem::take(&mut *conn.travel.lock());
         // A new connection leaves `--queue` now that a worker has it.

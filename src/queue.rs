@@ -1,7 +1,7 @@
 //! The line of connections waiting for a worker, and the workers' states.
 //!
 //! The line is the kernel's: the ready list of one epoll instance (see
-//! `epoll`) that every idle worker waits on. A connection joins it in one of
+//! `epoll`) that idle workers wait on. A connection joins it in one of
 //! three ways, and the worker that takes it is the one the kernel wakes:
 //!
 //! - the acceptor **admits** a new connection: it is registered ready at
@@ -13,10 +13,19 @@
 //!
 //! So a request on a resting connection costs one thread wake-up, the
 //! worker's: there is no poller thread between the socket and the worker.
-//! The kernel wakes one waiting worker per event, the one that waited last,
-//! whose caches are warmest; a worker that comes back while events wait
-//! takes the next one without sleeping. The line is work-conserving: no
-//! connection with work waits while a worker waits.
+//! The kernel wakes one waiting worker per event, and a worker that comes
+//! back while events wait takes the next one without sleeping.
+//!
+//! **At most one waiter per CPU.** More workers in `epoll_wait` than there
+//! are CPUs cannot run at once anyway, and each extra one costs: the kernel
+//! wakes a sleeping waiter for every event, even when a worker coming back
+//! from its last request then takes that event first, and the waiter woken
+//! for nothing goes back to sleep. With 64 workers on 2 CPUs that was about
+//! half a wasted context switch per request. So idle workers beyond one per
+//! CPU wait on the *bench* instead: parked, the most recent on top. When the
+//! last waiter takes an event, the worker on top of the bench takes its
+//! place, so the line is always watched and stays work-conserving: no
+//! connection with work waits while a worker is idle.
 //!
 //! **Is somebody waiting?** The batch budget asks it every `BATCH_BUDGET`
 //! requests. While a worker is idle, nobody is: that worker would have
@@ -29,12 +38,14 @@
 //! worker that takes it reads [`Line::waited_ns`].
 
 use std::io;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use log::error;
+use parking_lot::Mutex;
 
 use crate::conn::Conn;
 use crate::epoll::{Arm, Epoll, DRAIN_KEY, ROOM_KEY};
@@ -70,6 +81,7 @@ pub(crate) struct Line {
     epoch: Instant,
     /// Whether waits are timed (the metrics endpoint is on).
     timed: bool,
+    bench: Bench,
 }
 
 /// A read-only view of the workers' states, for the metrics thread: it
@@ -109,6 +121,10 @@ impl Line {
                 .collect(),
             epoch: Instant::now(),
             timed,
+            bench: Bench::new(
+                workers,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         })
     }
 
@@ -159,6 +175,7 @@ impl Line {
         if slot.swap(IDLE, Ordering::SeqCst) != IDLE {
             self.idle.fetch_add(1, Ordering::SeqCst);
         }
+        self.bench.wait_turn(me);
         let key = loop {
             match self.epoll.wait_one(None) {
                 Ok(Some(key)) => break key,
@@ -171,6 +188,7 @@ impl Line {
                 }
             }
         };
+        self.bench.leave();
         self.idle.fetch_sub(1, Ordering::SeqCst);
         slot.store(WORKING, Ordering::SeqCst);
         event(key)
@@ -246,6 +264,95 @@ impl Line {
     /// Tells every worker to exit once it lets go of its connection.
     pub(crate) fn close(&self) {
         self.epoll.drain();
+        self.bench.close();
+    }
+
+    /// Records the thread of worker `me`, so that it can be called from the
+    /// bench.
+    pub(crate) fn register_worker(&self, me: usize) {
+        self.bench.register(me);
+    }
+}
+
+/// Where idle workers wait when as many as there are CPUs already wait in
+/// `epoll_wait`: parked, the most recent on top (see the module docs).
+#[derive(Debug)]
+struct Bench {
+    /// The most workers in `epoll_wait` at once: the CPUs.
+    cap: usize,
+    state: Mutex<BenchState>,
+    threads: Box<[OnceLock<Thread>]>,
+    called: Box<[AtomicBool]>,
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct BenchState {
+    /// Workers in `epoll_wait`, or on their way in or out.
+    waiters: usize,
+    /// Parked workers, the most recent last.
+    parked: Vec<usize>,
+}
+
+impl Bench {
+    fn new(workers: usize, cap: usize) -> Self {
+        Bench {
+            cap: cap.max(1),
+            state: Mutex::new(BenchState::default()),
+            threads: (0..workers).map(|_| OnceLock::new()).collect(),
+            called: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn register(&self, me: usize) {
+        let _ = self.threads[me].set(std::thread::current());
+    }
+
+    /// Returns when worker `me` may wait in `epoll_wait`.
+    fn wait_turn(&self, me: usize) {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if state.waiters < self.cap || self.closed.load(Ordering::SeqCst) {
+                    state.waiters += 1;
+                    return;
+                }
+                state.parked.push(me);
+            }
+            while !self.called[me].swap(false, Ordering::SeqCst) {
+                std::thread::park();
+            }
+        }
+    }
+
+    /// A waiter took an event: if it was the last one, the next parked
+    /// worker takes its place, so the line is always watched.
+    fn leave(&self) {
+        let mut state = self.state.lock();
+        state.waiters -= 1;
+        if state.waiters == 0 {
+            if let Some(next) = state.parked.pop() {
+                drop(state);
+                self.call(next);
+            }
+        }
+    }
+
+    fn call(&self, worker: usize) {
+        self.called[worker].store(true, Ordering::SeqCst);
+        if let Some(thread) = self.threads[worker].get() {
+            thread.unpark();
+        }
+    }
+
+    /// Every parked worker goes to the line (the drain).
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let parked = std::mem::take(&mut self.state.lock().parked);
+        for worker in parked {
+            self.call(worker);
+        }
     }
 }
 
@@ -254,5 +361,48 @@ fn event(key: u64) -> Event {
         ROOM_KEY => Event::Room,
         DRAIN_KEY => Event::Drain,
         key => Event::Conn(key as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// With room for one waiter, the others park; each time the waiter
+    /// leaves, the most recently parked takes its place; closing calls the
+    /// rest.
+    #[test]
+    fn the_bench_keeps_one_waiter_and_calls_the_most_recent_next() {
+        let bench = Arc::new(Bench::new(3, 1));
+        bench.wait_turn(0); // worker 0 waits in line
+        let (tx, rx) = mpsc::channel();
+        let spawn = |me: usize| {
+            let bench = Arc::clone(&bench);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                bench.register(me);
+                bench.wait_turn(me);
+                tx.send(me).unwrap();
+            })
+        };
+        let one = spawn(1);
+        std::thread::sleep(Duration::from_millis(50));
+        let two = spawn(2);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(rx.try_recv().is_err(), "both park while worker 0 waits");
+        bench.leave();
+        let first = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("one is called");
+        assert_eq!(first, 2, "the most recently parked goes first");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "one waiter at a time"
+        );
+        bench.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(1));
+        one.join().unwrap();
+        two.join().unwrap();
     }
 }

@@ -28,6 +28,72 @@ pub(crate) fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> 
     SockRef::from(stream).recv_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_PEEK)
 }
 
+/// Asks the kernel to stamp each received packet with its arrival time, for
+/// [`recv_stamped`].
+pub(crate) fn stamp_arrivals(stream: &TcpStream) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with an int of the size given, on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// [`recv_now`], and how long ago (in nanoseconds) the last of the bytes
+/// read arrived, if the socket stamps arrivals ([`stamp_arrivals`]): how
+/// long they waited for this read.
+pub(crate) fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    // Room for one timespec control message.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: the header points at `buf` and `control`, both live and as
+    // large as it says.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut arrived = None;
+    // SAFETY: walking the control messages the kernel wrote, with the libc
+    // macros, within `msg_controllen`.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                arrived = Some(ts);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let waited = arrived.map(|ts| {
+        let arrived_ns = (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        now.saturating_sub(arrived_ns)
+    });
+    Ok((n as usize, waited))
+}
+
 /// Bytes waiting to be read.
 pub(crate) fn queued(stream: &TcpStream) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
@@ -109,5 +175,23 @@ mod tests {
         assert_eq!(peek_now(&server, &mut buf).unwrap(), 10);
         assert_eq!(recv_now(&server, &mut buf).unwrap(), 10);
         assert!(set_lowat(&server, 1).unwrap());
+    }
+
+    #[test]
+    fn a_stamped_read_says_how_long_its_bytes_waited() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        stamp_arrivals(&server).unwrap();
+        client.write_all(b"stamped").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut buf = [0u8; 16];
+        let (n, waited) = recv_stamped(&server, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"stamped");
+        let waited = waited.expect("an arrival stamp");
+        assert!(
+            (90_000_000..5_000_000_000).contains(&waited),
+            "waited {waited} ns"
+        );
     }
 }

@@ -18,8 +18,11 @@
 //! observation, which the hot path cannot afford. Timing costs two clock
 //! reads per observation (tens of nanoseconds), so the histograms are only
 //! recorded when the metrics endpoint is on, or the in-process benchmark
-//! reads them (see `reply` and `queue`, and `Server::start_timed`); the
-//! counters always are.
+//! reads them (see `reply`, `queue` and `worker`, and
+//! `Server::start_timed`); the counters always are. The time in line of a
+//! new connection, or one sent back, is stamped when it joins the line; the
+//! time in line of a resting connection's request is read from the kernel,
+//! which stamps each packet's arrival while the histograms are on.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -315,9 +318,9 @@ pub struct Report {
     pub accept_errors: u64,
     /// Requests whose service panicked (answered with ERROR).
     pub service_panics: u64,
-    /// Times a worker put a quiet connection to rest in the poller.
+    /// Times a worker let a quiet connection rest.
     pub rests: u64,
-    /// Times the poller put a resting connection back in line.
+    /// Times a worker took a resting connection whose bytes arrived.
     pub wakeups: u64,
     /// Times the batch budget sent a connection to the back of the line.
     pub requeues: u64,

@@ -42,7 +42,7 @@ use crate::inbox::{Inbox, Prefix, READ_BUF};
 use crate::queue::Event;
 use crate::reply::{self, Context};
 use crate::shared::Shared;
-use crate::socket::{peek_now, recv_now};
+use crate::socket::{peek_now, recv_now, recv_stamped};
 use crate::stats::Stats;
 use crate::writer;
 
@@ -122,6 +122,9 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) inbox: Inbox,
     pub(crate) out: Vec<u8>,
+    /// Time the wait of the bytes the next read takes (a woken connection,
+    /// with the histograms on): the kernel stamps their arrival.
+    pub(crate) time_next_read: bool,
 }
 
 impl Worker {
@@ -136,6 +139,7 @@ impl Worker {
             shared,
             inbox,
             out: Vec::with_capacity(WRITE_BUF_KEEP),
+            time_next_read: false,
         }
     }
 
@@ -183,7 +187,17 @@ impl Worker {
             } else {
                 let spare = self.inbox.spare();
                 let room = spare.len();
-                match recv_now(&conn.stream, spare) {
+                let result = if std::mem::take(&mut self.time_next_read) {
+                    recv_stamped(&conn.stream, spare).map(|(n, waited)| {
+                        if let Some(waited) = waited {
+                            self.shared.stats.observe_queue_wait(self.index, waited);
+                        }
+                        n
+                    })
+                } else {
+                    recv_now(&conn.stream, spare)
+                };
+                match result {
                     Ok(0) => Read::Eof,
                     Ok(n) => Read::Data {
                         n,

@@ -507,6 +507,49 @@ fn the_histograms_are_in_seconds() {
     server.join();
 }
 
+/// A resting connection's request that waits for the only worker is timed
+/// from its arrival: it joins the line in the kernel, which stamps the
+/// arrival, with no thread in between to stamp it.
+#[test]
+fn a_resting_connections_wait_in_line_is_timed_from_its_requests_arrival() {
+    let server = start_with(
+        with_metrics(Config {
+            workers: 1,
+            ..config()
+        }),
+        Echo {
+            delay: Duration::from_millis(300),
+            spin: Duration::ZERO,
+        },
+    );
+    let addr = metrics_addr(&server);
+    let data = server.local_addr();
+    let mut a = Client::connect(data);
+    let mut b = Client::connect(data);
+    a.ping(b"a rests");
+    b.ping(b"b rests");
+    thread::sleep(Duration::from_millis(50));
+    let before = scrape(addr);
+    // A's request holds the worker for 300 ms; B's arrives 100 ms in and
+    // waits about 200 ms in line.
+    a.send(wharf::frame::DATA, b"a");
+    thread::sleep(Duration::from_millis(100));
+    b.echo(b"b");
+    assert_eq!(a.recv().unwrap().payload, b"a");
+    let after = scrape(addr);
+    let count = value(&after, "wharf_queue_wait_seconds_count")
+        - value(&before, "wharf_queue_wait_seconds_count");
+    let waited = value(&after, "wharf_queue_wait_seconds_sum")
+        - value(&before, "wharf_queue_wait_seconds_sum");
+    assert_eq!(count, 2.0, "A and B each waited once:\n{after}");
+    assert!(
+        (0.15..5.0).contains(&waited),
+        "B waited about 0.2 s, the histogram has {waited} s:\n{after}"
+    );
+    server.handle().shutdown();
+    server.join();
+}
+
 #[test]
 fn connection_counters_follow_what_happens() {
     // Reaped: a silent client past a short heartbeat.

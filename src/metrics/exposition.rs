@@ -74,8 +74,9 @@ impl Exposition {
         );
         registry.register(
             "wharf_queue_wait_seconds",
-            "How long a connection with work waited in line for a worker, observed when a \
-             worker takes it (connections turned away for waiting too long are counted in \
+            "How long a connection with work waited in line for a worker (a new one from its \
+             accept, a resting one from the arrival of its request), observed when a worker \
+             takes it (connections turned away for waiting too long are counted in \
              wharf_connections_rejected_total instead)",
             WorkerHistogram::queue_wait(Arc::clone(&sources.stats)),
         );
