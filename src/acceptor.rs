@@ -13,7 +13,7 @@
 //!   room; the kernel's backlog holds or refuses the excess.
 //!
 //! Connections already open are never turned away here: when their bytes
-//! arrive the poller puts them in line, however long it is.
+//! arrive the kernel puts them in line, however long it is.
 //!
 //! `accept` errors never stop the server and never spin: running out of file
 //! descriptors leaves the pending connection in the kernel's queue, so the

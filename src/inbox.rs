@@ -3,8 +3,9 @@
 //!
 //! Each worker reads into its own buffer, reused from one connection to the
 //! next, so a frame costs no allocation; the buffer grows only to the size
-//! the decoder asks for (never past one `max_frame` frame) and shrinks back
-//! when the connection leaves. Frames are decoded in place.
+//! the decoder asks for (never past one `max_frame` frame), and shrinks back
+//! when the connection leaves if it grew past [`KEEP_BUF`]. Frames are
+//! decoded in place.
 //!
 //! A connection may leave its worker with bytes not yet answered: part of a
 //! frame when it goes to rest, or whole frames when the batch budget sends it
@@ -27,8 +28,15 @@ use crate::budget::Budget;
 use crate::frame::{DecodeError, Decoded, Frame, Framing, HEADER_LEN};
 use crate::socket;
 
-/// Buffer size a worker starts with and returns to after a large frame.
+/// Buffer size a worker starts with, and returns to after a frame larger
+/// than [`KEEP_BUF`].
 pub(crate) const READ_BUF: usize = 16 * 1024;
+
+/// The largest buffer a worker keeps from one connection to the next: a
+/// worker now takes a different connection for almost every request, and
+/// growing and shrinking its buffer each time cost a `mremap` per request
+/// with 64 KiB frames.
+pub(crate) const KEEP_BUF: usize = 256 * 1024;
 
 /// The most one read takes from a socket: what one read may add to the
 /// `--max-buffered` budget.
@@ -158,6 +166,16 @@ impl Inbox {
     /// Bytes buffered and not yet consumed.
     pub(crate) fn pending(&self) -> usize {
         self.end - self.start
+    }
+
+    /// How many more bytes the unfinished length frame at the front needs
+    /// to be complete, when that is known: its header has arrived, and the
+    /// last [`Inbox::next_frame`] found it unfinished. (A line's length is
+    /// not known until its newline.)
+    pub(crate) fn still_needs(&self) -> Option<usize> {
+        let pending = self.pending();
+        (self.framing == Framing::Length && pending >= 4 && self.need > pending)
+            .then(|| self.need - pending)
     }
 
     /// Counts the unconsumed bytes against the budget: call when nothing
@@ -291,7 +309,7 @@ impl Inbox {
         self.end = 0;
         self.scanned = 0;
         self.need = 0;
-        if self.buf.len() > READ_BUF {
+        if self.buf.len() > KEEP_BUF {
             self.buf.truncate(READ_BUF);
             self.buf.shrink_to_fit();
         }

@@ -1,21 +1,25 @@
 //! # wharf
 //!
 //! A TCP server for long-lived services with fixed resource limits. An
-//! acceptor thread puts accepted connections in a bounded line to a fixed
-//! pool of worker threads; a connection holds a worker only while it has
-//! work, and rests in a poller thread, at no thread's cost, while it is
-//! quiet. A reaper drops clients that miss their heartbeat deadline; a
-//! drain-and-close shutdown answers every request it started before
-//! closing. The number of threads never grows with the number of clients.
+//! acceptor thread puts accepted connections in line for a fixed pool of
+//! worker threads; a connection holds a worker only while it has work, and
+//! rests in an epoll set, at no thread's cost, while it is quiet. The line
+//! is that epoll set's ready list: idle workers wait on it, and the worker
+//! the kernel wakes for a connection's bytes is the one that serves it. A
+//! reaper drops clients that miss their heartbeat deadline; a drain-and-close
+//! shutdown answers every request it started before closing. The number of
+//! threads never grows with the number of clients, and the library installs
+//! no signal handler and sends no signal.
 //!
 //! ```text
-//!             accept()                 the line (one place per connection)    --workers threads
-//! clients ──> acceptor ──new──────────> [conn][conn][conn] ─────────────────> worker ─┐
-//!               │ --max-connections,        ^                                 worker ─┼─> Service
-//!               │ --queue: GOAWAY 3 or wait │ bytes arrived                   worker ─┘     │
-//!               v                           │                                   │  quiet    v
-//!            registry (every connection:   poller <──────────────────────────────┘        replies
-//!            state, deadline)              (resting connections, oneshot epoll)
+//!             accept()            the line: one epoll set's ready list     --workers threads
+//! clients ──> acceptor ──new────> [conn][conn][conn] ──the kernel wakes──> worker ─┐
+//!               │ --max-connections,  ^                                     worker ─┼─> Service
+//!               │ --queue: GOAWAY 3   │ bytes arrived                       worker ─┘     │
+//!               v   or wait           │                                       │ quiet     v
+//!            registry (every       resting connections, armed in  <───────────┘        replies
+//!            connection: state,    the same set (oneshot)
+//!            deadline)
 //!               ^
 //!            reaper (GOAWAY 2 / GOAWAY 3) ──> closer (GOAWAY, linger, close)
 //! ```

@@ -124,6 +124,16 @@ fn claim(shared: &Shared, me: usize, key: usize) -> Option<Claimed> {
     }
 }
 
+/// How a connection rests.
+enum Resting {
+    /// Quiet; with an unfinished frame whose size is known, until this many
+    /// more bytes have arrived.
+    Quiet(Option<usize>),
+    /// An unfinished frame of this many more bytes, while the budget is
+    /// spent.
+    Spent(usize),
+}
+
 /// A connection a worker took from the line.
 struct Claimed {
     conn: Arc<Conn>,
@@ -159,8 +169,8 @@ impl Worker {
         }
         match catch_unwind(AssertUnwindSafe(|| self.serve(&conn, &mut travel))) {
             Ok(Outcome::End(end)) => self.finish(conn, travel, end),
-            Ok(Outcome::Rest) => self.rest(conn, travel, None),
-            Ok(Outcome::Await(more)) => self.rest(conn, travel, Some(more)),
+            Ok(Outcome::Rest(until)) => self.rest(conn, travel, Resting::Quiet(until)),
+            Ok(Outcome::Await(more)) => self.rest(conn, travel, Resting::Spent(more)),
             Ok(Outcome::Requeue(event)) => {
                 self.requeue(conn, travel);
                 return Some(event);
@@ -182,16 +192,20 @@ impl Worker {
         None
     }
 
-    /// Lets a quiet connection rest, with its unfinished bytes. `awaiting`:
-    /// the budget is spent and its unfinished frame needs this many more
-    /// bytes; it wakes once they have all arrived, or room frees in the
-    /// budget (see `poller`).
-    fn rest(&mut self, conn: Arc<Conn>, mut travel: Travel, awaiting: Option<usize>) {
+    /// Lets a quiet connection rest, with its unfinished bytes, to be woken
+    /// as `resting` says (see `poller`).
+    fn rest(&mut self, conn: Arc<Conn>, mut travel: Travel, resting: Resting) {
         travel.carry = self.inbox.stash();
         self.reset_output();
-        let wake = match awaiting {
-            None => Wake::Bytes,
-            Some(more) => {
+        let wake = match resting {
+            Resting::Quiet(None) => Wake::Bytes,
+            // The kernel may grant less (or wake early when its receive
+            // window is nearly shut): either way the bytes get read.
+            Resting::Quiet(Some(more)) => {
+                travel.lowat = socket::set_lowat(&conn.stream, more).is_ok();
+                Wake::Bytes
+            }
+            Resting::Spent(more) => {
                 travel.lowat = true;
                 if matches!(socket::set_lowat(&conn.stream, more), Ok(true)) {
                     Wake::WholeOrRoom

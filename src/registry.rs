@@ -1,9 +1,9 @@
-//! The registry of live connections: how the reaper, the drain and the
-//! poller find a connection.
+//! The registry of live connections: how the reaper, the drain and a
+//! worker taking an event from the line find a connection.
 //!
 //! Connections live in a slab so slots are reused. A connection's key is its
 //! slot plus a generation (the low 32 bits of its id) in the upper half, so
-//! a late poller event for a slot that has since been reused by another
+//! a late event for a slot that has since been reused by another
 //! connection finds a different key and is ignored.
 //!
 //! The registry's lock is written to add or remove a connection, and read
@@ -44,9 +44,9 @@ impl std::fmt::Debug for Registry {
 pub(crate) struct Census {
     /// Waiting in line for a worker.
     pub(crate) queued: usize,
-    /// Held by a worker (reading, writing, in the service, or staying).
+    /// Held by a worker (reading, writing, or in the service).
     pub(crate) active: usize,
-    /// Resting in the poller (or held while the budget is spent).
+    /// Resting (or held while the budget is spent).
     pub(crate) resting: usize,
 }
 
@@ -88,7 +88,7 @@ impl Registry {
     }
 
     /// Forgets a connection; its socket closes when the last handle drops
-    /// (and leaves the poller's epoll set then). The first call for a
+    /// (and leaves the epoll set then). The first call for a
     /// connection writes its access log close line.
     pub(crate) fn remove(&self, conn: &Conn) {
         let mut conns = self.conns.write();

@@ -264,7 +264,7 @@ pub(crate) struct Snapshot {
     pub(crate) active: usize,
     /// Connections waiting in line now.
     pub(crate) queued: usize,
-    /// Connections resting in the poller now (held ones included).
+    /// Connections resting now (held ones included).
     pub(crate) resting: usize,
     /// Workers holding a connection that has work.
     pub(crate) busy_workers: usize,

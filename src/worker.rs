@@ -10,7 +10,9 @@
 //!   its next bytes put it back in line. A worker that has just answered
 //!   rests the connection at once, without a read that would come back
 //!   empty, unless its last read filled the buffer: arming checks the
-//!   socket anyway.
+//!   socket anyway. An unfinished frame whose length is known raises the
+//!   socket's receive low-water mark to what it still needs, so a large
+//!   frame arriving in many pieces wakes a worker once, not once a piece.
 //! - **Await** (only while the `--max-buffered` budget is spent): an
 //!   unfinished frame, which is not read further; the connection rests until
 //!   the whole frame has arrived (see `poller`).
@@ -52,14 +54,17 @@ pub const BATCH_BUDGET: u32 = 20;
 
 /// Replies are written out early once this many bytes are pending.
 const FLUSH_AT: usize = 256 * 1024;
-/// Write buffer capacity kept between connections.
-const WRITE_BUF_KEEP: usize = 64 * 1024;
+/// Write buffer capacity a worker starts with.
+const WRITE_BUF: usize = 64 * 1024;
+/// Write buffer capacity kept between connections (see `inbox::KEEP_BUF`).
+const WRITE_BUF_KEEP: usize = 256 * 1024 + 64;
 
 /// How a turn ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Quiet: arm it in the epoll set.
-    Rest,
+    /// Quiet: arm it in the epoll set; with an unfinished frame whose size
+    /// is known, to wake once this many more bytes have arrived.
+    Rest(Option<usize>),
     /// An unfinished frame while the `--max-buffered` budget is spent: rest
     /// until this many more bytes have arrived (see `poller`).
     Await(usize),
@@ -138,7 +143,7 @@ impl Worker {
             index,
             shared,
             inbox,
-            out: Vec::with_capacity(WRITE_BUF_KEEP),
+            out: Vec::with_capacity(WRITE_BUF),
             time_next_read: false,
         }
     }
@@ -180,7 +185,7 @@ impl Worker {
             // the next request is most likely not here yet (a ping-pong
             // client waits for the reply first). Arming checks anyway.
             if drained && answered > before {
-                return Outcome::Rest;
+                return Outcome::Rest(self.inbox.still_needs());
             }
             let read = if self.shared.budget.is_spent() {
                 self.read_complete_frames(conn)
@@ -211,7 +216,7 @@ impl Worker {
                     self.inbox.filled(n);
                     drained = !filled;
                 }
-                Read::Nothing => return Outcome::Rest,
+                Read::Nothing => return Outcome::Rest(self.inbox.still_needs()),
                 Read::Unfinished(more) => return Outcome::Await(more),
                 Read::Eof => return Outcome::End(self.after_eof()),
                 Read::Failed(e) => return Outcome::End(End::Failed(e)),

@@ -185,7 +185,7 @@ impl Collector for Counts {
         enc.gauges(
             "wharf_connections",
             "Open connections by where they are: waiting in line for a worker, held by a \
-             worker, or resting in the poller (counted at most every 100 ms).",
+             worker, or resting (counted at most every 100 ms).",
             "state",
             &[
                 ("queued", census.queued as u64),
