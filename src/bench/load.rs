@@ -14,7 +14,7 @@ use super::driver::{drive, Edge};
 use super::{BenchError, BenchOptions, BenchPoint};
 
 /// Descriptors kept free besides the clients' sockets (the server's
-/// listeners, the poller, log files, the test harness).
+/// listeners, the epoll set, log files, the test harness).
 const SPARE_DESCRIPTORS: u64 = 128;
 
 /// Loads a server that is already running at `addr` for `options.warmup`

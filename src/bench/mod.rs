@@ -203,7 +203,7 @@ pub struct ServerFigures {
     pub busy_workers: f64,
     /// Busy workers on average over the window, divided by the pool size.
     pub utilisation: f64,
-    /// Connections put to rest in the poller, per request (`None` from a
+    /// Connections put to rest, per request (`None` from a
     /// metrics endpoint, which does not export it).
     pub rests_per_request: Option<f64>,
     /// Resting connections woken by their bytes, per request (`None` from a
