@@ -64,53 +64,31 @@
 
 #![warn(missing_docs)]
 
-mod acceptor;
-mod access;
-mod alive;
 pub mod bench;
-mod budget;
 pub mod build_info;
 pub mod client;
-mod closer;
 pub mod config;
-mod conn;
-mod drain;
-mod epoll;
+mod engine;
 mod error;
 pub mod frame;
 pub mod human;
-mod inbox;
-mod limits;
-mod metrics;
-mod monitor;
-mod poller;
-mod pool;
-mod queue;
-mod reaper;
-mod registry;
-mod reply;
+mod observe;
 mod server;
 pub mod service;
-mod shared;
-mod shutdown;
-mod socket;
-mod stats;
-mod turned_away;
-mod worker;
-mod writer;
+mod watch;
 
-pub use alive::{Liveness, ALIVE_TICK};
 pub use client::{Client, ClientError, ClientOptions, Reconnect, Reply, RequestSender};
-pub use closer::LINGER;
 pub use config::{Config, Overload};
+pub use engine::closer::LINGER;
+pub use engine::shutdown::ShutdownHandle;
+pub use engine::worker::BATCH_BUDGET;
 pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
-pub use monitor::Monitor;
+pub use observe::alive::{Liveness, ALIVE_TICK};
+pub use observe::stats::Report;
 pub use server::{Listener, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
-pub use shutdown::ShutdownHandle;
-pub use stats::Report;
-pub use worker::BATCH_BUDGET;
+pub use watch::monitor::Monitor;
 
 /// Every Rust block of the README, compiled and run by `cargo test` as a
 /// doc-test, so its embedding example cannot rot. (Blocks in other

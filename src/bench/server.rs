@@ -38,8 +38,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Percentiles, Rejections, ServerFigures};
+use crate::observe::stats::BOUNDS_NS;
 use crate::server::Probe;
-use crate::stats::BOUNDS_NS;
 
 /// Where the figures are read from.
 #[derive(Debug, Clone)]
@@ -131,7 +131,7 @@ impl Hist {
         }
     }
 
-    fn from_stats(h: &crate::stats::Histogram) -> Hist {
+    fn from_stats(h: &crate::observe::stats::Histogram) -> Hist {
         let mut bounds: Vec<f64> = BOUNDS_NS.iter().map(|&ns| ns as f64 / 1e9).collect();
         bounds.push(f64::INFINITY);
         Hist {

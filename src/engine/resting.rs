@@ -5,7 +5,7 @@
 //! ([`rest`]): the connection becomes RESTING and its socket is armed for
 //! one input event. When its bytes arrive (or it closes, or fails), the
 //! kernel puts it in line and wakes one waiting worker, which takes it
-//! straight from the epoll set (see `queue`): no thread stands between a
+//! straight from the epoll set (see `line`): no thread stands between a
 //! resting connection and the worker that serves it. A connection whose
 //! deadline has passed when it is taken is not served: the worker closes it
 //! as the reaper would (see `reaper`).
@@ -25,10 +25,10 @@ use std::sync::{Arc, Weak};
 
 use log::{error, trace};
 
-use crate::access::Why;
-use crate::conn::{Conn, ACTIVE, RESTING};
-use crate::shared::Shared;
-use crate::socket;
+use crate::engine::conn::{Conn, ACTIVE, RESTING};
+use crate::engine::shared::Shared;
+use crate::engine::socket;
+use crate::observe::access::Why;
 
 /// What wakes a resting connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

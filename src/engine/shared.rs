@@ -7,18 +7,18 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::alive::Alive;
-use crate::budget::Budget;
-use crate::closer::Closer;
 use crate::config::Config;
-use crate::conn::{Clock, Conn};
-use crate::limits::Limits;
-use crate::queue::Line;
-use crate::registry::Registry;
+use crate::engine::budget::Budget;
+use crate::engine::closer::Closer;
+use crate::engine::conn::{Clock, Conn};
+use crate::engine::limits::Limits;
+use crate::engine::line::Line;
+use crate::engine::registry::Registry;
+use crate::engine::shutdown::Shutdown;
+use crate::observe::alive::Alive;
+use crate::observe::stats::Stats;
+use crate::observe::turned_away::TurnedAway;
 use crate::service::ErasedService;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use crate::turned_away::TurnedAway;
 
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Arc<Limits>,
     pub(crate) budget: Arc<Budget>,
     /// Resting connections held unarmed while the budget is spent (see
-    /// `poller`). Weak, so a held connection that is reaped meanwhile closes
+    /// `resting`). Weak, so a held connection that is reaped meanwhile closes
     /// at once instead of waiting here for room.
     pub(crate) held: Mutex<VecDeque<Weak<Conn>>>,
     pub(crate) shutdown: Arc<Shutdown>,

@@ -46,14 +46,14 @@ use log::{debug, error, info, warn};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use crate::access::Why;
-use crate::alive::ALIVE_TICK;
 use crate::config::Overload;
-use crate::limits::{OpenSlot, QueuePlace};
-use crate::shared::Shared;
-use crate::socket;
-use crate::stats::Stats;
-use crate::turned_away::Busy;
+use crate::engine::limits::{OpenSlot, QueuePlace};
+use crate::engine::shared::Shared;
+use crate::engine::socket;
+use crate::observe::access::Why;
+use crate::observe::alive::ALIVE_TICK;
+use crate::observe::stats::Stats;
+use crate::observe::turned_away::Busy;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);

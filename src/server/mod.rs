@@ -16,31 +16,34 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 use parking_lot::Mutex;
-use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::alive::Alive;
-use crate::budget::Budget;
-use crate::closer;
 use crate::config::Config;
-use crate::conn::Clock;
-use crate::drain::{Drain, Threads};
+use crate::engine::acceptor;
+use crate::engine::budget::Budget;
+use crate::engine::closer;
+use crate::engine::conn::Clock;
+use crate::engine::drain::{Drain, Threads};
+use crate::engine::limits::Limits;
+use crate::engine::line::{Line, WorkerStates};
+use crate::engine::pool;
+use crate::engine::reaper;
+use crate::engine::registry::Registry;
+use crate::engine::shared::Shared;
+use crate::engine::shutdown::{Listening, Shutdown, ShutdownHandle};
 use crate::error::Error;
 use crate::frame::Framing;
-use crate::limits::Limits;
-use crate::monitor::Monitor;
-use crate::queue::{Line, WorkerStates};
-use crate::registry::Registry;
+use crate::observe::alive::Alive;
+use crate::observe::stats::{Report, Stats};
+use crate::observe::turned_away::TurnedAway;
 use crate::service::Service;
-use crate::shared::Shared;
-use crate::shutdown::{Listening, Shutdown, ShutdownHandle};
-use crate::stats::{Report, Stats};
-use crate::turned_away::TurnedAway;
-use crate::{acceptor, metrics, pool, reaper};
+use crate::watch::metrics;
+use crate::watch::monitor::Monitor;
 
-/// Descriptors kept free for everything but client connections (the
-/// listener, the epoll set, standard streams, log files), at most a quarter
-/// of the limit.
-const RESERVED_DESCRIPTORS: u64 = 64;
+mod listen;
+
+use listen::{
+    check_listening_tcp, check_migrate_req, fit_descriptors, listen, resolve, METRICS_BACKLOG,
+};
 
 /// A running server. Stop it with [`Server::handle`] and wait for it with
 /// [`Server::join`]; dropping it without joining starts a drain (at once,
@@ -390,102 +393,6 @@ impl Drop for Server {
             // Nobody will wait for a drain delay to be over.
             self.handle.shared.drain();
         }
-    }
-}
-
-/// Lowers `max_connections` to what the soft descriptor limit allows, with
-/// a warning, and returns how many connections the closer may keep
-/// lingering (their descriptors count too: a connection turned away at
-/// accept has no place under `max_connections`).
-fn fit_descriptors(mut config: Config) -> (Config, usize) {
-    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
-        return (config, closer::MAX_LINGERING);
-    };
-    // The closer holds at most this many lingering sockets, and as many
-    // more waiting for it.
-    let lingering = (soft / 8).min(closer::MAX_LINGERING as u64);
-    let reserved = (soft / 4).min(RESERVED_DESCRIPTORS);
-    let allowed = soft.saturating_sub(reserved + 2 * lingering).max(1);
-    if config.max_connections as u64 > allowed {
-        warn!(
-            "max-connections {} is more than the descriptor limit ({soft}) allows; lowered to \
-             {allowed} (raise the limit, e.g. LimitNOFILE= in a systemd unit, to allow more)",
-            config.max_connections
-        );
-        config.max_connections = allowed as usize;
-    }
-    (config, lingering as usize)
-}
-
-fn resolve<A: ToSocketAddrs>(addr: A) -> Result<SocketAddr, Error> {
-    let mut addrs = addr
-        .to_socket_addrs()
-        .map_err(|e| Error::Resolve(e.to_string()))?;
-    addrs
-        .next()
-        .ok_or_else(|| Error::Resolve("no address".to_owned()))
-}
-
-/// The metrics endpoint's queue of connections not yet accepted: it serves
-/// one scrape at a time, and a scraper retries.
-const METRICS_BACKLOG: u32 = 128;
-
-/// A listening socket with `SO_REUSEADDR` (a restart does not wait for old
-/// connections in TIME_WAIT), `SO_REUSEPORT` if asked, and the configured
-/// backlog.
-fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> Result<TcpListener, Error> {
-    let setup = || -> std::io::Result<TcpListener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if reuse_port {
-            socket.set_reuse_port(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-        Ok(socket.into())
-    };
-    setup().map_err(|source| Error::Listen { addr, source })
-}
-
-/// Where Linux says whether a listener closing in a `SO_REUSEPORT` group
-/// hands its queued connections to another listener of the group.
-const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
-
-/// Warns unless `net.ipv4.tcp_migrate_req` is 1: without it, connections
-/// still queued on this listener when it closes are reset, not handed to the
-/// next instance.
-fn check_migrate_req() {
-    let problem = match std::fs::read_to_string(MIGRATE_REQ) {
-        Ok(value) if value.trim() == "1" => return,
-        Ok(value) => format!("net.ipv4.tcp_migrate_req is {}, not 1", value.trim()),
-        Err(e) => format!("cannot read {MIGRATE_REQ} ({e})"),
-    };
-    warn!(
-        "reuse-port: {problem}; when this instance stops, connections still queued on its \
-         listener are reset instead of moving to the next instance (set it with \
-         sysctl -w net.ipv4.tcp_migrate_req=1)"
-    );
-}
-
-/// Checks that a socket handed over is a listening IPv4 or IPv6 stream
-/// socket.
-fn check_listening_tcp(listener: &TcpListener) -> Result<(), Error> {
-    let socket = socket2::SockRef::from(listener);
-    let invalid = |what: String| Err(Error::InvalidListener(what));
-    match socket.r#type() {
-        Ok(t) if t == Type::STREAM => {}
-        Ok(_) => return invalid("not a stream socket".into()),
-        Err(e) => return invalid(format!("not a socket ({e})")),
-    }
-    match socket.domain() {
-        Ok(d) if d == Domain::IPV4 || d == Domain::IPV6 => {}
-        Ok(_) => return invalid("not an IPv4 or IPv6 socket".into()),
-        Err(e) => return invalid(e.to_string()),
-    }
-    match socket.is_listener() {
-        Ok(true) => Ok(()),
-        Ok(false) => invalid("a TCP socket, but not listening".into()),
-        Err(e) => invalid(e.to_string()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The epoll instance that every idle worker waits on: the kernel's ready
-//! list is the line of connections with work (see `queue`).
+//! list is the line of connections with work (see `line`).
 //!
 //! Every connection's socket is registered once, at accept, in *oneshot*
 //! mode and keyed by its registry key. Arming it asks for exactly one event:
@@ -19,7 +19,7 @@
 //! thread that is woken is the thread that serves.
 //!
 //! Two eventfds share the set. *room* (oneshot too) wakes one worker to let
-//! held connections back in when `--max-buffered` room frees (see `poller`).
+//! held connections back in when `--max-buffered` room frees (see `resting`).
 //! *drain* is level-triggered and never read: once written, every `epoll_wait`
 //! returns it, so every worker, idle now or later, sees that the server is
 //! draining.

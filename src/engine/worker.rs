@@ -15,7 +15,7 @@
 //!   frame arriving in many pieces wakes a worker once, not once a piece.
 //! - **Await** (only while the `--max-buffered` budget is spent): an
 //!   unfinished frame, which is not read further; the connection rests until
-//!   the whole frame has arrived (see `poller`).
+//!   the whole frame has arrived (see `resting`).
 //! - **Requeue**: it has had its batch budget ([`BATCH_BUDGET`] requests
 //!   this turn) and somebody waits: it goes to the back of the line,
 //!   carrying whatever it has not been answered yet (never to rest, where
@@ -37,16 +37,16 @@ use std::sync::Arc;
 
 use log::{info, log_enabled, trace, Level};
 
-use crate::access;
-use crate::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
+use crate::engine::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
+use crate::engine::inbox::{Inbox, Prefix, READ_BUF};
+use crate::engine::line::Event;
+use crate::engine::reply::{self, Context};
+use crate::engine::shared::Shared;
+use crate::engine::socket::{peek_now, recv_now, recv_stamped};
+use crate::engine::writer;
 use crate::frame::{DecodeError, GoAwayCode};
-use crate::inbox::{Inbox, Prefix, READ_BUF};
-use crate::queue::Event;
-use crate::reply::{self, Context};
-use crate::shared::Shared;
-use crate::socket::{peek_now, recv_now, recv_stamped};
-use crate::stats::Stats;
-use crate::writer;
+use crate::observe::access;
+use crate::observe::stats::Stats;
 
 /// Requests a connection may have answered in one turn before it goes back
 /// behind others that wait (like memcached's `-R`, 20 requests per event).
@@ -66,7 +66,7 @@ pub(crate) enum Outcome {
     /// is known, to wake once this many more bytes have arrived.
     Rest(Option<usize>),
     /// An unfinished frame while the `--max-buffered` budget is spent: rest
-    /// until this many more bytes have arrived (see `poller`).
+    /// until this many more bytes have arrived (see `resting`).
     Await(usize),
     /// Batch budget used while somebody waits: back of the line. The worker
     /// found what waited, and serves it next.
@@ -387,7 +387,7 @@ pub(crate) fn taken(conn: &Conn) -> End {
         FORCED => End::Forced,
         other => End::Failed(io::Error::other(format!(
             "connection in state {}",
-            crate::conn::state_name(other)
+            crate::engine::conn::state_name(other)
         ))),
     }
 }

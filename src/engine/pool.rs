@@ -1,9 +1,9 @@
 //! The fixed pool of worker threads, and what a worker does with a
 //! connection when its turn ends.
 //!
-//! Each worker waits in line (`queue`) for the next connection with work,
+//! Each worker waits in line (`line`) for the next connection with work,
 //! serves it for one turn (`worker`), and lets go of it: to rest in the
-//! epoll set if it is quiet (`poller`), to the back of the line if its batch
+//! epoll set if it is quiet (`resting`), to the back of the line if its batch
 //! budget ran out while somebody waits (and then it serves the one that
 //! waited), or to its end. No thread is ever started per client. A worker
 //! never dies from a client: errors end that connection only, and even a
@@ -26,20 +26,20 @@ use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
 use log::{debug, error, trace, warn};
 
-use crate::access::{Ending, Why};
-use crate::closer::Closing;
-use crate::conn::{Conn, Travel, ACTIVE, QUEUED, RESTING};
+use crate::engine::closer::Closing;
+use crate::engine::conn::{Conn, Travel, ACTIVE, QUEUED, RESTING};
+use crate::engine::line::Event;
+use crate::engine::reaper;
+use crate::engine::reply::panic_message;
+use crate::engine::resting::{self, Wake};
+use crate::engine::shared::Shared;
+use crate::engine::socket;
+use crate::engine::worker::{taken, End, Outcome, Worker};
 use crate::error::Error;
 use crate::frame::GoAwayCode;
 use crate::human;
-use crate::poller::{self, Wake};
-use crate::queue::Event;
-use crate::reaper;
-use crate::reply::panic_message;
-use crate::shared::Shared;
-use crate::socket;
-use crate::stats::Stats;
-use crate::worker::{taken, End, Outcome, Worker};
+use crate::observe::access::{Ending, Why};
+use crate::observe::stats::Stats;
 
 /// Starts `shared.config.workers` workers and returns once every one of
 /// them is about to wait in line. Each holds a clone of `done`, so the
@@ -78,7 +78,7 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
         let conn = match event {
             Event::Drain => break,
             Event::Room => {
-                poller::release_held(&shared);
+                resting::release_held(&shared);
                 continue;
             }
             Event::Conn(key) => match claim(&shared, worker.index, key) {
@@ -193,7 +193,7 @@ impl Worker {
     }
 
     /// Lets a quiet connection rest, with its unfinished bytes, to be woken
-    /// as `resting` says (see `poller`).
+    /// as `resting` says (see the `resting` module).
     fn rest(&mut self, conn: Arc<Conn>, mut travel: Travel, resting: Resting) {
         travel.carry = self.inbox.stash();
         self.reset_output();
@@ -220,7 +220,7 @@ impl Worker {
         *conn.travel.lock() = travel;
         self.shared.stats.add_rest(self.index);
         trace!("{}: rests", conn.who());
-        if poller::rest(&self.shared, &conn, wake).is_err() {
+        if resting::rest(&self.shared, &conn, wake).is_err() {
             self.finish_taken(conn);
         }
     }

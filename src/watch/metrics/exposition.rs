@@ -44,8 +44,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::Sources;
-use crate::registry::Census;
-use crate::stats::{Histogram, Stats, BOUNDS_NS};
+use crate::engine::registry::Census;
+use crate::observe::stats::{Histogram, Stats, BOUNDS_NS};
 
 /// The content type of the Prometheus text format, version 0.0.4.
 pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;

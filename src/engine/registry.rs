@@ -19,8 +19,8 @@ use parking_lot::RwLock;
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Conn, ACTIVE, BUSY, QUEUED, RESTING};
-use crate::limits::{OpenSlot, QueuePlace};
+use crate::engine::conn::{Conn, ACTIVE, BUSY, QUEUED, RESTING};
+use crate::engine::limits::{OpenSlot, QueuePlace};
 use crate::service::ConnInfo;
 
 /// Every live connection.
@@ -134,7 +134,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::CLOSING;
+    use crate::engine::conn::CLOSING;
     use std::net::TcpListener;
     use std::time::Duration;
 

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::access::{Ending, Why};
-use crate::conn::{Conn, CLOSING, QUEUED, RESTING};
+use crate::engine::conn::{Conn, CLOSING, QUEUED, RESTING};
+use crate::engine::registry::Registry;
+use crate::engine::shutdown::Shutdown;
 use crate::frame::{Framing, GoAwayCode};
-use crate::registry::Registry;
-use crate::shutdown::Shutdown;
+use crate::observe::access::{Ending, Why};
 
 /// How long a closing connection's input is drained before the socket closes.
 pub const LINGER: Duration = Duration::from_millis(250);

@@ -32,8 +32,8 @@ use log::{debug, log_enabled, Level};
 use crate::config::Config;
 use crate::frame::{self, GoAwayCode};
 use crate::human;
+use crate::observe::turned_away::Busy;
 use crate::service::ConnInfo;
-use crate::turned_away::Busy;
 
 /// Why the server sends a GOAWAY, in more detail than its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

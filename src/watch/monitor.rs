@@ -10,11 +10,11 @@
 
 use std::sync::{Arc, Weak};
 
-use crate::alive::{Alive, Liveness};
-use crate::drain::snapshot;
-use crate::shared::Shared;
-use crate::shutdown::Shutdown;
-use crate::stats::Report;
+use crate::engine::drain::snapshot;
+use crate::engine::shared::Shared;
+use crate::engine::shutdown::Shutdown;
+use crate::observe::alive::{Alive, Liveness};
+use crate::observe::stats::Report;
 
 /// A read-only view of a running server, for supervisors. Cheap to clone.
 #[derive(Debug, Clone)]

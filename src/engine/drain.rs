@@ -40,14 +40,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
-use crate::access::{Ending, Why};
-use crate::closer::send_goaway_nonblocking;
-use crate::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
+use crate::engine::closer::send_goaway_nonblocking;
+use crate::engine::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
+use crate::engine::shared::Shared;
+use crate::engine::shutdown::Listening;
 use crate::frame::GoAwayCode;
 use crate::human;
-use crate::shared::Shared;
-use crate::shutdown::Listening;
-use crate::stats::{Report, Snapshot};
+use crate::observe::access::{Ending, Why};
+use crate::observe::stats::{Report, Snapshot};
 
 /// How long a forced drain waits for workers blocked in I/O to notice.
 const FORCED_SETTLE: Duration = Duration::from_millis(200);

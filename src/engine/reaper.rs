@@ -31,13 +31,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
 
-use crate::access::Why;
-use crate::alive::ALIVE_TICK;
-use crate::conn::{Conn, CLOSING, QUEUED, RESTING};
-use crate::inbox::holds_complete_request;
-use crate::shared::Shared;
-use crate::stats::Stats;
-use crate::turned_away::Busy;
+use crate::engine::conn::{Conn, CLOSING, QUEUED, RESTING};
+use crate::engine::inbox::holds_complete_request;
+use crate::engine::shared::Shared;
+use crate::observe::access::Why;
+use crate::observe::alive::ALIVE_TICK;
+use crate::observe::stats::Stats;
+use crate::observe::turned_away::Busy;
 
 /// Scans every `reap_interval` until `stop` disconnects. The loop turns at
 /// least every [`ALIVE_TICK`] (counted for a watchdog, see `alive`), even

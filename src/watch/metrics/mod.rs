@@ -49,13 +49,13 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use parking_lot::Mutex;
 
-use crate::budget::Budget;
+use crate::engine::budget::Budget;
+use crate::engine::line::WorkerStates;
+use crate::engine::registry::Registry;
+use crate::engine::shared::Shared;
+use crate::engine::shutdown::Shutdown;
 use crate::error::Error;
-use crate::queue::WorkerStates;
-use crate::registry::Registry;
-use crate::shared::Shared;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::observe::stats::Stats;
 
 use exposition::Exposition;
 use http::{Method, Request, Status};

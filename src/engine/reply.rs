@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use log::error;
 
-use crate::access::Who;
 use crate::frame::{self, Frame, Framing};
+use crate::observe::access::Who;
+use crate::observe::stats::Stats;
 use crate::service::{ConnInfo, ErasedService, Response};
-use crate::stats::Stats;
 
 /// What answering a DATA frame needs besides the frame itself.
 pub(crate) struct Context<'a> {

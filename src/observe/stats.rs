@@ -18,7 +18,7 @@
 //! observation, which the hot path cannot afford. Timing costs two clock
 //! reads per observation (tens of nanoseconds), so the histograms are only
 //! recorded when the metrics endpoint is on, or the in-process benchmark
-//! reads them (see `reply`, `queue` and `worker`, and
+//! reads them (see `reply`, `line` and `worker`, and
 //! `Server::start_timed`); the counters always are. The time in line of a
 //! new connection, or one sent back, is stamped when it joins the line; the
 //! time in line of a resting connection's request is read from the kernel,
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::turned_away::Busy;
+use crate::observe::turned_away::Busy;
 
 /// Live counters shared by the server's threads.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! heartbeat deadline, and what travels with it between workers.
 //!
 //! A connection is an `Arc<Conn>` shared by the registry and whichever stage
-//! holds it now: the line (the kernel's ready list, see `queue`), a worker,
+//! holds it now: the line (the kernel's ready list, see `line`), a worker,
 //! the poller's epoll set, or the closer. It is in exactly one of those
 //! places at a time, and its one atomic state says which; the state only
 //! changes by compare-and-swap, so two threads can never both think they own
@@ -42,10 +42,10 @@ use std::time::{Duration, Instant};
 use log::error;
 use parking_lot::Mutex;
 
-use crate::access::{Access, Ending, Who};
 use crate::config::Config;
-use crate::inbox::Carry;
-use crate::limits::{OpenSlot, QueuePlace};
+use crate::engine::inbox::Carry;
+use crate::engine::limits::{OpenSlot, QueuePlace};
+use crate::observe::access::{Access, Ending, Who};
 use crate::service::ConnInfo;
 
 /// Waiting in line for a worker: new, or sent back by the batch budget.
@@ -110,7 +110,7 @@ pub(crate) struct Travel {
     pub(crate) requests: u64,
     /// Whether its socket's receive low-water mark was raised, so that it
     /// wakes only once its unfinished frame has arrived whole (see
-    /// `poller`); lowered again when a worker takes it.
+    /// `resting`); lowered again when a worker takes it.
     pub(crate) lowat: bool,
 }
 
@@ -136,7 +136,7 @@ pub(crate) struct Conn {
     /// Latest of accept, last complete frame, last response (Clock ms).
     last_active: AtomicU64,
     pub(crate) travel: Mutex<Travel>,
-    /// When it last joined the line (see `queue`), for the queue-wait
+    /// When it last joined the line (see `line`), for the queue-wait
     /// histogram. Written by whoever puts it in line, read by the worker
     /// that takes it; the line's channel orders the two.
     pub(crate) queued_ns: AtomicU64,

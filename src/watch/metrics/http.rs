@@ -20,7 +20,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::writer::write_within;
+use crate::engine::writer::write_within;
 
 /// Largest request head accepted (request line and headers).
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
