@@ -37,7 +37,7 @@ impl Service for KeyValue {
 
     fn open(&self, conn: &ConnInfo) -> Session {
         Session {
-            who: *conn,
+            who: conn.clone(),
             store: HashMap::new(),
             requests: 0,
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::frame::{Framing, HEADER_LEN};
 use crate::human;
+use crate::tls::TlsSettings;
 
 /// What the acceptor does when a limit is reached: `--max-connections`
 /// clients connected, or `--queue` new connections already waiting.
@@ -84,6 +85,15 @@ pub struct Config {
     /// it on are the latency histograms recorded, which costs two clock
     /// reads per DATA request and per hand-off.
     pub metrics: Option<SocketAddr>,
+    /// The certificate set of the TLS listeners, and how clients are
+    /// verified; required when any listener speaks TLS (see
+    /// [`crate::tls`]).
+    pub tls: Option<TlsSettings>,
+    /// The longest a TLS connection may take from its accept to a completed
+    /// handshake; until then this is its only deadline (the heartbeat
+    /// starts with the completed handshake). Past it, the connection is
+    /// closed without the server sending anything.
+    pub handshake_timeout: Duration,
 }
 
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
@@ -123,6 +133,8 @@ impl Default for Config {
             backlog: 1024,
             stats_interval: None,
             metrics: None,
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -162,6 +174,9 @@ impl Config {
         if self.heartbeat_timeout.is_zero() {
             return invalid("heartbeat-timeout must be greater than 0".into());
         }
+        if self.handshake_timeout.is_zero() {
+            return invalid("handshake-timeout must be greater than 0".into());
+        }
         if self.write_timeout.is_zero() {
             return invalid("write-timeout must be greater than 0".into());
         }
@@ -175,6 +190,11 @@ impl Config {
             ("grace", Some(self.grace)),
             ("drain-delay", Some(self.drain_delay)),
             ("stats-interval", self.stats_interval),
+            ("handshake-timeout", Some(self.handshake_timeout)),
+            (
+                "tls-reload-interval",
+                self.tls.as_ref().map(|t| t.reload_interval),
+            ),
         ];
         for (name, value) in durations {
             if value.is_some_and(|d| d > MAX_DURATION) {

@@ -32,7 +32,7 @@ pub enum Error {
     #[error("unusable listening socket: {0}")]
     InvalidListener(String),
     /// Something the server needs from the operating system could not be
-    /// set up (the readiness poller, a signal handler).
+    /// set up (the epoll set, an eventfd).
     #[error("cannot set up {what}")]
     Setup {
         /// What could not be set up.
@@ -40,6 +40,9 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// A TLS file could not be read or used (the error names the file).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A server thread could not be started.
     #[error("cannot start {what} thread")]
     Spawn {

@@ -75,6 +75,7 @@ pub mod human;
 mod observe;
 mod server;
 pub mod service;
+pub mod tls;
 mod watch;
 
 pub use client::{Client, ClientError, ClientOptions, Reconnect, Reply, RequestSender};
@@ -86,7 +87,7 @@ pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
 pub use observe::alive::{Liveness, ALIVE_TICK};
 pub use observe::stats::Report;
-pub use server::{Listener, Server};
+pub use server::{Bind, Listener, Security, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 

@@ -24,6 +24,8 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::tls::TlsInfo;
+
 /// Maps one request to one response. Shared by all workers.
 ///
 /// Closures `Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError>`
@@ -100,12 +102,16 @@ where
 }
 
 /// Who a connection is, for [`Service::open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
     /// Unique for the life of the server, in order of acceptance from 1.
     pub id: u64,
     /// The client's address.
     pub peer: SocketAddr,
+    /// On a TLS listener, what the completed handshake established: the
+    /// version and, with mutual TLS, the client's verified identity. `None`
+    /// on a plain listener. (A service is opened only after the handshake.)
+    pub tls: Option<TlsInfo>,
 }
 
 /// A service with its session type erased, as the workers hold it: the

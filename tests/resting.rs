@@ -558,7 +558,7 @@ impl Service for Numbering {
     type Session = Session;
 
     fn open(&self, conn: &ConnInfo) -> Session {
-        self.opened.lock().unwrap().push(*conn);
+        self.opened.lock().unwrap().push(conn.clone());
         Session {
             seen: 0,
             id: conn.id,

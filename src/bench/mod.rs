@@ -405,7 +405,7 @@ pub fn sweep(
             delay: options.delay,
             spin: options.spin,
         };
-        let server = Server::start_timed(config, echo)?;
+        let server = Server::start_timed(config, crate::server::Security::Plain, echo)?;
         let source = server.probe().map(server::Source::InProcess);
         let mut cpu = None;
         let run = Run {

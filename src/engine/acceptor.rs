@@ -37,7 +37,7 @@
 //! switch it off under a successor that is already running).
 
 use std::io::{self, ErrorKind};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,9 +72,19 @@ enum Refusal {
     Draining,
 }
 
-/// Runs the accept loop until the drain starts.
-pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
+/// A listening socket the acceptor serves, and whether it speaks TLS.
+#[derive(Debug)]
+pub(crate) struct Listen {
+    pub(crate) listener: Arc<TcpListener>,
+    pub(crate) tls: bool,
+}
+
+/// Runs the accept loop over every listener until the drain starts.
+pub(crate) fn run(listens: Vec<Listen>, shared: Arc<Shared>) {
     let mut trouble = Trouble::default();
+    // Where the next look for a connection starts, so that no listener is
+    // always looked at last.
+    let mut next = 0;
     loop {
         shared.alive.acceptor();
         if shared.shutdown.is_draining() {
@@ -85,21 +95,21 @@ pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
         if shared.config.overload == Overload::Block && !wait_for_room(&shared) {
             break;
         }
-        // The listener is non-blocking: this never waits.
-        match listener.accept() {
-            Ok((stream, peer)) => {
+        // The listeners are non-blocking: this never waits.
+        match accept_one(&listens, &mut next) {
+            Some(Ok((stream, peer, tls))) => {
                 trouble.resolved();
                 Stats::bump(&shared.stats.accepted);
                 if let Err(e) = configure(&stream, &shared) {
                     debug!("{peer}: dropped, cannot set socket options: {e}");
                     continue;
                 }
-                admit(stream, peer, &shared);
+                admit(stream, peer, tls, &shared);
             }
-            Err(_) if shared.shutdown.is_draining() => break,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_for_connection(&listener, &shared),
-            Err(e) if is_transient(&e) => continue,
-            Err(e) => {
+            None => wait_for_connection(&listens, &shared),
+            Some(Err(_)) if shared.shutdown.is_draining() => break,
+            Some(Err(e)) if is_transient(&e) => continue,
+            Some(Err(e)) => {
                 Stats::bump(&shared.stats.accept_errors);
                 let pause = trouble.failed(&e);
                 // Sleep, but wake at once if the drain starts.
@@ -107,20 +117,43 @@ pub(crate) fn run(listener: Arc<TcpListener>, shared: Arc<Shared>) {
             }
         }
     }
-    // Dropping `listener` closes this server's descriptor; an inherited
+    // Dropping the listeners closes this server's descriptors; an inherited
     // socket stays open for its other holders.
     debug!("acceptor stopped");
 }
 
-/// Waits until the listener has a connection to accept, the drain starts
+/// One connection from the first listener, from `next` round, that has one;
+/// `None` if none has.
+fn accept_one(
+    listens: &[Listen],
+    next: &mut usize,
+) -> Option<io::Result<(TcpStream, SocketAddr, bool)>> {
+    for i in 0..listens.len() {
+        let listen = &listens[(*next + i) % listens.len()];
+        match listen.listener.accept() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+            result => {
+                *next = (*next + i + 1) % listens.len();
+                return Some(result.map(|(stream, peer)| (stream, peer, listen.tls)));
+            }
+        }
+    }
+    None
+}
+
+/// Waits until a listener has a connection to accept, the drain starts
 /// (the shutdown's eventfd becomes readable), or [`ALIVE_TICK`] passes, so
 /// the acceptor goes round its loop at least that often. The drain never
-/// has to touch the listening socket to wake it.
-fn wait_for_connection(listener: &TcpListener, shared: &Shared) {
-    let mut fds = [
-        PollFd::new(listener, PollFlags::IN),
-        PollFd::from_borrowed_fd(shared.shutdown.waker(), PollFlags::IN),
-    ];
+/// has to touch a listening socket to wake it.
+fn wait_for_connection(listens: &[Listen], shared: &Shared) {
+    let mut fds: Vec<PollFd<'_>> = listens
+        .iter()
+        .map(|l| PollFd::new(&*l.listener, PollFlags::IN))
+        .collect();
+    fds.push(PollFd::from_borrowed_fd(
+        shared.shutdown.waker(),
+        PollFlags::IN,
+    ));
     let tick = Timespec::try_from(ALIVE_TICK).expect("a quarter second fits a timespec");
     match poll(&mut fds, Some(&tick)) {
         Ok(_) | Err(Errno::INTR) => {}
@@ -133,13 +166,14 @@ fn wait_for_connection(listener: &TcpListener, shared: &Shared) {
     }
 }
 
-/// Puts an accepted connection in line, or turns it away.
-fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
+/// Puts an accepted connection in line, or turns it away (a TLS one
+/// without a handshake or a GOAWAY: overload costs no handshake CPU).
+fn admit(stream: TcpStream, peer: SocketAddr, tls: bool, shared: &Shared) {
     let now = shared.clock.now_ms();
     let (slot, place) = match take_room(shared) {
         Ok(room) => room,
         Err(refusal) => {
-            let conn = shared.registry.insert(stream, peer, now, None, None);
+            let conn = shared.registry.insert(stream, peer, now, tls, None, None);
             let why = match refusal {
                 Refusal::Busy(why) => why,
                 Refusal::Draining => {
@@ -157,7 +191,7 @@ fn admit(stream: TcpStream, peer: std::net::SocketAddr, shared: &Shared) {
     };
     let conn = shared
         .registry
-        .insert(stream, peer, now, Some(slot), Some(place));
+        .insert(stream, peer, now, tls, Some(slot), Some(place));
     if let Err(e) = shared.line.admit(&conn) {
         error!("{}: cannot put a new connection in line: {e}", conn.who());
         shared.closer.turn_away(&conn, Why::Trouble);

@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use crate::engine::conn::{Conn, CLOSING, QUEUED, RESTING};
 use crate::engine::registry::Registry;
 use crate::engine::shutdown::Shutdown;
+use crate::engine::tls;
 use crate::frame::{Framing, GoAwayCode};
 use crate::observe::access::{Ending, Why};
 
@@ -96,12 +97,27 @@ impl Closer {
     }
 
     /// Closes with the GOAWAY for `why` a connection the caller has just
-    /// moved to CLOSING.
+    /// moved to CLOSING; one on a TLS listener whose handshake has not
+    /// completed is closed without a word instead (no handshake for a
+    /// connection turned away, no GOAWAY before the keys are agreed).
     pub(crate) fn close_taken(&self, conn: &Arc<Conn>, why: Why) {
+        if conn.handshaking() {
+            return self.close_silently(conn, Ending::Unshaken(why));
+        }
         conn.log_ended(Ending::GoAway(why));
         self.close(Closing {
             conn: Arc::clone(conn),
             goaway: Some(why.code()),
+        });
+    }
+
+    /// Closes a connection the caller has just moved to CLOSING, sending
+    /// nothing.
+    pub(crate) fn close_silently(&self, conn: &Arc<Conn>, ending: Ending) {
+        conn.log_ended(ending);
+        self.close(Closing {
+            conn: Arc::clone(conn),
+            goaway: None,
         });
     }
 }
@@ -116,9 +132,22 @@ fn begin(closing: &Closing, framing: Framing) {
 
 /// Writes a GOAWAY without blocking: it is dropped if the socket's send
 /// buffer is full (a client that does not read would never see it anyway).
+/// Over TLS it goes encrypted, followed by the close_notify alert; nothing
+/// goes to a TLS connection whose handshake has not completed, or whose
+/// session a worker holds (which does not happen to a connection in line
+/// or resting, the only ones closed this way).
 pub(crate) fn send_goaway_nonblocking(conn: &Conn, framing: Framing, code: GoAwayCode) {
     let mut frame = Vec::with_capacity(64);
     framing.encode_goaway(code, code.reason(), &mut frame);
+    if conn.tls {
+        let Some(mut travel) = conn.travel.try_lock() else {
+            return;
+        };
+        let Some(session) = travel.tls.as_deref_mut() else {
+            return;
+        };
+        frame = tls::closing_bytes(session, &frame);
+    }
     let _ = socket2::SockRef::from(&conn.stream)
         .send_with_flags(&frame, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
 }

@@ -36,7 +36,7 @@
 use std::any::Any;
 use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use log::error;
@@ -73,6 +73,10 @@ pub(crate) fn state_name(state: u8) -> &'static str {
         RESTING => "resting",
         _ => "unknown",
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Milliseconds since the server started: cheap to store in an atomic.
@@ -112,6 +116,12 @@ pub(crate) struct Travel {
     /// wakes only once its unfinished frame has arrived whole (see
     /// `resting`); lowered again when a worker takes it.
     pub(crate) lowat: bool,
+    /// On a TLS listener, its TLS session (see `engine::tls`), made by the
+    /// first worker that takes the connection.
+    pub(crate) tls: Option<Box<rustls::ServerConnection>>,
+    /// Who it is once its handshake completed: [`Conn::info`] with what
+    /// the handshake established, given to the service.
+    pub(crate) info: Option<ConnInfo>,
 }
 
 impl Drop for Travel {
@@ -135,6 +145,16 @@ pub(crate) struct Conn {
     state: AtomicU8,
     /// Latest of accept, last complete frame, last response (Clock ms).
     last_active: AtomicU64,
+    /// How long after `last_active` its deadline falls: the heartbeat
+    /// timeout, or on a TLS listener until its handshake completes the
+    /// handshake timeout (counted from the accept).
+    limit_ms: AtomicU64,
+    /// Whether it came through a TLS listener.
+    pub(crate) tls: bool,
+    /// When it was accepted (for the handshake's duration).
+    pub(crate) accepted: Instant,
+    /// Whether its TLS handshake has completed (always, on a plain one).
+    established: AtomicBool,
     pub(crate) travel: Mutex<Travel>,
     /// When it last joined the line (see `line`), for the queue-wait
     /// histogram. Written by whoever puts it in line, read by the worker
@@ -148,11 +168,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection accepted at `now_ms`, whose first deadline falls `limit`
+    /// later; `tls`: it came through a TLS listener.
     pub(crate) fn new(
         stream: TcpStream,
         info: ConnInfo,
         key: usize,
-        now_ms: u64,
+        (now_ms, limit): (u64, Duration),
+        tls: bool,
         slot: Option<OpenSlot>,
         place: Option<QueuePlace>,
     ) -> Self {
@@ -162,12 +185,18 @@ impl Conn {
             key,
             state: AtomicU8::new(QUEUED),
             last_active: AtomicU64::new(now_ms),
+            limit_ms: AtomicU64::new(millis(limit)),
+            tls,
+            accepted: Instant::now(),
+            established: AtomicBool::new(!tls),
             travel: Mutex::new(Travel {
                 carry: None,
                 session: None,
                 place,
                 requests: 0,
                 lowat: false,
+                tls: None,
+                info: None,
             }),
             queued_ns: AtomicU64::new(0),
             access: Access::start(),
@@ -184,6 +213,13 @@ impl Conn {
     pub(crate) fn log_served(&self) {
         if let Some(access) = &self.access {
             access.served(self.who());
+        }
+    }
+
+    /// Access log: what its TLS handshake established.
+    pub(crate) fn log_tls(&self, info: &crate::tls::TlsInfo) {
+        if let Some(access) = &self.access {
+            access.tls(self.who(), info);
         }
     }
 
@@ -228,10 +264,25 @@ impl Conn {
         self.last_active.store(now_ms, Ordering::Release);
     }
 
-    /// Whether the heartbeat deadline has passed at `now_ms`.
-    pub(crate) fn expired(&self, now_ms: u64, timeout: Duration) -> bool {
+    /// Whether its deadline has passed at `now_ms`: the heartbeat, or
+    /// before a TLS handshake completes, the handshake timeout.
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
         let last = self.last_active.load(Ordering::Acquire);
-        now_ms >= last.saturating_add(timeout.as_millis() as u64)
+        now_ms >= last.saturating_add(self.limit_ms.load(Ordering::Acquire))
+    }
+
+    /// Whether it is on a TLS listener and its handshake has not completed:
+    /// it is closed without a word (no GOAWAY, no handshake) if it ends now.
+    pub(crate) fn handshaking(&self) -> bool {
+        !self.established.load(Ordering::Acquire)
+    }
+
+    /// Its TLS handshake completed at `now_ms`: from now on the heartbeat
+    /// deadline applies, counted from now.
+    pub(crate) fn establish(&self, now_ms: u64, heartbeat: Duration) {
+        self.limit_ms.store(millis(heartbeat), Ordering::Release);
+        self.touch(now_ms);
+        self.established.store(true, Ordering::Release);
     }
 
     /// Shuts the socket down, ignoring "not connected": the peer may be gone.

@@ -63,6 +63,8 @@ pub(crate) struct Threads {
     pub(crate) workers: Vec<JoinHandle<()>>,
     pub(crate) reaper: JoinHandle<()>,
     pub(crate) closer: JoinHandle<()>,
+    /// The TLS files' check, when there is one (it stops at the drain).
+    pub(crate) tls: Option<JoinHandle<()>>,
 }
 
 /// What the coordinator needs to run the drain.
@@ -160,12 +162,16 @@ impl Drain {
         }
         drop(reaper_stop);
         let _ = threads.reaper.join();
+        if let Some(tls) = threads.tls {
+            let _ = tls.join();
+        }
         // The acceptor, the reaper and the workers (unless stuck in the
         // service) are done turning connections away: report the rest, so
         // the warn lines add up to the summary.
         shared
             .turned_away
             .report_all(shared.clock.now_ms(), &shared.config);
+        shared.refused.report(shared.clock.now_ms(), true);
         if !workers_exited {
             let stuck = threads.workers.iter().filter(|w| !w.is_finished()).count();
             warn!("shutdown: {stuck} worker(s) still inside the service; not waiting for them");

@@ -10,9 +10,10 @@
 //!   ([`epoll`]), the workers' states, and the bench ([`parking`]) where idle
 //!   workers beyond one per CPU wait.
 //! - [`pool`]: the worker threads, and what becomes of a connection after
-//!   its turn; [`worker`]: one turn, the hot path, reading into an
-//!   [`inbox`] with the calls of [`socket`], answering each frame
-//!   ([`reply`]) and writing the replies ([`writer`]).
+//!   its turn; [`worker`]: one turn, the hot path, reading ([`reading`])
+//!   into an [`inbox`] with the calls of [`socket`], through [`tls`] on a
+//!   TLS listener, answering each frame ([`reply`]) and writing the
+//!   replies ([`writer`]).
 //! - [`resting`]: where quiet connections wait, costing no thread, and the
 //!   `--max-buffered` [`budget`] for their unfinished frames.
 //! - [`reaper`]: heartbeat deadlines; [`closer`]: the graceful close after a
@@ -37,6 +38,7 @@ pub(crate) mod limits;
 pub(crate) mod line;
 pub(crate) mod parking;
 pub(crate) mod pool;
+pub(crate) mod reading;
 pub(crate) mod reaper;
 pub(crate) mod registry;
 pub(crate) mod reply;
@@ -44,5 +46,6 @@ pub(crate) mod resting;
 pub(crate) mod shared;
 pub(crate) mod shutdown;
 pub(crate) mod socket;
+pub(crate) mod tls;
 pub(crate) mod worker;
 pub(crate) mod writer;

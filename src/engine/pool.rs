@@ -39,6 +39,7 @@ use crate::error::Error;
 use crate::frame::GoAwayCode;
 use crate::human;
 use crate::observe::access::{Ending, Why};
+use crate::observe::refused::Cause;
 use crate::observe::stats::Stats;
 
 /// Starts `shared.config.workers` workers and returns once every one of
@@ -98,7 +99,7 @@ fn run(mut worker: Worker, done: Sender<()>, ready: WaitGroup) {
 /// worker. One whose deadline has passed is closed instead.
 fn claim(shared: &Shared, me: usize, key: usize) -> Option<Claimed> {
     let conn = shared.registry.get(key)?;
-    let expired = conn.expired(shared.clock.now_ms(), shared.config.heartbeat_timeout);
+    let expired = conn.expired(shared.clock.now_ms());
     match conn.state() {
         QUEUED if expired => {
             reaper::turn_away_late(shared, &conn);
@@ -263,6 +264,12 @@ impl Worker {
     pub(crate) fn finish(&mut self, conn: Arc<Conn>, travel: Travel, end: End) {
         self.inbox.clear();
         let shared = Arc::clone(&self.shared);
+        // Before its handshake completes, a TLS connection is closed without
+        // a word: no GOAWAY before the keys are agreed.
+        let end = match end {
+            End::GoAway(_) | End::Malformed(_) if conn.handshaking() => End::Unshaken,
+            end => end,
+        };
         if conn.access.is_some() {
             conn.log_ended(self.ending(&end));
             conn.log_answered(travel.requests);
@@ -278,6 +285,19 @@ impl Worker {
             }
             End::GoAway(code) => return self.goodbye(conn, travel, code, code.reason()),
             End::Forced => {}
+            End::Unshaken => {
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+            }
+            End::Tls(e) => {
+                Stats::bump(&shared.stats.tls_handshakes_failed);
+                let detail = format!("{}: {e}", conn.who());
+                shared
+                    .refused
+                    .record(Cause::of(&e), detail, shared.clock.now_ms());
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+            }
             End::WriteTimeout => {
                 Stats::bump(&shared.stats.write_timeouts);
                 warn!(
@@ -308,6 +328,8 @@ impl Worker {
             End::GoAway(code) => Ending::GoAway(Why::from_code(*code)),
             End::Malformed(e) => Ending::GoAway(Why::from_code(e.goaway_code())),
             End::Forced => Ending::Forced,
+            End::Unshaken => Ending::Unshaken(Why::Shutdown),
+            End::Tls(_) => Ending::TlsRefused,
             End::WriteTimeout => Ending::WriteTimeout,
             End::Failed(_) if self.shared.shutdown.is_forced() => Ending::Forced,
             End::Failed(e) if is_disconnect(e) => Ending::Reset,
@@ -317,7 +339,7 @@ impl Worker {
 
     /// Sends GOAWAY `code` with `reason` after the replies already written,
     /// then hands the connection to the closer.
-    fn goodbye(&mut self, conn: Arc<Conn>, travel: Travel, code: GoAwayCode, reason: &str) {
+    fn goodbye(&mut self, conn: Arc<Conn>, mut travel: Travel, code: GoAwayCode, reason: &str) {
         let shared = Arc::clone(&self.shared);
         if code == GoAwayCode::Shutdown {
             // Its requests are answered: what is left is no work.
@@ -327,7 +349,11 @@ impl Worker {
             .config
             .framing
             .encode_goaway(code, reason, &mut self.out);
-        match self.flush(&conn) {
+        // Over TLS, the close_notify alert follows the GOAWAY.
+        if let Some(session) = travel.tls.as_deref_mut() {
+            session.send_close_notify();
+        }
+        match self.flush(&conn, travel.tls.as_deref_mut()) {
             Ok(()) => shared.closer.close(Closing { conn, goaway: None }),
             Err(end) => return self.finish(conn, travel, end),
         }

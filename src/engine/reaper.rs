@@ -31,6 +31,9 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info};
 
+use crate::engine::socket;
+use crate::observe::access::Ending;
+
 use crate::engine::conn::{Conn, CLOSING, QUEUED, RESTING};
 use crate::engine::inbox::holds_complete_request;
 use crate::engine::shared::Shared;
@@ -51,6 +54,7 @@ pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
         shared
             .turned_away
             .report_due(shared.clock.now_ms(), &shared.config);
+        shared.refused.report(shared.clock.now_ms(), false);
         if Instant::now() >= next_scan {
             scan(&shared);
             next_scan = Instant::now() + interval;
@@ -67,14 +71,13 @@ pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
 }
 
 fn scan(shared: &Shared) {
-    let timeout = shared.config.heartbeat_timeout;
     let now = shared.clock.now_ms();
     for conn in shared.registry.snapshot() {
         // The state first, then the deadline: a worker moves the deadline
         // before it lets go of a connection, so a connection seen resting
         // or in line here is never judged by a deadline older than that.
         let state = conn.state();
-        if !conn.expired(now, timeout) {
+        if !conn.expired(now) {
             continue;
         }
         match state {
@@ -97,14 +100,36 @@ pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
     if !conn.transition(RESTING, CLOSING) {
         return false;
     }
+    // Its TLS handshake did not complete in time: closed without a word.
+    if conn.handshaking() {
+        Stats::bump(&shared.stats.tls_handshakes_timeout);
+        debug!(
+            "{}: no TLS handshake within the handshake timeout",
+            conn.who()
+        );
+        shared.closer.close_silently(conn, Ending::HandshakeTimeout);
+        return true;
+    }
     let waited = {
         let travel = conn.travel.lock();
-        holds_complete_request(
-            shared.config.framing,
-            shared.config.max_frame,
-            travel.carry.as_ref(),
-            &conn.stream,
-        )
+        if conn.tls {
+            // Encrypted: a request it sent cannot be seen without reading
+            // it. Bytes waiting in the socket, or a whole request already
+            // decrypted, count as a request that waited.
+            holds_complete_request(
+                shared.config.framing,
+                shared.config.max_frame,
+                travel.carry.as_ref(),
+                None,
+            ) || socket::queued(&conn.stream).unwrap_or(0) > 0
+        } else {
+            holds_complete_request(
+                shared.config.framing,
+                shared.config.max_frame,
+                travel.carry.as_ref(),
+                Some(&conn.stream),
+            )
+        }
     };
     if waited {
         late(shared, Busy::QueueDeadline);

@@ -59,12 +59,15 @@ impl Registry {
         }
     }
 
-    /// Registers a newly accepted connection in the QUEUED state.
+    /// Registers a newly accepted connection in the QUEUED state; `tls`:
+    /// it came through a TLS listener, and its first deadline is the
+    /// handshake timeout.
     pub(crate) fn insert(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         now_ms: u64,
+        tls: bool,
         slot: Option<OpenSlot>,
         place: Option<QueuePlace>,
     ) -> Arc<Conn> {
@@ -72,8 +75,25 @@ impl Registry {
         let mut conns = self.conns.write();
         let entry = conns.vacant_entry();
         let key = entry.key() | ((id as u32 as usize) << 32);
-        let info = ConnInfo { id, peer };
-        let conn = Arc::new(Conn::new(stream, info, key, now_ms, slot, place));
+        let info = ConnInfo {
+            id,
+            peer,
+            tls: None,
+        };
+        let limit = if tls {
+            self.config.handshake_timeout
+        } else {
+            self.config.heartbeat_timeout
+        };
+        let conn = Arc::new(Conn::new(
+            stream,
+            info,
+            key,
+            (now_ms, limit),
+            tls,
+            slot,
+            place,
+        ));
         entry.insert(Arc::clone(&conn));
         conn
     }
@@ -136,7 +156,6 @@ mod tests {
     use super::*;
     use crate::engine::conn::CLOSING;
     use std::net::TcpListener;
-    use std::time::Duration;
 
     fn pair() -> (TcpStream, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -154,7 +173,7 @@ mod tests {
     fn states_change_only_from_the_expected_state() {
         let registry = registry();
         let (stream, peer) = pair();
-        let conn = registry.insert(stream, peer, 0, None, None);
+        let conn = registry.insert(stream, peer, 0, false, None, None);
         assert!(conn.transition(QUEUED, ACTIVE));
         assert!(!conn.transition(QUEUED, CLOSING));
         assert!(conn.transition(ACTIVE, RESTING));
@@ -166,12 +185,12 @@ mod tests {
     fn deadline_moves_with_touch() {
         let registry = registry();
         let (stream, peer) = pair();
-        let conn = registry.insert(stream, peer, 100, None, None);
-        let timeout = Duration::from_millis(50);
-        assert!(!conn.expired(149, timeout));
-        assert!(conn.expired(150, timeout));
+        let conn = registry.insert(stream, peer, 100, false, None, None);
+        let heartbeat = registry.config.heartbeat_timeout.as_millis() as u64;
+        assert!(!conn.expired(100 + heartbeat - 1));
+        assert!(conn.expired(100 + heartbeat));
         conn.touch(140);
-        assert!(!conn.expired(150, timeout));
+        assert!(!conn.expired(100 + heartbeat));
         assert_eq!(registry.len(), 1);
         registry.remove(&conn);
         registry.remove(&conn);
@@ -182,10 +201,10 @@ mod tests {
     fn a_reused_slot_has_a_new_key() {
         let registry = registry();
         let (stream, peer) = pair();
-        let first = registry.insert(stream, peer, 0, None, None);
+        let first = registry.insert(stream, peer, 0, false, None, None);
         registry.remove(&first);
         let (stream, peer) = pair();
-        let second = registry.insert(stream, peer, 0, None, None);
+        let second = registry.insert(stream, peer, 0, false, None, None);
         assert_eq!(
             first.key & 0xffff_ffff,
             second.key & 0xffff_ffff,

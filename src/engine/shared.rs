@@ -16,9 +16,11 @@ use crate::engine::line::Line;
 use crate::engine::registry::Registry;
 use crate::engine::shutdown::Shutdown;
 use crate::observe::alive::Alive;
+use crate::observe::refused::Refused;
 use crate::observe::stats::Stats;
 use crate::observe::turned_away::TurnedAway;
 use crate::service::ErasedService;
+use crate::tls::reload::Tls;
 
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -40,6 +42,10 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// Turn-aways with BUSY not yet reported at warn level.
     pub(crate) turned_away: TurnedAway,
+    /// The TLS set of the TLS listeners, if there are any.
+    pub(crate) tls: Option<Arc<Tls>>,
+    /// Failed TLS handshakes not yet reported at warn level.
+    pub(crate) refused: Refused,
     pub(crate) clock: Clock,
     pub(crate) closer: Closer,
     /// Loop turns of the acceptor and the reaper, for a watchdog.

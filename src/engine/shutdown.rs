@@ -87,9 +87,9 @@ pub(crate) struct Shutdown {
     stop: Switch,
     drain: Switch,
     force: Switch,
-    /// The listener, kept here only when the drain must shut it down
-    /// ([`Listening::Own`]); taken (and so released) by the drain.
-    own_listener: Mutex<Option<Arc<TcpListener>>>,
+    /// The listeners the server bound itself (or was handed for good),
+    /// which the drain shuts down; taken (and so released) by the drain.
+    own_listeners: Mutex<Vec<Arc<TcpListener>>>,
     /// Written by the drain to wake the acceptor, which polls it together
     /// with the listener.
     waker: OwnedFd,
@@ -101,7 +101,7 @@ pub(crate) struct Shutdown {
 
 impl Shutdown {
     pub(crate) fn new(
-        listener: &Arc<TcpListener>,
+        own_listeners: Vec<Arc<TcpListener>>,
         listening: Listening,
         delayed: bool,
     ) -> io::Result<Self> {
@@ -110,7 +110,7 @@ impl Shutdown {
             stop: Switch::new(),
             drain: Switch::new(),
             force: Switch::new(),
-            own_listener: Mutex::new((listening == Listening::Own).then(|| Arc::clone(listener))),
+            own_listeners: Mutex::new(own_listeners),
             waker,
             delayed,
             listening,
@@ -133,7 +133,7 @@ impl Shutdown {
             // connections at once (and, with SO_REUSEPORT and
             // net.ipv4.tcp_migrate_req = 1, hands the ones it had queued to
             // another listener of the group). An inherited one is left alone.
-            if let Some(listener) = self.own_listener.lock().take() {
+            for listener in std::mem::take(&mut *self.own_listeners.lock()) {
                 let _ = socket2::SockRef::from(&*listener).shutdown(std::net::Shutdown::Read);
             }
             // Wakes the acceptor, wherever it waits for the listener.

@@ -38,12 +38,11 @@ use std::sync::Arc;
 use log::{info, log_enabled, trace, Level};
 
 use crate::engine::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
-use crate::engine::inbox::{Inbox, Prefix, READ_BUF};
+use crate::engine::inbox::Inbox;
 use crate::engine::line::Event;
 use crate::engine::reply::{self, Context};
 use crate::engine::shared::Shared;
-use crate::engine::socket::{peek_now, recv_now, recv_stamped};
-use crate::engine::writer;
+use crate::engine::{tls, writer};
 use crate::frame::{DecodeError, GoAwayCode};
 use crate::observe::access;
 use crate::observe::stats::Stats;
@@ -92,10 +91,17 @@ pub(crate) enum End {
     WriteTimeout,
     /// The socket failed (reset by the client, ...).
     Failed(io::Error),
+    /// The TLS layer refused the client: its handshake failed, or it sent
+    /// a record that does not decrypt. Closed with the alert rustls sent,
+    /// no GOAWAY.
+    Tls(rustls::Error),
+    /// A TLS connection whose handshake had not completed: closed without
+    /// a word (the drain, say).
+    Unshaken,
 }
 
 /// What one read attempt found.
-enum Read {
+pub(crate) enum Read {
     /// This many bytes; `filled`: as many as there was room for, so the
     /// socket may hold more.
     Data {
@@ -109,6 +115,8 @@ enum Read {
     Unfinished(usize),
     Eof,
     Failed(io::Error),
+    /// The TLS layer refused the client (a failed handshake, a bad record).
+    Refused(rustls::Error),
 }
 
 /// How answering the buffered frames stopped.
@@ -130,6 +138,8 @@ pub(crate) struct Worker {
     /// Time the wait of the bytes the next read takes (a woken connection,
     /// with the histograms on): the kernel stamps their arrival.
     pub(crate) time_next_read: bool,
+    /// TLS records on their way to the socket (see `tls`).
+    pub(crate) sealed: Vec<u8>,
 }
 
 impl Worker {
@@ -145,6 +155,7 @@ impl Worker {
             inbox,
             out: Vec::with_capacity(WRITE_BUF),
             time_next_read: false,
+            sealed: Vec::new(),
         }
     }
 
@@ -154,6 +165,21 @@ impl Worker {
     pub(crate) fn serve(&mut self, conn: &Conn, travel: &mut Travel) -> Outcome {
         if let Some(carry) = travel.carry.take() {
             self.inbox.restore(carry);
+        }
+        if conn.tls && travel.tls.is_none() {
+            match self
+                .shared
+                .tls
+                .as_ref()
+                .map(|tls| tls::session(tls.config()))
+            {
+                Some(Ok(session)) => travel.tls = Some(session),
+                Some(Err(e)) => return Outcome::End(End::Tls(e)),
+                None => {
+                    let e = io::Error::other("a TLS listener without a TLS set");
+                    return Outcome::End(End::Failed(e));
+                }
+            }
         }
         let mut answered = 0;
         // Whether the last read took all the socket had.
@@ -165,7 +191,7 @@ impl Worker {
                 Err(end) => return Outcome::End(end),
             };
             if !self.out.is_empty() {
-                if let Err(end) = self.flush(conn) {
+                if let Err(end) = self.flush(conn, travel.tls.as_deref_mut()) {
                     return Outcome::End(end);
                 }
                 conn.touch(self.shared.clock.now_ms());
@@ -187,30 +213,7 @@ impl Worker {
             if drained && answered > before {
                 return Outcome::Rest(self.inbox.still_needs());
             }
-            let read = if self.shared.budget.is_spent() {
-                self.read_complete_frames(conn)
-            } else {
-                let spare = self.inbox.spare();
-                let room = spare.len();
-                let result = if std::mem::take(&mut self.time_next_read) {
-                    recv_stamped(&conn.stream, spare).map(|(n, waited)| {
-                        if let Some(waited) = waited {
-                            self.shared.stats.observe_queue_wait(self.index, waited);
-                        }
-                        n
-                    })
-                } else {
-                    recv_now(&conn.stream, spare)
-                };
-                match result {
-                    Ok(0) => Read::Eof,
-                    Ok(n) => Read::Data {
-                        n,
-                        filled: n == room,
-                    },
-                    Err(e) => classify(e),
-                }
-            };
+            let read = self.read(conn, travel);
             match read {
                 Read::Data { n, filled } => {
                     self.inbox.filled(n);
@@ -220,47 +223,7 @@ impl Worker {
                 Read::Unfinished(more) => return Outcome::Await(more),
                 Read::Eof => return Outcome::End(self.after_eof()),
                 Read::Failed(e) => return Outcome::End(End::Failed(e)),
-            }
-        }
-    }
-
-    /// While the budget is spent, reads only bytes that complete frames: it
-    /// looks at what the socket holds without taking it, and takes it only
-    /// up to the end of the last complete frame. The rest stays in the
-    /// kernel, where TCP flow control holds the client back. The look
-    /// widens to the size of the frame at the front, so a whole frame of
-    /// any size up to `--max-frame` is answered as promptly as ever.
-    fn read_complete_frames(&mut self, conn: &Conn) -> Read {
-        let limit = self.shared.config.max_frame as usize + crate::frame::HEADER_LEN;
-        let mut want = self.inbox.pending() + READ_BUF;
-        loop {
-            let window = self.inbox.peek_room(want);
-            let room = window.len();
-            let peeked = match peek_now(&conn.stream, window) {
-                Ok(0) if room > 0 => return Read::Eof,
-                Ok(n) => n,
-                Err(e) => return classify(e),
-            };
-            match self.inbox.complete_prefix(peeked) {
-                Prefix::Complete(k) => {
-                    return match recv_now(&conn.stream, &mut self.inbox.peek_room(want)[..k]) {
-                        Ok(0) => Read::Eof,
-                        Ok(n) => Read::Data { n, filled: true },
-                        Err(e) => classify(e),
-                    }
-                }
-                Prefix::Partial { need } => {
-                    let have = self.inbox.pending() + peeked;
-                    // The look was too narrow to see the whole frame: widen it.
-                    if peeked == room && need > have && want < limit {
-                        want = need.max(2 * want).min(limit);
-                        continue;
-                    }
-                    if have == 0 {
-                        return Read::Nothing;
-                    }
-                    return Read::Unfinished(need - self.inbox.pending());
-                }
+                Read::Refused(e) => return Outcome::End(End::Tls(e)),
             }
         }
     }
@@ -282,7 +245,7 @@ impl Worker {
             worker: self.index,
             timed: shared.timed,
             data: 0,
-            conn: &conn.info,
+            conn: travel.info.as_ref().unwrap_or(&conn.info),
             session: &mut travel.session,
         };
         let mut busy = false;
@@ -355,9 +318,18 @@ impl Worker {
     }
 
     /// Writes the pending replies.
-    pub(crate) fn flush(&mut self, conn: &Conn) -> Result<(), End> {
-        let result =
-            writer::write_within(&conn.stream, &self.out, self.shared.config.write_timeout);
+    pub(crate) fn flush(
+        &mut self,
+        conn: &Conn,
+        tls: Option<&mut rustls::ServerConnection>,
+    ) -> Result<(), End> {
+        let limit = self.shared.config.write_timeout;
+        let result = match tls {
+            None => writer::write_within(&conn.stream, &self.out, limit),
+            Some(session) => {
+                tls::write_all(session, &conn.stream, &self.out, limit, &mut self.sealed)
+            }
+        };
         self.out.clear();
         result.map_err(|e| match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => End::WriteTimeout,
@@ -392,7 +364,7 @@ pub(crate) fn taken(conn: &Conn) -> End {
     }
 }
 
-fn classify(e: io::Error) -> Read {
+pub(crate) fn classify(e: io::Error) -> Read {
     if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
         Read::Nothing
     } else {

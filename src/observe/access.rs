@@ -34,6 +34,7 @@ use crate::frame::{self, GoAwayCode};
 use crate::human;
 use crate::observe::turned_away::Busy;
 use crate::service::ConnInfo;
+use crate::tls::TlsInfo;
 
 /// Why the server sends a GOAWAY, in more detail than its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,21 @@ pub(crate) enum Why {
 }
 
 impl Why {
+    /// Why, in words, for the access log.
+    fn describe(self, config: &Config) -> String {
+        match self {
+            Why::Shutdown => "the server is draining".to_owned(),
+            Why::HeartbeatTimeout => format!(
+                "no complete frame within the heartbeat timeout ({})",
+                human::duration(config.heartbeat_timeout)
+            ),
+            Why::Busy(busy) => busy.describe(config),
+            Why::Trouble => "the server could not keep it".to_owned(),
+            Why::ProtocolError => "malformed frame".to_owned(),
+            Why::FrameTooLarge => format!("frame larger than {} bytes", config.max_frame),
+        }
+    }
+
     /// The code sent on the wire.
     pub(crate) fn code(self) -> GoAwayCode {
         match self {
@@ -94,10 +110,18 @@ pub(crate) enum Ending {
     Forced,
     /// Closed after a panic in a worker (logged at error level).
     Panicked,
+    /// A TLS connection closed before its handshake completed, without a
+    /// word (no handshake for a connection turned away, no GOAWAY before
+    /// the keys are agreed), for this reason.
+    Unshaken(Why),
+    /// Its TLS handshake failed (logged at warn, throttled).
+    TlsRefused,
+    /// Its TLS handshake did not complete within the handshake timeout.
+    HandshakeTimeout,
 }
 
 /// Every ending, for storing one in an atomic byte (its index plus one).
-const ENDINGS: [Ending; 14] = [
+const ENDINGS: [Ending; 21] = [
     Ending::PeerClosed,
     Ending::GoAway(Why::Shutdown),
     Ending::GoAway(Why::HeartbeatTimeout),
@@ -112,6 +136,13 @@ const ENDINGS: [Ending; 14] = [
     Ending::Failed,
     Ending::Forced,
     Ending::Panicked,
+    Ending::Unshaken(Why::Shutdown),
+    Ending::Unshaken(Why::Busy(Busy::MaxConnections)),
+    Ending::Unshaken(Why::Busy(Busy::QueueFull)),
+    Ending::Unshaken(Why::Busy(Busy::QueueDeadline)),
+    Ending::Unshaken(Why::Trouble),
+    Ending::TlsRefused,
+    Ending::HandshakeTimeout,
 ];
 
 /// No ending recorded yet.
@@ -133,20 +164,16 @@ impl Ending {
     fn describe(self, config: &Config) -> String {
         match self {
             Ending::PeerClosed => "closed by the client".to_owned(),
-            Ending::GoAway(why) => {
-                let detail = match why {
-                    Why::Shutdown => "the server is draining".to_owned(),
-                    Why::HeartbeatTimeout => format!(
-                        "no complete frame within the heartbeat timeout ({})",
-                        human::duration(config.heartbeat_timeout)
-                    ),
-                    Why::Busy(busy) => busy.describe(config),
-                    Why::Trouble => "the server could not keep it".to_owned(),
-                    Why::ProtocolError => "malformed frame".to_owned(),
-                    Why::FrameTooLarge => format!("frame larger than {} bytes", config.max_frame),
-                };
-                format!("GOAWAY {}: {detail}", why.code())
-            }
+            Ending::GoAway(why) => format!("GOAWAY {}: {}", why.code(), why.describe(config)),
+            Ending::Unshaken(why) => format!(
+                "closed before its TLS handshake, without a word: {}",
+                why.describe(config)
+            ),
+            Ending::TlsRefused => "its TLS handshake failed".to_owned(),
+            Ending::HandshakeTimeout => format!(
+                "no completed TLS handshake within the handshake timeout ({})",
+                human::duration(config.handshake_timeout)
+            ),
             Ending::WriteTimeout => format!(
                 "dropped, did not read its replies within the write timeout ({})",
                 human::duration(config.write_timeout)
@@ -220,6 +247,15 @@ impl Access {
                 "{who}: opened, turned away after {}, never served",
                 human::duration(self.accepted.elapsed())
             );
+        }
+    }
+
+    /// Its TLS handshake completed: the version and, with a client
+    /// certificate, its common name.
+    pub(crate) fn tls(&self, who: Who<'_>, info: &TlsInfo) {
+        match info.client.as_ref().and_then(|c| c.common_name.as_deref()) {
+            Some(cn) => debug!("{who}: {}, cn={cn}", info.version.name()),
+            None => debug!("{who}: {}", info.version.name()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! What the engine records for an operator: counters, histograms and the
 //! exit report ([`stats`]), the access log ([`access`]), the throttled warn
-//! lines for connections turned away ([`turned_away`]), and the loop
+//! lines for connections turned away ([`turned_away`]) and for failed TLS
+//! handshakes ([`refused`]), both throttled ([`throttle`]), and the loop
 //! counters a watchdog checks ([`alive`]). The engine writes them; the
 //! metrics endpoint and the monitor (`watch`) read them.
 //!
@@ -9,5 +10,7 @@
 
 pub(crate) mod access;
 pub(crate) mod alive;
+pub(crate) mod refused;
 pub(crate) mod stats;
+pub(crate) mod throttle;
 pub(crate) mod turned_away;

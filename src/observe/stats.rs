@@ -43,6 +43,16 @@ pub(crate) struct Stats {
     pub(crate) write_timeouts: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) service_panics: AtomicU64,
+    /// TLS handshakes completed, failed, and timed out (exported with
+    /// `--metrics` when a TLS listener exists; not in the report).
+    pub(crate) tls_handshakes_ok: AtomicU64,
+    pub(crate) tls_handshakes_failed: AtomicU64,
+    pub(crate) tls_handshakes_timeout: AtomicU64,
+    /// TLS reloads that replaced the set, and that kept the old one.
+    pub(crate) tls_reloads_ok: AtomicU64,
+    pub(crate) tls_reloads_failed: AtomicU64,
+    /// The serving certificate's `notAfter`, in Unix seconds.
+    pub(crate) tls_expiry: std::sync::atomic::AtomicI64,
     workers: Box<[CachePadded<WorkerCounts>]>,
 }
 
@@ -58,6 +68,8 @@ struct WorkerCounts {
     service: Buckets,
     /// Time a connection with work waited in line before this worker took it.
     queue_wait: Buckets,
+    /// Time from accept to a completed TLS handshake.
+    tls_handshake: Buckets,
 }
 
 /// Upper bounds of the histogram buckets, in nanoseconds: 1 µs to 10 s in
@@ -166,6 +178,12 @@ impl Stats {
             write_timeouts: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
             service_panics: AtomicU64::new(0),
+            tls_handshakes_ok: AtomicU64::new(0),
+            tls_handshakes_failed: AtomicU64::new(0),
+            tls_handshakes_timeout: AtomicU64::new(0),
+            tls_reloads_ok: AtomicU64::new(0),
+            tls_reloads_failed: AtomicU64::new(0),
+            tls_expiry: std::sync::atomic::AtomicI64::new(0),
             workers: (0..workers).map(|_| CachePadded::default()).collect(),
         }
     }
@@ -213,6 +231,18 @@ impl Stats {
     }
 
     /// Time in line for a worker, summed over the workers.
+    /// Worker `worker` completed a TLS handshake, `ns` after the accept.
+    pub(crate) fn tls_handshake_done(&self, worker: usize, ns: u64) {
+        Stats::bump(&self.tls_handshakes_ok);
+        self.workers[worker].tls_handshake.observe_own(ns);
+    }
+
+    /// Time from accept to a completed TLS handshake, summed over the
+    /// workers.
+    pub(crate) fn tls_handshake_histogram(&self) -> Histogram {
+        Histogram::sum_of(self.workers.iter().map(|w| &w.tls_handshake))
+    }
+
     pub(crate) fn queue_wait_histogram(&self) -> Histogram {
         Histogram::sum_of(self.workers.iter().map(|w| &w.queue_wait))
     }

@@ -7,54 +7,39 @@
 //! returns. From then on the thread count is fixed, whatever the number of
 //! clients. Stopping is the drain's business (see `drain`).
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use log::{info, warn};
-use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::engine::acceptor;
-use crate::engine::budget::Budget;
-use crate::engine::closer;
-use crate::engine::conn::Clock;
-use crate::engine::drain::{Drain, Threads};
-use crate::engine::limits::Limits;
-use crate::engine::line::{Line, WorkerStates};
-use crate::engine::pool;
-use crate::engine::reaper;
-use crate::engine::registry::Registry;
-use crate::engine::shared::Shared;
-use crate::engine::shutdown::{Listening, Shutdown, ShutdownHandle};
+use crate::engine::line::WorkerStates;
+use crate::engine::shutdown::ShutdownHandle;
 use crate::error::Error;
-use crate::frame::Framing;
-use crate::observe::alive::Alive;
 use crate::observe::stats::{Report, Stats};
-use crate::observe::turned_away::TurnedAway;
 use crate::service::Service;
-use crate::watch::metrics;
+use crate::tls::TlsHandle;
 use crate::watch::monitor::Monitor;
 
+mod launch;
 mod listen;
 
-use listen::{
-    check_listening_tcp, check_migrate_req, fit_descriptors, listen, resolve, METRICS_BACKLOG,
-};
+use launch::checked;
+use listen::{check_listening_tcp, check_migrate_req, listen, resolve};
 
 /// A running server. Stop it with [`Server::handle`] and wait for it with
 /// [`Server::join`]; dropping it without joining starts a drain (at once,
 /// without the drain delay) and does not wait for it.
 #[derive(Debug)]
 pub struct Server {
-    local_addr: SocketAddr,
+    local_addrs: Vec<(SocketAddr, Security)>,
     metrics_addr: Option<SocketAddr>,
-    config: Config,
+    config: Box<Config>,
     handle: ShutdownHandle,
     monitor: Monitor,
+    tls: Option<TlsHandle>,
     coordinator: Option<JoinHandle<Report>>,
     /// Disconnects when the coordinator has returned the report.
     finished: Receiver<()>,
@@ -76,9 +61,30 @@ pub enum Listener {
     Inherited(TcpListener),
 }
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// wharf's framing over plain TCP.
+    #[default]
+    Plain,
+    /// wharf's framing inside TLS, with the certificate set of
+    /// [`Config::tls`].
+    Tls,
+}
+
+/// An address to listen on, and what the listener speaks, for
+/// [`Server::start_all`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bind {
+    /// The address (port 0 picks a free port; IPv4 or IPv6).
+    pub addr: SocketAddr,
+    /// Plain or TLS.
+    pub security: Security,
+}
+
 impl Server {
     /// Binds `addr` (port 0 picks a free port; IPv4 or IPv6), starts the
-    /// worker pool and begins accepting connections.
+    /// worker pool and begins accepting plain connections.
     ///
     /// `config` is validated first; a reap interval above a quarter of the
     /// heartbeat timeout is lowered, and `max_connections` is lowered to
@@ -90,17 +96,38 @@ impl Server {
         A: ToSocketAddrs,
         S: Service,
     {
-        let (config, warning) = config.validate()?;
-        if let Some(warning) = warning {
-            warn!("{warning}");
-        }
         let addr = resolve(addr)?;
+        Server::start_all(
+            &[Bind {
+                addr,
+                security: Security::Plain,
+            }],
+            config,
+            service,
+        )
+    }
+
+    /// Binds every address of `binds`, in order, and serves them all with
+    /// one pool, one set of limits and one drain: plain listeners beside
+    /// TLS ones (which need [`Config::tls`]). Otherwise as
+    /// [`Server::start`]; the server logs one `listening on` line per
+    /// listener, in order.
+    pub fn start_all<S: Service>(
+        binds: &[Bind],
+        config: Config,
+        service: S,
+    ) -> Result<Server, Error> {
+        let config = checked(config)?;
         if config.reuse_port {
             check_migrate_req();
         }
-        let listener = listen(addr, config.backlog, config.reuse_port)?;
+        let mut listeners = Vec::with_capacity(binds.len());
+        for bind in binds {
+            let listener = listen(bind.addr, config.backlog, config.reuse_port)?;
+            listeners.push((Listener::Own(listener), bind.security));
+        }
         let timed = config.metrics.is_some();
-        Server::launch(listener, Listening::Own, config, service, timed)
+        launch::launch(listeners, config, service, timed)
     }
 
     /// [`Server::start`] on `127.0.0.1:0`, recording the queue-wait and
@@ -108,22 +135,28 @@ impl Server {
     /// so that the in-process benchmark can read them (see [`Probe`])
     /// without an HTTP endpoint. Servers started otherwise record them only
     /// with the endpoint on, as documented.
-    pub(crate) fn start_timed<S: Service>(config: Config, service: S) -> Result<Server, Error> {
-        let (config, warning) = config.validate()?;
-        if let Some(warning) = warning {
-            warn!("{warning}");
-        }
+    pub(crate) fn start_timed<S: Service>(
+        config: Config,
+        security: Security,
+        service: S,
+    ) -> Result<Server, Error> {
+        let config = checked(config)?;
         let addr = resolve("127.0.0.1:0")?;
         let listener = listen(addr, config.backlog, config.reuse_port)?;
-        Server::launch(listener, Listening::Own, config, service, true)
+        launch::launch(
+            vec![(Listener::Own(listener), security)],
+            config,
+            service,
+            true,
+        )
     }
 
-    /// Serves a listening TCP socket that is already bound, such as one
-    /// inherited from systemd (socket activation): `Listener::Inherited`
-    /// for a socket that others hold too, which the drain leaves open. The
-    /// socket's own backlog stays as it is (`Config::backlog` and
-    /// `Config::reuse_port` apply only to a socket the server binds), and
-    /// it is set non-blocking (see `acceptor`).
+    /// Serves a listening TCP socket that is already bound, with plain
+    /// connections, such as one inherited from systemd (socket activation):
+    /// `Listener::Inherited` for a socket that others hold too, which the
+    /// drain leaves open. The socket's own backlog stays as it is
+    /// (`Config::backlog` and `Config::reuse_port` apply only to a socket
+    /// the server binds), and it is set non-blocking (see `acceptor`).
     ///
     /// Fails with [`Error::InvalidListener`] if the socket is not a
     /// listening IPv4 or IPv6 stream socket.
@@ -132,194 +165,40 @@ impl Server {
         config: Config,
         service: S,
     ) -> Result<Server, Error> {
-        let (config, warning) = config.validate()?;
-        if let Some(warning) = warning {
-            warn!("{warning}");
-        }
-        let (listener, listening) = match listener {
-            Listener::Own(listener) => (listener, Listening::Own),
-            Listener::Inherited(listener) => (listener, Listening::Inherited),
-        };
-        check_listening_tcp(&listener)?;
-        let timed = config.metrics.is_some();
-        Server::launch(listener, listening, config, service, timed)
+        Server::from_listeners(vec![(listener, Security::Plain)], config, service)
     }
 
-    /// Starts everything; `timed`: record the latency histograms.
-    fn launch<S: Service>(
-        listener: TcpListener,
-        listening: Listening,
+    /// Serves several listening sockets already bound, each plain or TLS,
+    /// with one pool (see [`Server::from_listener`] and
+    /// [`Server::start_all`]).
+    pub fn from_listeners<S: Service>(
+        listeners: Vec<(Listener, Security)>,
         config: Config,
         service: S,
-        timed: bool,
     ) -> Result<Server, Error> {
-        let (config, max_lingering) = fit_descriptors(config);
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::InvalidListener(format!("cannot read its address: {e}")))?;
-        // The acceptor waits for it in poll(2), with the drain's eventfd.
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| Error::Listen {
-                addr: local_addr,
-                source,
-            })?;
-        let listener = Arc::new(listener);
-        // With --reuse-port the metrics address is shared too, so a new
-        // instance can start on the same one while the old one drains.
-        let mut metrics_addr = None;
-        let metrics_listener = match config.metrics {
-            Some(addr) => {
-                let listener = listen(addr, METRICS_BACKLOG, config.reuse_port)?;
-                let real = listener.local_addr();
-                metrics_addr = Some(real.map_err(|source| Error::Listen { addr, source })?);
-                Some(listener)
-            }
-            None => None,
-        };
-
-        let line = Line::new(config.workers, timed).map_err(|source| Error::Setup {
-            what: "the line to the workers (epoll)",
-            source,
-        })?;
-        let registry = Arc::new(Registry::new(config.clone()));
-        let shutdown = Arc::new(
-            Shutdown::new(&listener, listening, !config.drain_delay.is_zero()).map_err(
-                |source| Error::Setup {
-                    what: "the acceptor's wake-up eventfd",
-                    source,
-                },
-            )?,
-        );
-        let alive = Arc::new(Alive::default());
-        let (closer, closing) =
-            closer::channel(Arc::clone(&registry), config.framing, max_lingering);
-        let on_room = line.room_notifier();
-        let shared = Arc::new(Shared {
-            service: Arc::new(service),
-            registry: Arc::clone(&registry),
-            line,
-            timed,
-            limits: Limits::new(config.max_connections, config.queue),
-            budget: Arc::new(Budget::new(config.max_buffered, on_room)),
-            held: Mutex::new(VecDeque::new()),
-            shutdown: Arc::clone(&shutdown),
-            stats: Arc::new(Stats::new(config.workers)),
-            turned_away: TurnedAway::new(),
-            clock: Clock::new(),
-            closer,
-            config: config.clone(),
-            alive: Arc::clone(&alive),
-        });
-        let handle = ShutdownHandle {
-            shared: Arc::clone(&shutdown),
-        };
-        let monitor = Monitor {
-            shared: Arc::downgrade(&shared),
-            shutdown: Arc::clone(&shutdown),
-            alive,
-        };
-
-        // From here on, an early return drops every channel end we hold, and
-        // the threads already started wind down by themselves.
-        let closer_thread = spawn("closer", {
-            let shutdown = Arc::clone(&shutdown);
-            let framing = config.framing;
-            move || closer::run(closing, registry, framing, shutdown, max_lingering)
-        })?;
-        let (reaper_stop, reaper_stopped) = crossbeam_channel::bounded::<()>(0);
-        let reaper_thread = spawn("reaper", {
-            let shared = Arc::clone(&shared);
-            move || reaper::run(shared, reaper_stopped)
-        })?;
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-        let workers = match pool::spawn(&shared, &done_tx) {
-            Ok(workers) => workers,
-            Err(e) => {
-                shared.line.close();
-                return Err(e);
-            }
-        };
-        drop(done_tx);
-        let acceptor_thread = match spawn("acceptor", {
-            let shared = Arc::clone(&shared);
-            move || acceptor::run(listener, shared)
-        }) {
-            Ok(thread) => thread,
-            Err(e) => {
-                shutdown.drain();
-                shared.line.close();
-                return Err(e);
-            }
-        };
-
-        // Stopped by the coordinator once the drain is over (see `metrics`).
-        let metrics = match metrics::start(metrics_listener, &shared) {
-            Ok(metrics) => metrics,
-            Err(e) => {
-                handle.shutdown();
-                shared.line.close();
-                return Err(e);
-            }
-        };
-        let drain = Drain {
-            shared,
-            workers_done: done_rx,
-            reaper_stop,
-            threads: Threads {
-                acceptor: acceptor_thread,
-                workers,
-                reaper: reaper_thread,
-                closer: closer_thread,
-            },
-        };
-        let (finished_tx, finished) = crossbeam_channel::bounded::<()>(0);
-        let coordinator = match spawn("shutdown", move || {
-            let report = drain.run();
-            if let Some(metrics) = metrics {
-                metrics.stop();
-            }
-            drop(finished_tx);
-            report
-        }) {
-            Ok(thread) => thread,
-            Err(e) => {
-                shutdown.drain();
-                return Err(e);
-            }
-        };
-        if let Some(metrics_addr) = metrics_addr {
-            info!("metrics on {metrics_addr} (/metrics, /ready, /live)");
+        let config = checked(config)?;
+        for (listener, _) in &listeners {
+            let (Listener::Own(socket) | Listener::Inherited(socket)) = listener;
+            check_listening_tcp(socket)?;
         }
-        info!(
-            "listening on {local_addr} ({}, {}{} workers, queue {}, max-connections {}, {} framing)",
-            crate::build_info::Identity,
-            match listening {
-                Listening::Own => "",
-                Listening::Inherited => "inherited socket, ",
-            },
-            config.workers,
-            config.queue,
-            config.max_connections,
-            match config.framing {
-                Framing::Length => "length",
-                Framing::Line => "line",
-            }
-        );
-        Ok(Server {
-            local_addr,
-            metrics_addr,
-            config,
-            handle,
-            monitor,
-            coordinator: Some(coordinator),
-            finished,
-        })
+        let timed = config.metrics.is_some();
+        launch::launch(listeners, config, service, timed)
     }
 
-    /// The address the server is bound to, with the real port.
+    /// The address of the first listener, with the real port.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0].0
+    }
+
+    /// Every listener's address, with the real port, and what it speaks, in
+    /// the order given.
+    pub fn local_addrs(&self) -> &[(SocketAddr, Security)] {
+        &self.local_addrs
+    }
+
+    /// Reloads the TLS set on demand (`None` without TLS listeners).
+    pub fn tls(&self) -> Option<TlsHandle> {
+        self.tls.clone()
     }
 
     /// The address of the metrics endpoint, with the real port, when
@@ -394,15 +273,4 @@ impl Drop for Server {
             self.handle.shared.drain();
         }
     }
-}
-
-fn spawn<T, F>(name: &'static str, f: F) -> Result<JoinHandle<T>, Error>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    std::thread::Builder::new()
-        .name(format!("wharf-{name}"))
-        .spawn(f)
-        .map_err(|source| Error::Spawn { what: name, source })
 }

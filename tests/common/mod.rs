@@ -12,6 +12,7 @@
 pub mod gate;
 pub mod netns;
 pub mod systemd;
+pub mod tls;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -284,6 +284,8 @@ fn config(args: &ServeArgs) -> Config {
         backlog: args.backlog,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         metrics: args.metrics,
+        tls: None,
+        handshake_timeout: defaults.handshake_timeout,
     }
 }
 

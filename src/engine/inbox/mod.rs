@@ -55,25 +55,26 @@ pub(crate) enum Prefix {
 }
 
 /// Whether a connection that no worker holds has a complete request
-/// waiting, in what it carries and what its socket holds: a look, nothing
-/// is taken. The reaper asks it of a resting connection past its deadline:
+/// waiting, in what it carries and (given the socket of a plain
+/// connection) what its socket holds: a look, nothing is taken. The reaper asks it of a resting connection past its deadline:
 /// one with a request waiting was kept waiting by the server (GOAWAY 3),
 /// one without was silent (GOAWAY 2).
 pub(crate) fn holds_complete_request(
     framing: Framing,
     max_frame: u32,
     carry: Option<&Carry>,
-    stream: &TcpStream,
+    stream: Option<&TcpStream>,
 ) -> bool {
     let carried: &[u8] = carry.map_or(&[], |c| &c.bytes);
-    let queued = socket::queued(stream)
-        .unwrap_or(0)
-        .min(max_frame as usize + HEADER_LEN);
-    let mut bytes = Vec::with_capacity(carried.len() + queued);
-    bytes.extend_from_slice(carried);
-    bytes.resize(carried.len() + queued, 0);
-    let n = socket::peek_now(stream, &mut bytes[carried.len()..]).unwrap_or(0);
-    bytes.truncate(carried.len() + n);
+    let mut bytes = carried.to_vec();
+    if let Some(stream) = stream {
+        let queued = socket::queued(stream)
+            .unwrap_or(0)
+            .min(max_frame as usize + HEADER_LEN);
+        bytes.resize(carried.len() + queued, 0);
+        let n = socket::peek_now(stream, &mut bytes[carried.len()..]).unwrap_or(0);
+        bytes.truncate(carried.len() + n);
+    }
     matches!(
         framing.decode(&bytes, 0, max_frame),
         Ok(Decoded::Frame { .. })

@@ -29,6 +29,7 @@
 //! 0, and none ever appears later.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,6 +86,16 @@ impl Exposition {
             "Time inside the service per DATA request",
             WorkerHistogram::service(Arc::clone(&sources.stats)),
         );
+        if sources.tls {
+            registry.register(
+                "wharf_tls_handshake_seconds",
+                "Time from the accept of a TLS connection to its completed handshake",
+                WorkerHistogram {
+                    stats: Arc::clone(&sources.stats),
+                    which: Which::TlsHandshake,
+                },
+            );
+        }
         registry.register_collector(Box::new(Counts {
             sources,
             census: Mutex::new(None),
@@ -219,7 +230,41 @@ impl Collector for Counts {
             "wharf_draining",
             "1 once the drain has started (listener closed), else 0.",
             u64::from(sources.shutdown.is_draining()),
-        )
+        )?;
+        if sources.tls {
+            let stats = &sources.stats;
+            let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            enc.counters(
+                "wharf_tls_handshakes",
+                "TLS handshakes by result: ok; failed (a handshake a worker started that \
+                 ended in an error: a malformed hello, no common version or protocol, a \
+                 client certificate missing or not trusted); timeout (no completed \
+                 handshake within --handshake-timeout).",
+                "result",
+                &[
+                    ("ok", get(&stats.tls_handshakes_ok)),
+                    ("failed", get(&stats.tls_handshakes_failed)),
+                    ("timeout", get(&stats.tls_handshakes_timeout)),
+                ],
+            )?;
+            enc.counters(
+                "wharf_tls_reloads",
+                "Reloads of the TLS files (SIGHUP, or a changed file): ok replaced the set; \
+                 failed kept the previous one.",
+                "result",
+                &[
+                    ("ok", get(&stats.tls_reloads_ok)),
+                    ("failed", get(&stats.tls_reloads_failed)),
+                ],
+            )?;
+            enc.gauge(
+                "wharf_tls_certificate_expiry_timestamp_seconds",
+                "When the serving certificate expires (its notAfter), in Unix seconds: alert \
+                 before it comes.",
+                u64::try_from(stats.tls_expiry.load(Ordering::Relaxed)).unwrap_or(0),
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -301,6 +346,7 @@ impl Enc<'_, '_> {
 enum Which {
     QueueWait,
     Service,
+    TlsHandshake,
 }
 
 /// A histogram kept per worker (see `stats`) and summed when encoded.
@@ -329,6 +375,7 @@ impl WorkerHistogram {
         match self.which {
             Which::QueueWait => self.stats.queue_wait_histogram(),
             Which::Service => self.stats.service_histogram(),
+            Which::TlsHandshake => self.stats.tls_handshake_histogram(),
         }
     }
 }

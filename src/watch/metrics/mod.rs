@@ -77,6 +77,8 @@ struct Sources {
     pool_size: usize,
     /// `--max-connections`, as fitted to the descriptor limit.
     max_connections: usize,
+    /// Whether a TLS listener exists: the TLS metrics are exported then.
+    tls: bool,
 }
 
 /// The running endpoint. Stopping it (or dropping it) closes the listener,
@@ -119,6 +121,7 @@ pub(crate) fn start(
         workers: shared.line.worker_states(),
         pool_size: shared.config.workers,
         max_connections: shared.config.max_connections,
+        tls: shared.tls.is_some(),
     };
     spawn(listener, sources).map(Some)
 }
