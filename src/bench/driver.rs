@@ -47,7 +47,9 @@ use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::Timespec;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::{BenchError, BenchOptions, BenchPoint, IdleFigures, Percentiles};
+use super::error::BenchError;
+use super::options::BenchOptions;
+use super::point::{BenchPoint, IdleFigures, Percentiles};
 use crate::frame::{Framing, GoAwayCode, DATA, ERROR, GOAWAY, HEADER_LEN, PING, PONG};
 
 /// The edges of the measured window, so the caller can read the server

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Percentiles, Rejections, ServerFigures};
+use super::point::{Percentiles, Rejections, ServerFigures};
 use crate::observe::stats::BOUNDS_NS;
 use crate::server::Probe;
 
