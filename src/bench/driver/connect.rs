@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::super::error::BenchError;
 use super::send::{payload, PING_PAYLOAD};
 use super::state::{Driver, Lost, Phase, State};
+use crate::bench::error::BenchError;
 use crate::frame::{Framing, DATA, PING};
 
 /// Connection attempts in progress at once.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::super::point::{IdleFigures, Percentiles};
 use super::state::Driver;
+use crate::bench::point::{IdleFigures, Percentiles};
 
 /// How long PINGs due in the window may wait for their PONG after it ends.
 pub(super) const PING_GRACE: Duration = Duration::from_millis(200);

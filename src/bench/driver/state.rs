@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use socket2::Socket;
 
-use super::super::options::BenchOptions;
+use crate::bench::options::BenchOptions;
 
 /// The longest one wait for readiness lasts, so a cancel is seen soon.
 pub(super) const MAX_WAIT: Duration = Duration::from_millis(20);

@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use super::super::point::BenchPoint;
 use super::state::{micros, Driver, Phase};
+use crate::bench::point::BenchPoint;
 
 /// The edges of the measured window, so the caller can read the server
 /// (CPU time, counters, histograms) exactly over it.
