@@ -62,10 +62,9 @@ pub fn sweep(
         let source = match options.metrics {
             Some(metrics) => {
                 // Fail now, not after the run, on an address that is not one.
-                server::scrape(metrics)
-                    .and_then(|text| server::parse(&text))
-                    .map_err(BenchError::Metrics)?;
-                Some(server::Source::Endpoint(metrics))
+                let source = server::Source::Endpoint(metrics);
+                source.check().map_err(BenchError::Metrics)?;
+                Some(source)
             }
             None => None,
         };
