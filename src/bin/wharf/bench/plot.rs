@@ -21,7 +21,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use wharf::bench::{self, human_rate, human_us};
 
-use super::JsonReport;
+use super::report::JsonReport;
 
 const SERVICE: RGBColor = RGBColor(70, 130, 180);
 const QUEUE: RGBColor = RGBColor(240, 160, 60);
