@@ -45,17 +45,18 @@
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
 //! the server's promise (README, "Retrying safely"): after GOAWAY 1
 //! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was
-//! started. [`Client::recv`] then reconnects to the same address and resends exactly the requests
-//! that were not answered, in order (pipelined ones included; heartbeat
-//! PINGs are dropped, not resent), and goes on returning replies in order
-//! as if nothing had happened; a request that was answered is never sent
-//! twice. The payload of every unanswered request is kept for that, next to
-//! the queue of owed replies. Up to `retries` reconnects are tried in a row,
-//! counting each GOAWAY 1 or 3 and each failed reconnect; a reply starts
-//! the count again. Before each, the client sleeps a time drawn uniformly
-//! from `[b/2, b]`, where `b` starts at [`ClientOptions::retry_backoff`]
-//! (100 ms) and doubles up to [`ClientOptions::retry_backoff_max`] (2 s).
-//! When the attempts run out, `recv` returns the last failure.
+//! started. [`Client::recv`] then reconnects to the same address and
+//! resends exactly the requests that were not answered, in order (pipelined
+//! ones included; heartbeat PINGs are dropped, not resent), and goes on
+//! returning replies in order as if nothing had happened; a request that
+//! was answered is never sent twice. The payload of every unanswered
+//! request is kept for that, next to the queue of owed replies. Up to
+//! `retries` reconnects are tried in a row, counting each GOAWAY 1 or 3 and
+//! each failed reconnect; a reply starts the count again. Before each, the
+//! client sleeps a time drawn uniformly from `[b/2, b]`, where `b` starts
+//! at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
+//! [`ClientOptions::retry_backoff_max`] (2 s). When the attempts run out,
+//! `recv` returns the last failure.
 //!
 //! A connection lost without a GOAWAY ([`ClientError::Closed`]) is not
 //! retried, since the server may have run the unanswered requests, unless
