@@ -24,34 +24,80 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Maps one request to one response. Shared by all workers.
+/// Maps one request to one response. One value serves every connection:
+/// the workers share it, so what it holds for all clients needs its own
+/// synchronisation (hence `Sync`), and what it holds for one client belongs
+/// in its [`Session`](Service::Session).
+///
+/// What the server promises a service:
+///
+/// - Each DATA request is passed to [`call`](Service::call) at most once,
+///   and its reply (the response, or ERROR) goes out in the request's
+///   place: replies leave in request order, pipelined or not.
+/// - The calls of one connection come one at a time, in the order its
+///   requests arrived, each with that connection's session; calls of
+///   different connections run at the same time on different workers.
+/// - PINGs, malformed frames, heartbeat deadlines and the drain never reach
+///   the service; it sees only DATA payloads.
+/// - When a call returns `Err` or panics, what it appended is discarded and
+///   the client gets ERROR in its place; the connection stays open.
+///
+/// What a service owes the server: a call holds its worker until it
+/// returns. It may block (on a database, say), but a pool of `workers`
+/// threads runs at most that many calls at once, and a drain waits for a
+/// call in progress only up to [`Config::grace`](crate::Config::grace)
+/// before it closes that connection by force. In line framing a response
+/// must not contain `\n`: one that does is answered with ERROR instead.
 ///
 /// Closures `Fn(&[u8], &mut Response<'_>) -> Result<(), ServiceError>`
-/// implement it with no session, so a small service needs no type of its own:
+/// implement it with no session, so a stateless service needs no type of
+/// its own. This one upper-cases ASCII and refuses empty requests:
 ///
 /// ```
-/// use wharf::{Response, ServiceError};
+/// use wharf::{Client, ClientError, ClientOptions, Config, Response, Server, ServiceError};
+///
 /// let upper = |request: &[u8], response: &mut Response<'_>| -> Result<(), ServiceError> {
+///     if request.is_empty() {
+///         return Err("empty request".into());
+///     }
 ///     response.extend_from_slice(&request.to_ascii_uppercase());
 ///     Ok(())
 /// };
-/// # fn is_service<S: wharf::Service>(_: &S) {}
-/// # is_service(&upper);
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, upper)?;
+///
+/// let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
+/// assert_eq!(client.request(b"hello")?, b"HELLO");
+/// // An `Err` reaches the client as ERROR; the connection stays usable.
+/// match client.request(b"") {
+///     Err(ClientError::Server(message)) => assert_eq!(message, "empty request"),
+///     other => panic!("expected ERROR, got {other:?}"),
+/// }
+/// assert_eq!(client.request(b"wharf")?, b"WHARF");
+///
+/// drop(client);
+/// server.handle().shutdown();
+/// let report = server.join();
+/// assert_eq!(report.data_requests, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// A service with state per client names it as its `Session`:
+/// A service with state per client names it as its `Session`. Here each
+/// connection numbers its own requests, whichever worker serves them:
 ///
 /// ```
-/// use wharf::{ConnInfo, Response, Service, ServiceError};
+/// use wharf::{Client, ClientOptions, Config, ConnInfo, Response, Server, Service, ServiceError};
 ///
 /// /// Numbers each request of a connection: "1 hello", "2 world", ...
 /// struct Count;
 ///
 /// impl Service for Count {
 ///     type Session = u64;
+///
 ///     fn open(&self, _conn: &ConnInfo) -> u64 {
 ///         0
 ///     }
+///
 ///     fn call(&self, seen: &mut u64, request: &[u8], response: &mut Response<'_>)
 ///         -> Result<(), ServiceError>
 ///     {
@@ -61,18 +107,53 @@ use std::time::{Duration, Instant};
 ///         Ok(())
 ///     }
 /// }
+///
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, Count)?;
+/// let addr = server.local_addr();
+///
+/// let mut alice = Client::connect(addr, ClientOptions::default())?;
+/// let mut bob = Client::connect(addr, ClientOptions::default())?;
+/// assert_eq!(alice.request(b"hello")?, b"1 hello");
+/// assert_eq!(alice.request(b"world")?, b"2 world");
+/// // Another connection, another session.
+/// assert_eq!(bob.request(b"hello")?, b"1 hello");
+/// assert_eq!(alice.request(b"again")?, b"3 again");
+///
+/// drop((alice, bob));
+/// server.handle().shutdown();
+/// server.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Service: Send + Sync + 'static {
     /// What the service keeps for one connection; `()` for none.
+    ///
+    /// Made by [`open`](Service::open), lent to each
+    /// [`call`](Service::call) of that connection as `&mut` (only one call
+    /// of a connection runs at a time, so it needs no lock), and dropped
+    /// when the connection closes, on whichever server thread lets go of it
+    /// last. It is `Send` because the connection may be served by a
+    /// different worker from one request to the next. A panic in its `Drop`
+    /// is caught and logged.
     type Session: Send + 'static;
 
-    /// Creates the session of a new connection, on the worker that serves
-    /// its first request, before that request. If it panics, that request
-    /// gets ERROR and the next request tries again.
+    /// Creates the session of a connection, on the worker that serves its
+    /// first DATA request, just before that request's call. A connection
+    /// that never sends a DATA request (only PINGs, or nothing) never opens
+    /// a session. If `open` panics, that request gets ERROR and the
+    /// connection's next request tries again.
+    ///
+    /// `conn` says which connection it is; a session that needs that later
+    /// keeps a copy ([`ConnInfo`] is `Copy`).
     fn open(&self, conn: &ConnInfo) -> Self::Session;
 
-    /// Answers `request` by appending to `response`, or fails with a message
-    /// that the client receives as an ERROR frame.
+    /// Answers `request` (one DATA payload; in line framing, the line
+    /// without its `\n` or `\r\n`) by appending to `response`, or fails
+    /// with a message that the client receives as an ERROR frame.
+    ///
+    /// On `Err`, or a panic, whatever was appended is discarded. The
+    /// session stays as the call left it, even after a panic, and is
+    /// passed to the connection's next call.
     fn call(
         &self,
         session: &mut Self::Session,
@@ -99,12 +180,59 @@ where
     }
 }
 
-/// Who a connection is, for [`Service::open`].
+/// Who a connection is, as [`Service::open`] is told. The server fixes it
+/// at accept and never changes it; a session that needs it for later calls
+/// keeps a copy.
+///
+/// A service that answers each request with who is asking:
+///
+/// ```
+/// use std::net::TcpStream;
+/// use wharf::{Client, ClientOptions, Config, ConnInfo, Response, Server, Service, ServiceError};
+///
+/// struct Who;
+///
+/// impl Service for Who {
+///     // Kept whole: it is all this service needs to know.
+///     type Session = ConnInfo;
+///
+///     fn open(&self, conn: &ConnInfo) -> ConnInfo {
+///         *conn
+///     }
+///
+///     fn call(&self, conn: &mut ConnInfo, _request: &[u8], response: &mut Response<'_>)
+///         -> Result<(), ServiceError>
+///     {
+///         response.extend_from_slice(format!("conn {} from {}", conn.id, conn.peer).as_bytes());
+///         Ok(())
+///     }
+/// }
+///
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, Who)?;
+///
+/// for id in 1..=2 {
+///     // A socket of our own, to know the address the server sees.
+///     let stream = TcpStream::connect(server.local_addr())?;
+///     let me = stream.local_addr()?;
+///     let mut client = Client::from_stream(stream, ClientOptions::default())?;
+///     let reply = client.request(b"who am I?")?;
+///     assert_eq!(reply, format!("conn {id} from {me}").into_bytes());
+/// }
+///
+/// server.handle().shutdown();
+/// server.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnInfo {
     /// Unique for the life of the server, in order of acceptance from 1.
+    /// Connections turned away (GOAWAY 3, or during the drain) take a
+    /// number too. The server's log lines about a connection name it the
+    /// same way: `conn 12 from 127.0.0.1:40312`.
     pub id: u64,
-    /// The client's address.
+    /// The client's address, as the server's socket sees it: behind a TCP
+    /// proxy or load balancer, the proxy's address.
     pub peer: SocketAddr,
 }
 
@@ -142,7 +270,36 @@ impl<S: Service> ErasedService for S {
     }
 }
 
-/// A failed request: its message is sent to the client as an ERROR frame.
+/// A failed request: its message is sent to the client as an ERROR frame,
+/// in the request's place, and the connection stays open for the next
+/// request. The message is for the client (the server does not log it);
+/// in line framing it travels as `ERROR <message>` on one line, so any `\n`
+/// in it becomes a space.
+///
+/// `From<&str>` and `From<String>` let `?` and `.into()` make one, which
+/// keeps a service's error handling short:
+///
+/// ```
+/// use wharf::{Response, ServiceError};
+///
+/// /// Doubles a decimal number.
+/// fn double(request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError> {
+///     let text = std::str::from_utf8(request).map_err(|_| "request is not UTF-8")?;
+///     let n: u64 = text.parse().map_err(|e| format!("{text:?} is not a number: {e}"))?;
+///     let doubled = n.checked_mul(2).ok_or("too large to double")?;
+///     response.extend_from_slice(doubled.to_string().as_bytes());
+///     Ok(())
+/// }
+///
+/// // A service can be called directly, without a server (in a unit test,
+/// // say), with a `Response` over a buffer of one's own.
+/// let mut out = Vec::new();
+/// double(b"21", &mut Response::new(&mut out))?;
+/// assert_eq!(out, b"42");
+/// let e = double(b"x", &mut Response::new(&mut out)).unwrap_err();
+/// assert_eq!(e.to_string(), "\"x\" is not a number: invalid digit found in string");
+/// # Ok::<(), ServiceError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ServiceError(pub String);
@@ -161,6 +318,26 @@ impl From<String> for ServiceError {
 
 /// Where a service writes its response: an append-only view of the worker's
 /// output buffer, so a response goes to the socket without an extra copy.
+///
+/// The view starts where the response starts: whatever the buffer held
+/// before (earlier replies on their way out) can be neither read nor
+/// changed through it, and [`clear`](Response::clear) discards only what
+/// this response wrote. It implements [`std::io::Write`], so `write!` and
+/// anything that writes to a writer (a serializer, say) can fill it.
+///
+/// ```
+/// use std::io::Write;
+/// use wharf::Response;
+///
+/// let mut buf = b"earlier replies".to_vec();
+/// let mut response = Response::new(&mut buf);
+/// write!(response, "{} + {} = {}", 1, 2, 1 + 2)?;
+/// assert_eq!(response.as_slice(), b"1 + 2 = 3");
+/// response.clear();
+/// assert!(response.is_empty());
+/// assert_eq!(buf, b"earlier replies");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Response<'a> {
     buf: &'a mut Vec<u8>,
@@ -168,7 +345,9 @@ pub struct Response<'a> {
 }
 
 impl<'a> Response<'a> {
-    /// A response that appends to `buf` after its current contents.
+    /// A response that appends to `buf` after its current contents. The
+    /// server makes one per DATA request; this is for calling a service
+    /// directly, in a unit test for example.
     pub fn new(buf: &'a mut Vec<u8>) -> Self {
         let start = buf.len();
         Response { buf, start }
@@ -194,7 +373,8 @@ impl<'a> Response<'a> {
         self.len() == 0
     }
 
-    /// Discards what has been written so far.
+    /// Discards what this response has written so far (and nothing the
+    /// buffer held before it), to start the response again.
     pub fn clear(&mut self) {
         self.buf.truncate(self.start);
     }
@@ -213,9 +393,31 @@ impl std::io::Write for Response<'_> {
 
 /// The built-in service: answers every request with the same bytes.
 ///
-/// `delay` sleeps before answering (simulated I/O-bound work, which leaves
-/// the CPU free); `spin` busy-loops for that much wall-clock time (simulated
-/// CPU-bound work). Both default to zero.
+/// It is what `wharf serve` runs and what the benchmark ([`crate::bench`])
+/// loads: a service whose cost is known, so what is measured is the
+/// server. `delay` sleeps before answering (simulated I/O-bound work, which
+/// leaves the CPU free); `spin` busy-loops for that much wall-clock time
+/// (simulated CPU-bound work). Both default to zero, which answers at once.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use wharf::{Client, ClientOptions, Config, Echo, Server};
+///
+/// // Each request holds its worker for 20 ms, as a slow backend would.
+/// let echo = Echo { delay: Duration::from_millis(20), ..Echo::default() };
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, echo)?;
+///
+/// let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
+/// let start = Instant::now();
+/// assert_eq!(client.request(b"ping?")?, b"ping?");
+/// assert!(start.elapsed() >= Duration::from_millis(20));
+///
+/// drop(client);
+/// server.handle().shutdown();
+/// server.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Echo {
     /// Sleep this long before each response.

@@ -11,22 +11,52 @@
 //! PONGs are recognised by position and swallowed. A GOAWAY from the server
 //! surfaces as [`ClientError::GoAway`] with its code and reason.
 //!
+//! ```
+//! use wharf::{Client, ClientOptions, Config, Echo, Reply, Server};
+//!
+//! let config = Config { workers: 2, ..Config::default() };
+//! let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+//! let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
+//!
+//! // One request, one reply.
+//! assert_eq!(client.request(b"hello")?, b"hello");
+//!
+//! // Pipelined: three requests and a PING in one write, the replies in
+//! // their order.
+//! for word in ["one", "two", "three"] {
+//!     client.send(word.as_bytes())?;
+//! }
+//! client.send_ping(b"done?")?;
+//! client.flush()?;
+//! assert_eq!(client.recv()?, Reply::Data(b"one".to_vec()));
+//! assert_eq!(client.recv()?, Reply::Data(b"two".to_vec()));
+//! assert_eq!(client.recv()?, Reply::Data(b"three".to_vec()));
+//! assert_eq!(client.recv()?, Reply::Pong(b"done?".to_vec()));
+//! assert_eq!(client.outstanding(), 0);
+//!
+//! drop(client);
+//! server.handle().shutdown();
+//! server.join();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Retries
 //!
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
 //! the server's promise (README, "Retrying safely"): after GOAWAY 1
-//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was started. [`Client::recv`]
-//! then reconnects to the same address and resends exactly the requests
-//! that were not answered, in order (pipelined ones included; heartbeat
-//! PINGs are dropped, not resent), and goes on returning replies in order
-//! as if nothing had happened; a request that was answered is never sent
-//! twice. The payload of every unanswered request is kept for that, next to
-//! the queue of owed replies. Up to `retries` reconnects are tried in a row,
-//! counting each GOAWAY 1 or 3 and each failed reconnect; a reply starts
-//! the count again. Before each, the client sleeps a time drawn uniformly
-//! from `[b/2, b]`, where `b` starts at [`ClientOptions::retry_backoff`]
-//! (100 ms) and doubles up to [`ClientOptions::retry_backoff_max`] (2 s).
-//! When the attempts run out, `recv` returns the last failure.
+//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was
+//! started. [`Client::recv`] then reconnects to the same address and
+//! resends exactly the requests that were not answered, in order (pipelined
+//! ones included; heartbeat PINGs are dropped, not resent), and goes on
+//! returning replies in order as if nothing had happened; a request that
+//! was answered is never sent twice. The payload of every unanswered
+//! request is kept for that, next to the queue of owed replies. Up to
+//! `retries` reconnects are tried in a row, counting each GOAWAY 1 or 3 and
+//! each failed reconnect; a reply starts the count again. Before each, the
+//! client sleeps a time drawn uniformly from `[b/2, b]`, where `b` starts
+//! at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
+//! [`ClientOptions::retry_backoff_max`] (2 s). When the attempts run out,
+//! `recv` returns the last failure.
 //!
 //! A connection lost without a GOAWAY ([`ClientError::Closed`]) is not
 //! retried, since the server may have run the unanswered requests, unless
@@ -35,6 +65,56 @@
 //! neither is the first connect. [`Client::on_reconnect`] reports each
 //! reconnect as it starts; [`Client::reconnects`] and [`Client::resent`]
 //! count them.
+//!
+//! Here a server with room for one client turns a second one away with
+//! GOAWAY 3 until the first leaves (which it does, for the example, just
+//! before the first reconnect); the second client's request is resent,
+//! answered, and run once:
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use wharf::{Client, ClientOptions, Config, Echo, Server};
+//!
+//! let config = Config { workers: 2, max_connections: 1, ..Config::default() };
+//! let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+//! let addr = server.local_addr();
+//!
+//! // Answered, so it holds the server's one place.
+//! let mut first = Client::connect(addr, ClientOptions::default())?;
+//! assert_eq!(first.request(b"first")?, b"first");
+//!
+//! let options = ClientOptions {
+//!     retries: 10,
+//!     retry_backoff: Duration::from_millis(10),
+//!     retry_backoff_max: Duration::from_millis(100),
+//!     ..ClientOptions::default()
+//! };
+//! let mut second = Client::connect(addr, options)?;
+//! let lines = Arc::new(Mutex::new(Vec::new()));
+//! let mut first = Some(first);
+//! second.on_reconnect({
+//!     let lines = Arc::clone(&lines);
+//!     move |reconnect| {
+//!         lines.lock().unwrap().push(reconnect.to_string());
+//!         drop(first.take()); // makes room
+//!     }
+//! });
+//! assert_eq!(second.request(b"second")?, b"second");
+//! assert!(second.reconnects() >= 1);
+//! assert_eq!(
+//!     lines.lock().unwrap()[0],
+//!     "reconnecting after GOAWAY 3 BUSY (attempt 1 of 10), 1 request(s) to resend"
+//! );
+//!
+//! drop(second);
+//! server.handle().shutdown();
+//! let report = server.join();
+//! assert!(report.rejected_max_connections >= 1);
+//! // "first" and "second" once each: a request turned away never ran.
+//! assert_eq!(report.data_requests, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! This file holds [`ClientOptions`], [`Client`]'s connecting and sending
 //! calls, and [`RequestSender`]. The writing half (the lock every writer
@@ -65,16 +145,59 @@ pub use retry::Reconnect;
 use retry::RetryState;
 use writer::{check_request, heartbeat, Link, Owed, Pending, Writer};
 
-/// How to connect.
+/// How to connect, how long to wait, and whether to retry.
+///
+/// Plain data with usable defaults (length framing, a 5 s connect timeout,
+/// a 30 s read timeout, no retries); fill it with struct-update syntax.
+/// Retries are off unless [`retries`](ClientOptions::retries) is above 0;
+/// the [module documentation](self) gives the rule they follow and an
+/// example of a request that survives a GOAWAY.
+///
+/// ```
+/// use std::time::Duration;
+/// use wharf::{Client, ClientOptions, Config, Echo, Server};
+///
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+///
+/// let options = ClientOptions {
+///     read_timeout: Some(Duration::from_secs(5)),
+///     // Up to 5 reconnects in a row after GOAWAY 1 or 3, sleeping up to
+///     // 50 ms before the first, doubling up to 1 s.
+///     retries: 5,
+///     retry_backoff: Duration::from_millis(50),
+///     retry_backoff_max: Duration::from_secs(1),
+///     ..ClientOptions::default()
+/// };
+/// let mut client = Client::connect(server.local_addr(), options)?;
+/// client.on_reconnect(|reconnect| eprintln!("{reconnect}"));
+/// assert_eq!(client.request(b"hello")?, b"hello");
+/// // Nothing went wrong, so nothing was retried.
+/// assert_eq!((client.reconnects(), client.resent()), (0, 0));
+///
+/// drop(client);
+/// server.handle().shutdown();
+/// server.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
-    /// Wire format; must match the server's.
+    /// Wire format; must match the server's
+    /// [`Config::framing`](crate::Config::framing). A reply that shows the
+    /// server uses the other framing is reported as such (a
+    /// [`ClientError::Protocol`] or [`ClientError::GoAway`] whose message
+    /// names `--framing`), not misread.
     pub framing: Framing,
-    /// Longest wait for the TCP connection to be established.
+    /// Longest wait for the TCP connection to be established, for each
+    /// address tried and for each reconnect.
     pub connect_timeout: Duration,
     /// Longest wait for a reply before [`ClientError::Timeout`]; `None` waits forever.
+    /// A timeout is never retried.
     pub read_timeout: Option<Duration>,
-    /// Largest reply accepted.
+    /// Largest reply accepted (kind byte plus payload, or line), as the
+    /// server's [`Config::max_frame`](crate::Config::max_frame) bounds
+    /// requests. A larger one is a [`ClientError::Protocol`]; a length
+    /// frame's header alone decides, before any of its payload is read.
     pub max_frame: u32,
     /// How many reconnects [`Client::recv`] may make in a row after GOAWAY 1
     /// or 3 (or, with `idempotent`, a lost connection), each failed
@@ -115,7 +238,19 @@ impl Default for ClientOptions {
     }
 }
 
-/// A blocking protocol client.
+/// A blocking protocol client: one connection, its replies received in
+/// request order on the thread that owns it.
+///
+/// Every call that waits for a reply ([`recv`](Client::recv),
+/// [`request`](Client::request), [`ping`](Client::ping)) takes `&mut self`,
+/// so one thread receives; requests may also be sent from other threads
+/// through a [`RequestSender`]. Whatever sends, the client records each
+/// request as owed in the order it is written, which is how every reply
+/// finds its request. Dropping the client stops its heartbeat thread, if
+/// any, and closes the connection once no [`RequestSender`] holds it.
+///
+/// See the [module documentation](self) for an example with pipelining,
+/// and for retries.
 #[derive(Debug)]
 pub struct Client {
     options: ClientOptions,
@@ -195,6 +330,10 @@ impl Client {
     /// Sends one DATA request and waits for its response. An ERROR reply
     /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1 or 3
     /// before the response is handled inside (see [`Client::recv`]).
+    ///
+    /// Meant for a client with nothing outstanding: it returns the next
+    /// DATA (or ERROR) reply, which answers the earliest request still
+    /// owed, and skips PONGs.
     pub fn request(&mut self, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.send(payload)?;
         self.flush()?;
@@ -325,6 +464,40 @@ impl Client {
 
 /// Sends requests on a [`Client`]'s connection from another thread; the
 /// replies arrive through [`Client::recv`], in order.
+///
+/// For a producer that should not wait for replies: one thread sends while
+/// the client's thread receives, over the same connection. Senders and the
+/// client share one lock for writing, so a request is written and recorded
+/// as owed in one step, and the order of replies is the order requests
+/// were sent, whoever sent them. Get one with [`Client::sender`]; it is
+/// cheap to clone.
+///
+/// ```
+/// use std::thread;
+/// use wharf::{Client, ClientOptions, Config, Echo, Reply, Server};
+///
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+/// let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
+///
+/// let sender = client.sender();
+/// let producer = thread::spawn(move || -> Result<(), wharf::ClientError> {
+///     for i in 0..100 {
+///         sender.request(format!("request {i}").as_bytes())?;
+///     }
+///     // Nothing more to send: the server answers the rest, then closes.
+///     sender.shutdown_write()
+/// });
+/// for i in 0..100 {
+///     assert_eq!(client.recv()?, Reply::Data(format!("request {i}").into_bytes()));
+/// }
+/// producer.join().unwrap()?;
+///
+/// drop(client);
+/// server.handle().shutdown();
+/// assert_eq!(server.join().data_requests, 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RequestSender {
     writer: Arc<Mutex<Writer>>,

@@ -23,6 +23,9 @@ use crate::frame::GoAwayCode;
 ///
 /// Its `Display` is the line `wharf client` prints on stderr, e.g.
 /// `reconnecting after GOAWAY 1 SHUTDOWN (attempt 2 of 5), 3 request(s) to resend`.
+/// It borrows the failure, so a hook that wants to keep it keeps that line
+/// or the fields it needs; the [module documentation](super) has an
+/// example. It is `#[non_exhaustive]`: only the client makes one.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Reconnect<'a> {
