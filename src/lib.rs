@@ -90,9 +90,5 @@ pub use server::{Listener, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 
-/// Every Rust block of the README, compiled and run by `cargo test` as a
-/// doc-test, so its embedding example cannot rot. (Blocks in other
-/// languages are marked `sh`, `text`, `yaml`... and not run.)
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+mod doctests;
