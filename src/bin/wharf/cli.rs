@@ -100,7 +100,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// The exit statuses of `wharf bench`, as the README documents them.
+/// The exit statuses of `wharf bench`, as docs/sizing.md documents them.
 const BENCH_EXIT_STATUS: &str = "\
 Exit status:
   0    every point measured without errors
@@ -173,7 +173,7 @@ pub struct BenchArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// The exit statuses of `wharf client`, as the README documents them.
+/// The exit statuses of `wharf client`, as docs/protocol.md documents them.
 const CLIENT_EXIT_STATUS: &str = "\
 Exit status:
   0         every request answered
