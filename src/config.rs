@@ -25,7 +25,7 @@ pub enum Overload {
     Block,
 }
 
-/// Server settings. See the README's flags table for the operator's view.
+/// Server settings. See the flags table of docs/operating.md for the operator's view.
 ///
 /// Plain data: nothing is checked until [`Server::start`](crate::Server::start)
 /// (or [`Server::from_listener`](crate::Server::from_listener)) runs
@@ -34,7 +34,7 @@ pub enum Overload {
 /// after validation and after `max_connections` is fitted to the
 /// descriptor limit. The defaults suit production; `workers` defaults to
 /// one per CPU, which suits CPU-bound services, while one that waits on I/O
-/// needs more (Little's law: see the README, and [`crate::bench`] to
+/// needs more (Little's law: see docs/sizing.md, and [`crate::bench`] to
 /// measure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -77,7 +77,7 @@ pub struct Config {
     pub drain_delay: Duration,
     /// Set `SO_REUSEPORT` on the listener the server binds, so that a new
     /// instance can bind the same address while this one still runs (see
-    /// the README, "Restarts without losing a request"). The data listener
+    /// docs/operating.md, "Restarts without losing a request"). The data listener
     /// handed to [`crate::Server::from_listener`] is left as it is; the
     /// metrics listener ([`Config::metrics`]) gets it too, so the two
     /// instances can share that address as well.
@@ -90,7 +90,7 @@ pub struct Config {
     /// HTTP on this address (port 0 picks a free port; see
     /// [`crate::Server::metrics_addr`]); `None` (the default) serves none.
     /// The endpoint runs on one thread of its own and never touches the
-    /// data path's locks; see the README's "Metrics and probes". Only with
+    /// data path's locks; see "Metrics and probes" in docs/operating.md. Only with
     /// it on are the latency histograms recorded, which costs two clock
     /// reads per DATA request and per hand-off.
     pub metrics: Option<SocketAddr>,

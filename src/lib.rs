@@ -103,8 +103,8 @@
 //! **The wire.** [`frame`] is the protocol itself, for a client of another
 //! shape (or language): [`Framing`] encodes and decodes both framings,
 //! length frames and lines, and [`GoAwayCode`] names why a server closes a
-//! connection and what the client may do next. The README's "The protocol
-//! in brief" is the same in prose.
+//! connection and what the client may do next. docs/protocol.md is the
+//! same in prose.
 //!
 //! **Sizing the pool.** [`bench`](mod@bench) is what `wharf bench` runs: a sweep of
 //! in-process servers over pool sizes under a described load, each
@@ -141,9 +141,5 @@ pub use server::{Listener, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 
-/// Every Rust block of the README, compiled and run by `cargo test` as a
-/// doc-test, so its embedding example cannot rot. (Blocks in other
-/// languages are marked `sh`, `text`, `yaml`... and not run.)
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+mod doctests;

@@ -43,7 +43,7 @@
 //! ## Retries
 //!
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
-//! the server's promise (README, "Retrying safely"): after GOAWAY 1
+//! the server's promise (docs/protocol.md, "Retrying safely"): after GOAWAY 1
 //! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was
 //! started. [`Client::recv`] then reconnects to the same address and
 //! resends exactly the requests that were not answered, in order (pipelined

@@ -1,4 +1,4 @@
-//! Safe retries (README, "Retrying safely"): after GOAWAY 1 (SHUTDOWN) or
+//! Safe retries (docs/protocol.md, "Retrying safely"): after GOAWAY 1 (SHUTDOWN) or
 //! GOAWAY 3 (BUSY) the server promises that no request after its last reply was
 //! started, so the client reconnects and resends exactly those, in order.
 //!

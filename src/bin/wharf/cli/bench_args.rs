@@ -13,7 +13,7 @@ use super::values::{
     positive_rate, queue_capacity, socket_addr,
 };
 
-/// The exit statuses of `wharf bench`, as the README documents them.
+/// The exit statuses of `wharf bench`, as docs/sizing.md documents them.
 const BENCH_EXIT_STATUS: &str = "\
 Exit status:
   0    every point measured without errors

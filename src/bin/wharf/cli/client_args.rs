@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::values::{connect_addr, duration, positive_duration, FramingArg};
 
-/// The exit statuses of `wharf client`, as the README documents them.
+/// The exit statuses of `wharf client`, as docs/protocol.md documents them.
 const CLIENT_EXIT_STATUS: &str = "\
 Exit status:
   0         every request answered
