@@ -10,7 +10,7 @@
 //! marked busy and is never reaped.
 //!
 //! A connection is not tied to one worker: between requests it may rest in
-//! the poller and come back on another worker. What a service keeps per
+//! the epoll set and come back on another worker. What a service keeps per
 //! client (a session, an authenticated user, a counter) therefore lives in
 //! its [`Service::Session`], which travels with the connection: created by
 //! [`Service::open`] before the connection's first request, handed to every
@@ -20,9 +20,15 @@
 //! A panic inside a service is caught by the worker: the client gets ERROR,
 //! the panic is logged, and the worker goes on serving.
 
-use std::any::Any;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+
+mod echo;
+mod erased;
+mod response;
+
+pub use echo::Echo;
+pub(crate) use erased::ErasedService;
+pub use response::{Response, ServiceError};
 
 /// Maps one request to one response. One value serves every connection:
 /// the workers share it, so what it holds for all clients needs its own
@@ -234,251 +240,4 @@ pub struct ConnInfo {
     /// The client's address, as the server's socket sees it: behind a TCP
     /// proxy or load balancer, the proxy's address.
     pub peer: SocketAddr,
-}
-
-/// A service with its session type erased, as the workers hold it: the
-/// session travels as `Box<dyn Any + Send>` (no allocation for `()`), and
-/// each call is one type check away from the typed [`Service::call`].
-pub(crate) trait ErasedService: Send + Sync + 'static {
-    fn open_session(&self, conn: &ConnInfo) -> Box<dyn Any + Send>;
-    fn call_with(
-        &self,
-        session: &mut (dyn Any + Send),
-        request: &[u8],
-        response: &mut Response<'_>,
-    ) -> Result<(), ServiceError>;
-}
-
-impl<S: Service> ErasedService for S {
-    fn open_session(&self, conn: &ConnInfo) -> Box<dyn Any + Send> {
-        Box::new(Service::open(self, conn))
-    }
-
-    fn call_with(
-        &self,
-        session: &mut (dyn Any + Send),
-        request: &[u8],
-        response: &mut Response<'_>,
-    ) -> Result<(), ServiceError> {
-        match session.downcast_mut::<S::Session>() {
-            Some(session) => Service::call(self, session, request, response),
-            // Sessions are only ever made by `open_session` above.
-            None => Err(ServiceError(
-                "internal error: session of another type".into(),
-            )),
-        }
-    }
-}
-
-/// A failed request: its message is sent to the client as an ERROR frame,
-/// in the request's place, and the connection stays open for the next
-/// request. The message is for the client (the server does not log it);
-/// in line framing it travels as `ERROR <message>` on one line, so any `\n`
-/// in it becomes a space.
-///
-/// `From<&str>` and `From<String>` let `?` and `.into()` make one, which
-/// keeps a service's error handling short:
-///
-/// ```
-/// use wharf::{Response, ServiceError};
-///
-/// /// Doubles a decimal number.
-/// fn double(request: &[u8], response: &mut Response<'_>) -> Result<(), ServiceError> {
-///     let text = std::str::from_utf8(request).map_err(|_| "request is not UTF-8")?;
-///     let n: u64 = text.parse().map_err(|e| format!("{text:?} is not a number: {e}"))?;
-///     let doubled = n.checked_mul(2).ok_or("too large to double")?;
-///     response.extend_from_slice(doubled.to_string().as_bytes());
-///     Ok(())
-/// }
-///
-/// // A service can be called directly, without a server (in a unit test,
-/// // say), with a `Response` over a buffer of one's own.
-/// let mut out = Vec::new();
-/// double(b"21", &mut Response::new(&mut out))?;
-/// assert_eq!(out, b"42");
-/// let e = double(b"x", &mut Response::new(&mut out)).unwrap_err();
-/// assert_eq!(e.to_string(), "\"x\" is not a number: invalid digit found in string");
-/// # Ok::<(), ServiceError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ServiceError(pub String);
-
-impl From<&str> for ServiceError {
-    fn from(message: &str) -> Self {
-        ServiceError(message.to_owned())
-    }
-}
-
-impl From<String> for ServiceError {
-    fn from(message: String) -> Self {
-        ServiceError(message)
-    }
-}
-
-/// Where a service writes its response: an append-only view of the worker's
-/// output buffer, so a response goes to the socket without an extra copy.
-///
-/// The view starts where the response starts: whatever the buffer held
-/// before (earlier replies on their way out) can be neither read nor
-/// changed through it, and [`clear`](Response::clear) discards only what
-/// this response wrote. It implements [`std::io::Write`], so `write!` and
-/// anything that writes to a writer (a serializer, say) can fill it.
-///
-/// ```
-/// use std::io::Write;
-/// use wharf::Response;
-///
-/// let mut buf = b"earlier replies".to_vec();
-/// let mut response = Response::new(&mut buf);
-/// write!(response, "{} + {} = {}", 1, 2, 1 + 2)?;
-/// assert_eq!(response.as_slice(), b"1 + 2 = 3");
-/// response.clear();
-/// assert!(response.is_empty());
-/// assert_eq!(buf, b"earlier replies");
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct Response<'a> {
-    buf: &'a mut Vec<u8>,
-    start: usize,
-}
-
-impl<'a> Response<'a> {
-    /// A response that appends to `buf` after its current contents. The
-    /// server makes one per DATA request; this is for calling a service
-    /// directly, in a unit test for example.
-    pub fn new(buf: &'a mut Vec<u8>) -> Self {
-        let start = buf.len();
-        Response { buf, start }
-    }
-
-    /// Appends bytes to the response.
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The response written so far.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    /// Whether nothing has been written yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Discards what this response has written so far (and nothing the
-    /// buffer held before it), to start the response again.
-    pub fn clear(&mut self) {
-        self.buf.truncate(self.start);
-    }
-}
-
-impl std::io::Write for Response<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The built-in service: answers every request with the same bytes.
-///
-/// It is what `wharf serve` runs and what the benchmark ([`crate::bench`])
-/// loads: a service whose cost is known, so what is measured is the
-/// server. `delay` sleeps before answering (simulated I/O-bound work, which
-/// leaves the CPU free); `spin` busy-loops for that much wall-clock time
-/// (simulated CPU-bound work). Both default to zero, which answers at once.
-///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use wharf::{Client, ClientOptions, Config, Echo, Server};
-///
-/// // Each request holds its worker for 20 ms, as a slow backend would.
-/// let echo = Echo { delay: Duration::from_millis(20), ..Echo::default() };
-/// let config = Config { workers: 2, ..Config::default() };
-/// let server = Server::start("127.0.0.1:0", config, echo)?;
-///
-/// let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
-/// let start = Instant::now();
-/// assert_eq!(client.request(b"ping?")?, b"ping?");
-/// assert!(start.elapsed() >= Duration::from_millis(20));
-///
-/// drop(client);
-/// server.handle().shutdown();
-/// server.join();
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Echo {
-    /// Sleep this long before each response.
-    pub delay: Duration,
-    /// Busy-loop this long before each response.
-    pub spin: Duration,
-}
-
-impl Service for Echo {
-    type Session = ();
-
-    fn open(&self, _conn: &ConnInfo) {}
-
-    fn call(
-        &self,
-        _session: &mut (),
-        request: &[u8],
-        response: &mut Response<'_>,
-    ) -> Result<(), ServiceError> {
-        if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
-        }
-        if !self.spin.is_zero() {
-            let start = Instant::now();
-            while start.elapsed() < self.spin {
-                std::hint::spin_loop();
-            }
-        }
-        response.extend_from_slice(request);
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn response_appends_after_existing_bytes() {
-        let mut buf = b"earlier".to_vec();
-        let mut response = Response::new(&mut buf);
-        Echo::default()
-            .call(&mut (), b"abc", &mut response)
-            .unwrap();
-        assert_eq!(response.as_slice(), b"abc");
-        response.clear();
-        assert!(response.is_empty());
-        assert_eq!(buf, b"earlier");
-    }
-
-    #[test]
-    fn spin_takes_at_least_its_duration() {
-        let echo = Echo {
-            spin: Duration::from_millis(5),
-            ..Echo::default()
-        };
-        let start = Instant::now();
-        let mut buf = Vec::new();
-        echo.call(&mut (), b"x", &mut Response::new(&mut buf))
-            .unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(5));
-        assert_eq!(buf, b"x");
-    }
 }
