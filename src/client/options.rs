@@ -9,7 +9,7 @@ use crate::frame::Framing;
 /// Plain data with usable defaults (length framing, a 5 s connect timeout,
 /// a 30 s read timeout, no retries); fill it with struct-update syntax.
 /// Retries are off unless [`retries`](ClientOptions::retries) is above 0;
-/// the [module documentation](self) gives the rule they follow and an
+/// the [module documentation](crate::client) gives the rule they follow and an
 /// example of a request that survives a GOAWAY.
 ///
 /// ```
@@ -44,28 +44,28 @@ pub struct ClientOptions {
     /// Wire format; must match the server's
     /// [`Config::framing`](crate::Config::framing). A reply that shows the
     /// server uses the other framing is reported as such (a
-    /// [`ClientError::Protocol`] or [`ClientError::GoAway`] whose message
+    /// [`ClientError::Protocol`](crate::client::ClientError::Protocol) or [`ClientError::GoAway`](crate::client::ClientError::GoAway) whose message
     /// names `--framing`), not misread.
     pub framing: Framing,
     /// Longest wait for the TCP connection to be established, for each
     /// address tried and for each reconnect.
     pub connect_timeout: Duration,
-    /// Longest wait for a reply before [`ClientError::Timeout`]; `None` waits forever.
+    /// Longest wait for a reply before [`ClientError::Timeout`](crate::client::ClientError::Timeout); `None` waits forever.
     /// A timeout is never retried.
     pub read_timeout: Option<Duration>,
     /// Largest reply accepted (kind byte plus payload, or line), as the
     /// server's [`Config::max_frame`](crate::Config::max_frame) bounds
-    /// requests. A larger one is a [`ClientError::Protocol`]; a length
+    /// requests. A larger one is a [`ClientError::Protocol`](crate::client::ClientError::Protocol); a length
     /// frame's header alone decides, before any of its payload is read.
     pub max_frame: u32,
-    /// How many reconnects [`Client::recv`] may make in a row after GOAWAY 1
+    /// How many reconnects [`Client::recv`](crate::client::Client::recv) may make in a row after GOAWAY 1
     /// or 3 (or, with `idempotent`, a lost connection), each failed
     /// reconnect counting as one; a reply starts the count again. 0 (the
     /// default) turns retries off: every failure is returned at once. See
-    /// the [module documentation](self) for the rule.
+    /// the [module documentation](crate::client) for the rule.
     pub retries: u32,
     /// The caller's requests are safe to run twice, so a connection lost
-    /// without GOAWAY ([`ClientError::Closed`]) is retried like GOAWAY 1.
+    /// without GOAWAY ([`ClientError::Closed`](crate::client::ClientError::Closed)) is retried like GOAWAY 1.
     /// Without it such a loss is returned, since the server may have run the
     /// requests it did not answer. Only used when `retries` is above 0.
     pub idempotent: bool,

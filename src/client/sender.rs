@@ -8,14 +8,14 @@ use super::writer::{check_request, Pending, Writer};
 use super::ClientError;
 use crate::frame::{self, Framing};
 
-/// Sends requests on a [`Client`]'s connection from another thread; the
-/// replies arrive through [`Client::recv`], in order.
+/// Sends requests on a [`Client`](crate::client::Client)'s connection from another thread; the
+/// replies arrive through [`Client::recv`](crate::client::Client::recv), in order.
 ///
 /// For a producer that should not wait for replies: one thread sends while
 /// the client's thread receives, over the same connection. Senders and the
 /// client share one lock for writing, so a request is written and recorded
 /// as owed in one step, and the order of replies is the order requests
-/// were sent, whoever sent them. Get one with [`Client::sender`]; it is
+/// were sent, whoever sent them. Get one with [`Client::sender`](crate::client::Client::sender); it is
 /// cheap to clone.
 ///
 /// ```
@@ -53,7 +53,7 @@ pub struct RequestSender {
 impl RequestSender {
     /// Sends one DATA request at once. With retries on, a failed write is
     /// not reported here: the request stays owed and the receiving
-    /// [`Client::recv`] resends it after a reconnect, or returns why it
+    /// [`Client::recv`](crate::client::Client::recv) resends it after a reconnect, or returns why it
     /// could not (after which this fails).
     pub fn request(&self, payload: &[u8]) -> Result<(), ClientError> {
         check_request(self.framing, payload)?;
