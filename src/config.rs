@@ -26,7 +26,17 @@ pub enum Overload {
     Block,
 }
 
-/// Server settings. See the README's flags table for the operator's view.
+/// Server settings. See the flags table of docs/operating.md for the operator's view.
+///
+/// Plain data: nothing is checked until [`Server::start`](crate::Server::start)
+/// (or [`Server::from_listener`](crate::Server::from_listener)) runs
+/// [`Config::validate`], and nothing can be changed on a running server.
+/// [`Server::config`](crate::Server::config) shows the settings in force,
+/// after validation and after `max_connections` is fitted to the
+/// descriptor limit. The defaults suit production; `workers` defaults to
+/// one per CPU, which suits CPU-bound services, while one that waits on I/O
+/// needs more (Little's law: see docs/sizing.md, and [`crate::bench`] to
+/// measure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Fixed size of the worker pool: how many connections are worked on at
@@ -68,7 +78,7 @@ pub struct Config {
     pub drain_delay: Duration,
     /// Set `SO_REUSEPORT` on the listener the server binds, so that a new
     /// instance can bind the same address while this one still runs (see
-    /// the README, "Restarts without losing a request"). The data listener
+    /// docs/operating.md, "Restarts without losing a request"). The data listener
     /// handed to [`crate::Server::from_listener`] is left as it is; the
     /// metrics listener ([`Config::metrics`]) gets it too, so the two
     /// instances can share that address as well.
@@ -81,7 +91,7 @@ pub struct Config {
     /// HTTP on this address (port 0 picks a free port; see
     /// [`crate::Server::metrics_addr`]); `None` (the default) serves none.
     /// The endpoint runs on one thread of its own and never touches the
-    /// data path's locks; see the README's "Metrics and probes". Only with
+    /// data path's locks; see "Metrics and probes" in docs/operating.md. Only with
     /// it on are the latency histograms recorded, which costs two clock
     /// reads per DATA request and per hand-off.
     pub metrics: Option<SocketAddr>,
@@ -143,6 +153,27 @@ impl Config {
     /// Checks the settings and returns them ready to run, with the reap
     /// interval lowered to `heartbeat_timeout / 4` if it was larger. The
     /// second value is a warning for the operator when that happened.
+    ///
+    /// A server runs this itself when it starts; calling it earlier checks
+    /// settings where they are read (a command line, a file), before
+    /// anything is bound.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wharf::{Config, Error};
+    ///
+    /// let config = Config {
+    ///     heartbeat_timeout: Duration::from_secs(2),
+    ///     ..Config::default()
+    /// };
+    /// let (config, warning) = config.validate()?;
+    /// assert_eq!(config.reap_interval, Duration::from_millis(500));
+    /// assert!(warning.unwrap().contains("lowered"));
+    ///
+    /// let impossible = Config { workers: 0, ..Config::default() };
+    /// assert!(matches!(impossible.validate(), Err(Error::InvalidConfig(_))));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn validate(mut self) -> Result<(Config, Option<String>), Error> {
         let invalid = |what: String| Err(Error::InvalidConfig(what));
         if self.workers == 0 || self.workers > MAX_WORKERS {

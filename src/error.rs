@@ -9,7 +9,10 @@
 use std::io;
 use std::net::SocketAddr;
 
-/// Why a server could not start.
+/// Why a server could not start: what [`Server::start`](crate::Server::start)
+/// and [`Server::from_listener`](crate::Server::from_listener) return. When
+/// they fail there is nothing to stop: any thread already started winds
+/// down by itself.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is out of range.
@@ -32,7 +35,7 @@ pub enum Error {
     #[error("unusable listening socket: {0}")]
     InvalidListener(String),
     /// Something the server needs from the operating system could not be
-    /// set up (the epoll set, an eventfd).
+    /// set up (the epoll set, the eventfd that wakes the acceptor).
     #[error("cannot set up {what}")]
     Setup {
         /// What could not be set up.
@@ -40,9 +43,6 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// A TLS file could not be read or used (the error names the file).
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
     /// A server thread could not be started.
     #[error("cannot start {what} thread")]
     Spawn {

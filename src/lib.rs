@@ -9,7 +9,8 @@
 //! reaper drops clients that miss their heartbeat deadline; a drain-and-close
 //! shutdown answers every request it started before closing. The number of
 //! threads never grows with the number of clients, and the library installs
-//! no signal handler and sends no signal.
+//! no signal handler and sends no signal. It runs on Linux, whose epoll the
+//! line is built on.
 //!
 //! ```text
 //!             accept()            the line: one epoll set's ready list     --workers threads
@@ -61,6 +62,56 @@
 //! assert!(!report.forced);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## The public API
+//!
+//! **Running a server.** [`Server::start`] binds an address and starts
+//! every thread before it returns; [`Server::from_listener`] serves a
+//! socket already bound (a [`Listener`]). [`Config`] is plain data with
+//! production defaults, one field per `wharf serve` flag
+//! ([`Config::validate`] says what it accepts, [`Overload`] what happens
+//! at a limit). [`Server::handle`] gives a [`ShutdownHandle`], cheap to
+//! clone and usable from any thread: [`shutdown`](ShutdownHandle::shutdown)
+//! starts the drain, [`force`](ShutdownHandle::force) stops waiting for it.
+//! [`Server::join`] waits for the end and returns the [`Report`], what the
+//! server did over its life. Starting can fail, with an [`Error`]; once
+//! running, the server as a whole never fails: a client's trouble ends that
+//! client's connection only.
+//!
+//! **Writing a service.** A [`Service`] maps one DATA request to one
+//! response; a closure will do for a stateless one. What it keeps per
+//! client is its [`Service::Session`], opened with the connection's
+//! [`ConnInfo`] (its id and peer address) and handed to every call on that
+//! connection. It writes into a [`Response`], or fails with a
+//! [`ServiceError`] that the client receives as ERROR. [`Echo`] is the
+//! built-in service.
+//!
+//! **Watching it run.** [`Server::monitor`] gives a [`Monitor`]: the
+//! counters so far, a one-line status, whether the server is stopping, and
+//! the [`Liveness`] counters a watchdog checks (each moves at least every
+//! [`ALIVE_TICK`] while its thread turns). With [`Config::metrics`] set,
+//! the server also serves Prometheus metrics and `/ready` and `/live`
+//! probes over HTTP, on [`Server::metrics_addr`].
+//!
+//! **Talking to it.** The [`client`] module is a blocking client in either
+//! framing: a [`Client`] pipelines requests and returns each [`Reply`] in
+//! request order, a [`RequestSender`] sends from another thread, and
+//! [`ClientOptions::retries`] turns on safe retries after GOAWAY 1 or 3
+//! (each reported to a hook as a [`Reconnect`]). Its failures are
+//! [`ClientError`]s.
+//!
+//! **The wire.** [`frame`] is the protocol itself, for a client of another
+//! shape (or language): [`Framing`] encodes and decodes both framings,
+//! length frames and lines, and [`GoAwayCode`] names why a server closes a
+//! connection and what the client may do next. docs/protocol.md is the
+//! same in prose.
+//!
+//! **Sizing the pool.** [`bench`](mod@bench) is what `wharf bench` runs: a sweep of
+//! in-process servers over pool sizes under a described load, each
+//! measured from both ends, and the pool size it recommends.
+//!
+//! [`human`] and [`build_info`] are small pieces the binary shares with the
+//! library: durations as log lines write them, and which build this is.
 
 #![warn(missing_docs)]
 
@@ -91,9 +142,5 @@ pub use server::{Bind, Listener, Security, Server};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 
-/// Every Rust block of the README, compiled and run by `cargo test` as a
-/// doc-test, so its embedding example cannot rot. (Blocks in other
-/// languages are marked `sh`, `text`, `yaml`... and not run.)
 #[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+mod doctests;

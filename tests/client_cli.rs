@@ -947,15 +947,16 @@ fn a_reply_timeout_before_any_reply_asks_about_the_framing() {
     stop(slow);
 }
 
-/// `wharf client --help` (and `-h`) lists every exit status of the README's
-/// table, with the same meaning, so the two cannot drift apart.
+/// `wharf client --help` (and `-h`) lists every exit status of the table in
+/// docs/protocol.md ("`wharf client`"), with the same meaning, so the two
+/// cannot drift apart.
 #[test]
 fn help_lists_the_exit_statuses_the_readme_documents() {
-    let readme = include_str!("../README.md");
-    let table = readme
+    let chapter = include_str!("../docs/protocol.md");
+    let table = chapter
         .split("| exit status | meaning |")
         .nth(1)
-        .expect("the README's exit status table");
+        .expect("the exit status table of docs/protocol.md");
     let rows: Vec<(String, String)> = table
         .lines()
         .skip(2) // the rest of the header line, and the |---| line

@@ -1,4 +1,4 @@
-//! Safe retries (README, "Retrying safely"), in `wharf::Client` and
+//! Safe retries (docs/protocol.md, "Retrying safely"), in `wharf::Client` and
 //! `wharf client --retries N`, over real sockets on 127.0.0.1:0.
 //!
 //! Most tests talk to a scripted fake server: a std `TcpListener` in the

@@ -1,6 +1,7 @@
 //! deploy/wharf.service against what wharf does with it: systemd must give
 //! a stop the time wharf's flags allow it, talk the notify protocol with it,
-//! and let it write the log file the README's logrotate example rotates.
+//! and let it write the log file the logrotate example of docs/operating.md
+//! ("Signals") rotates.
 //! (`.ci/run` checks the syntax with `systemd-analyze verify`; this checks
 //! that the numbers and paths agree.)
 
@@ -143,7 +144,8 @@ fn the_service_gives_a_stop_the_time_its_flags_allow() {
 
 /// With DynamicUser= and ProtectSystem=strict the service can write only
 /// in the directories systemd makes for it: a --log-file must be in its
-/// LogsDirectory=, and the README's logrotate example must rotate that file.
+/// LogsDirectory=, and the logrotate example of docs/operating.md must
+/// rotate that file.
 #[test]
 fn the_log_file_is_writable_and_is_the_one_logrotate_rotates() {
     let settings = unit();
@@ -157,13 +159,14 @@ fn the_log_file_is_writable_and_is_the_one_logrotate_rotates() {
         "--log-file {log_file} is not in LogsDirectory={logs}: the sandbox would refuse it"
     );
 
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("read README.md");
-    let rotated: Vec<&str> = readme
+    let chapter =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operating.md"))
+            .expect("read docs/operating.md");
+    let rotated: Vec<&str> = chapter
         .split("# /etc/logrotate.d/wharf")
         .skip(1)
         .filter_map(|rest| rest.lines().nth(1))
         .map(|line| line.trim_end_matches('{').trim())
         .collect();
-    assert_eq!(rotated, [log_file], "the README's logrotate example");
+    assert_eq!(rotated, [log_file], "operating.md's logrotate example");
 }

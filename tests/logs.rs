@@ -1,5 +1,5 @@
 //! What the operator reads in the log of the real `wharf` binary (the
-//! README, "Logs"): startup failures and warnings in `--log-file` as on
+//! docs/operating.md, "Logs"): startup failures and warnings in `--log-file` as on
 //! stderr, warnings only about settings the operator made, overload at
 //! warn level without a line per connection, the access log at debug
 //! level, and the form of the lines.

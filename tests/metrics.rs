@@ -327,7 +327,7 @@ fn a_head_that_does_not_arrive_within_5_s_gets_408() {
     server.join();
 }
 
-/// Every metric the README lists, with its type.
+/// Every metric docs/operating.md lists ("Metrics and probes"), with its type.
 const FAMILIES: &[(&str, &str)] = &[
     ("wharf_connections_accepted_total", "counter"),
     ("wharf_connections_rejected_total", "counter"),

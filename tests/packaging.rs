@@ -1,5 +1,5 @@
-//! What the README's "Set-up" and "Installing" promise about the package
-//! itself: the `rust-version` in Cargo.toml is the real minimum.
+//! What the README's "Set-up" and docs/installing.md promise about the
+//! package itself: the `rust-version` in Cargo.toml is the real minimum.
 //!
 //! Only one (stable) toolchain is available where this runs, so the minimum
 //! cannot be proved by building with it. What can be checked is the floor
@@ -135,10 +135,10 @@ fn locked_dependencies() -> Result<Vec<(String, String, Option<String>)>, String
         .collect())
 }
 
-/// Promised (README, "Set-up"): `rust-version` in Cargo.toml is the oldest
-/// Rust that builds wharf with the committed Cargo.lock, neither less (a
-/// dependency would refuse to build) nor more (it would turn away compilers
-/// that work).
+/// Promised (README, "Set-up", and docs/installing.md, "The Rust version"):
+/// `rust-version` in Cargo.toml is the oldest Rust that builds wharf with
+/// the committed Cargo.lock, neither less (a dependency would refuse to
+/// build) nor more (it would turn away compilers that work).
 #[test]
 fn rust_version_is_the_floor_the_lockfile_and_the_code_set() {
     let stated = stated_rust_version();
@@ -173,7 +173,7 @@ fn rust_version_is_the_floor_the_lockfile_and_the_code_set() {
     assert_eq!(
         stated, floor,
         "Cargo.toml says rust-version = \"{}.{}\", but the floor is {}.{} (set by {by}); \
-         state the floor in Cargo.toml and the README",
+         state the floor in Cargo.toml, the README and docs/installing.md",
         stated.0, stated.1, floor.0, floor.1
     );
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
@@ -255,8 +255,9 @@ fn git_head() -> Option<String> {
     Some(String::from_utf8(output.stdout).ok()?.trim().to_owned())
 }
 
-/// Promised (README, "Installing"): `wharf --version` prints the version
-/// and, built from a git checkout, the commit.
+/// Promised (docs/installing.md, "Installing the binary"): `wharf
+/// --version` prints the version and, built from a git checkout, the
+/// commit.
 #[test]
 fn version_names_the_package_version_and_the_commit() {
     for flag in ["--version", "-V"] {
@@ -293,7 +294,7 @@ fn version_names_the_package_version_and_the_commit() {
     }
 }
 
-/// Promised (README, "Running it"): the listening line starts
+/// Promised (docs/operating.md, "Running it"): the listening line starts
 /// `listening on <ip>:<port>` and then names the build and the settings.
 #[test]
 fn listening_line_names_the_build_after_the_address() {
@@ -315,9 +316,9 @@ fn listening_line_names_the_build_after_the_address() {
 const SUBCOMMANDS: [&str; 5] = ["serve", "client", "bench", "completions", "manpage"];
 const FLAGS: [&str; 4] = ["workers", "heartbeat-timeout", "connect", "log-file"];
 
-/// Promised (README, "Shell completions and the manual page"): `wharf
-/// completions SHELL` prints a script for each of the five shells, naming
-/// every subcommand and the flags.
+/// Promised (docs/installing.md, "Shell completions and the manual
+/// page"): `wharf completions SHELL` prints a script for each of the five
+/// shells, naming every subcommand and the flags.
 #[test]
 fn completions_for_every_shell_name_the_subcommands_and_flags() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
@@ -429,8 +430,8 @@ fn listening_line(command: Command) -> String {
         .to_owned()
 }
 
-/// Promised (README, "Environment variables"): every `serve` flag can be
-/// set as `WHARF_<FLAG>`, `--bind` included.
+/// Promised (docs/operating.md, "Settings from the environment"): every
+/// `serve` flag can be set as `WHARF_<FLAG>`, `--bind` included.
 #[test]
 fn serve_flags_come_from_the_environment() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
@@ -527,9 +528,10 @@ fn serve_help_names_a_variable_for_every_flag() {
     }
 }
 
-/// Promised (README, "License"): the package carries both licence texts
-/// and the README, says where it lives, and leaves out build output, the
-/// fuzzing crate and CI's script; `cargo package` has nothing to warn about.
+/// Promised (README, "License", and docs/installing.md, "The source
+/// package"): the package carries both licence texts and the README, says
+/// where it lives, and leaves out build output, the fuzzing crate and CI's
+/// script; `cargo package` has nothing to warn about.
 #[test]
 fn the_package_carries_the_licences_and_nothing_it_should_not() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());

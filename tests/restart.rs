@@ -1,7 +1,8 @@
-//! Same-port restart under load, losing nothing (README, "Operating wharf"): the two
-//! documented ways, each with clients sending requests the whole time, and
-//! counted: no connection refused, none reset, and no request left
-//! unanswered without a GOAWAY.
+//! Same-port restart under load, losing nothing (docs/operating.md,
+//! "Restarts without losing a request"): the two documented ways, each
+//! with clients sending requests the whole time, and counted: no
+//! connection refused, none reset, and no request left unanswered without
+//! a GOAWAY.
 //!
 //! The clients here are deliberately simple and do not use the library
 //! client: each keeps a few requests in flight on one connection and checks

@@ -1,6 +1,6 @@
-//! Connections, workers and limits (README, "How it works"): a connection holds a
-//! worker only while it has work, and rests in the poller, at no thread's
-//! cost, while it is quiet.
+//! Connections, workers and limits (docs/design.md, "How it works"): a
+//! connection holds a worker only while it has work, and rests in the
+//! poller, at no thread's cost, while it is quiet.
 //!
 //! Every test here fails on a server where a worker serves one connection
 //! from accept to close (v1): there, a client beyond the pool size is never

@@ -1,4 +1,4 @@
-//! Operations (README, "Operating wharf") through the real binary: socket activation,
+//! Operations (docs/operating.md) through the real binary: socket activation,
 //! systemd notifications, the drain delay, SIGHUP and SIGUSR1. The
 //! same-port restarts under load are in `restart.rs`.
 //!
@@ -303,7 +303,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// README "systemd": EXTEND_TIMEOUT_USEC keeps systemd from
+/// docs/operating.md, "systemd": EXTEND_TIMEOUT_USEC keeps systemd from
 /// killing a drain that is still inside --grace, and no more: once
 /// --drain-delay + --grace have passed, a stop still running is wedged and
 /// must be left to systemd's TimeoutStopSec. Renewing the extension for

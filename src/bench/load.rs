@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 
 use super::driver::{drive, Edge};
-use super::{BenchError, BenchOptions, BenchPoint};
+use super::error::BenchError;
+use super::options::BenchOptions;
+use super::point::BenchPoint;
 
 /// Descriptors kept free besides the clients' sockets (the server's
 /// listeners, the epoll set, log files, the test harness).

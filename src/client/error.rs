@@ -10,6 +10,29 @@ use std::time::Duration;
 use crate::frame::GoAwayCode;
 
 /// Why a client call failed.
+///
+/// With [`ClientOptions::retries`](super::ClientOptions::retries) above 0,
+/// a GOAWAY 1 or 3 (and, for idempotent requests, a lost connection) is
+/// returned only once the attempts have run out; with retries off, at once.
+///
+/// A quiet client whose server drains gets GOAWAY 1:
+///
+/// ```
+/// use wharf::{Client, ClientError, ClientOptions, Config, Echo, GoAwayCode, Server};
+///
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+/// let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
+/// assert_eq!(client.request(b"hello")?, b"hello");
+///
+/// server.handle().shutdown();
+/// let e = client.recv().unwrap_err();
+/// assert_eq!(e.goaway_code(), Some(GoAwayCode::Shutdown.as_u16()));
+/// assert!(matches!(e, ClientError::GoAway { code: 1, .. }));
+/// assert_eq!(e.to_string(), "GOAWAY 1 SHUTDOWN: server is shutting down");
+/// server.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No connection could be made (refused, unreachable, timed out).
@@ -20,7 +43,10 @@ pub enum ClientError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// The server ended the connection with GOAWAY.
+    /// The server ended the connection with GOAWAY. Its promise depends on
+    /// the code: after 1 (SHUTDOWN) and 3 (BUSY) no request after the last
+    /// reply was started, so those may be sent again; 2, 4 and 5 say what
+    /// the client did wrong.
     #[error("GOAWAY {code} {}: {reason}", code_name(*.code))]
     GoAway {
         /// The GOAWAY code (see [`GoAwayCode`]).
@@ -34,10 +60,16 @@ pub enum ClientError {
     /// No reply arrived within the read timeout.
     #[error("no reply within {}", crate::human::duration(*.0))]
     Timeout(Duration),
-    /// The server closed the connection without a GOAWAY.
+    /// The server closed the connection without a GOAWAY (or reset it).
+    /// Requests not answered may have run: they are resent only with
+    /// [`ClientOptions::idempotent`](super::ClientOptions::idempotent).
     #[error("connection closed by the server")]
     Closed,
-    /// The server sent something that is not valid protocol.
+    /// The server sent something that is not valid protocol; or a request
+    /// that cannot be sent in this framing (a line-framing request with a
+    /// newline, a line-framing PING with a payload, a payload too long for a
+    /// frame) was refused before anything was written, and the connection
+    /// is still usable.
     #[error("protocol violation: {0}")]
     Protocol(String),
     /// Any other I/O error.
@@ -50,7 +82,8 @@ fn code_name(code: u16) -> &'static str {
 }
 
 impl ClientError {
-    /// The GOAWAY code, if this is a GOAWAY.
+    /// The GOAWAY code, if this is a GOAWAY; compare with
+    /// [`GoAwayCode::as_u16`].
     pub fn goaway_code(&self) -> Option<u16> {
         match self {
             ClientError::GoAway { code, .. } => Some(*code),

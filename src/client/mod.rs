@@ -11,22 +11,52 @@
 //! PONGs are recognised by position and swallowed. A GOAWAY from the server
 //! surfaces as [`ClientError::GoAway`] with its code and reason.
 //!
+//! ```
+//! use wharf::{Client, ClientOptions, Config, Echo, Reply, Server};
+//!
+//! let config = Config { workers: 2, ..Config::default() };
+//! let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+//! let mut client = Client::connect(server.local_addr(), ClientOptions::default())?;
+//!
+//! // One request, one reply.
+//! assert_eq!(client.request(b"hello")?, b"hello");
+//!
+//! // Pipelined: three requests and a PING in one write, the replies in
+//! // their order.
+//! for word in ["one", "two", "three"] {
+//!     client.send(word.as_bytes())?;
+//! }
+//! client.send_ping(b"done?")?;
+//! client.flush()?;
+//! assert_eq!(client.recv()?, Reply::Data(b"one".to_vec()));
+//! assert_eq!(client.recv()?, Reply::Data(b"two".to_vec()));
+//! assert_eq!(client.recv()?, Reply::Data(b"three".to_vec()));
+//! assert_eq!(client.recv()?, Reply::Pong(b"done?".to_vec()));
+//! assert_eq!(client.outstanding(), 0);
+//!
+//! drop(client);
+//! server.handle().shutdown();
+//! server.join();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Retries
 //!
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
-//! the server's promise (README, "Retrying safely"): after GOAWAY 1
-//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was started. [`Client::recv`]
-//! then reconnects to the same address and resends exactly the requests
-//! that were not answered, in order (pipelined ones included; heartbeat
-//! PINGs are dropped, not resent), and goes on returning replies in order
-//! as if nothing had happened; a request that was answered is never sent
-//! twice. The payload of every unanswered request is kept for that, next to
-//! the queue of owed replies. Up to `retries` reconnects are tried in a row,
-//! counting each GOAWAY 1 or 3 and each failed reconnect; a reply starts
-//! the count again. Before each, the client sleeps a time drawn uniformly
-//! from `[b/2, b]`, where `b` starts at [`ClientOptions::retry_backoff`]
-//! (100 ms) and doubles up to [`ClientOptions::retry_backoff_max`] (2 s).
-//! When the attempts run out, `recv` returns the last failure.
+//! the server's promise (docs/protocol.md, "Retrying safely"): after GOAWAY 1
+//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was
+//! started. [`Client::recv`] then reconnects to the same address and
+//! resends exactly the requests that were not answered, in order (pipelined
+//! ones included; heartbeat PINGs are dropped, not resent), and goes on
+//! returning replies in order as if nothing had happened; a request that
+//! was answered is never sent twice. The payload of every unanswered
+//! request is kept for that, next to the queue of owed replies. Up to
+//! `retries` reconnects are tried in a row, counting each GOAWAY 1 or 3 and
+//! each failed reconnect; a reply starts the count again. Before each, the
+//! client sleeps a time drawn uniformly from `[b/2, b]`, where `b` starts
+//! at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
+//! [`ClientOptions::retry_backoff_max`] (2 s). When the attempts run out,
+//! `recv` returns the last failure.
 //!
 //! A connection lost without a GOAWAY ([`ClientError::Closed`]) is not
 //! retried, since the server may have run the unanswered requests, unless
@@ -36,17 +66,70 @@
 //! reconnect as it starts; [`Client::reconnects`] and [`Client::resent`]
 //! count them.
 //!
-//! This file holds [`ClientOptions`], [`Client`]'s connecting and sending
-//! calls, and [`RequestSender`]. The writing half (the lock every writer
-//! shares, the queue of owed replies, the heartbeat thread) is in `writer`;
-//! the reading half ([`Client::recv`] and [`Reply`]) in `reader`; the
-//! reconnect and resend in `retry`; the failures in `error`. Everything
+//! Here a server with room for one client turns a second one away with
+//! GOAWAY 3 until the first leaves (which it does, for the example, just
+//! before the first reconnect); the second client's request is resent,
+//! answered, and run once:
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use wharf::{Client, ClientOptions, Config, Echo, Server};
+//!
+//! let config = Config { workers: 2, max_connections: 1, ..Config::default() };
+//! let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+//! let addr = server.local_addr();
+//!
+//! // Answered, so it holds the server's one place.
+//! let mut first = Client::connect(addr, ClientOptions::default())?;
+//! assert_eq!(first.request(b"first")?, b"first");
+//!
+//! let options = ClientOptions {
+//!     retries: 10,
+//!     retry_backoff: Duration::from_millis(10),
+//!     retry_backoff_max: Duration::from_millis(100),
+//!     ..ClientOptions::default()
+//! };
+//! let mut second = Client::connect(addr, options)?;
+//! let lines = Arc::new(Mutex::new(Vec::new()));
+//! let mut first = Some(first);
+//! second.on_reconnect({
+//!     let lines = Arc::clone(&lines);
+//!     move |reconnect| {
+//!         lines.lock().unwrap().push(reconnect.to_string());
+//!         drop(first.take()); // makes room
+//!     }
+//! });
+//! assert_eq!(second.request(b"second")?, b"second");
+//! assert!(second.reconnects() >= 1);
+//! assert_eq!(
+//!     lines.lock().unwrap()[0],
+//!     "reconnecting after GOAWAY 3 BUSY (attempt 1 of 10), 1 request(s) to resend"
+//! );
+//!
+//! drop(second);
+//! server.handle().shutdown();
+//! let report = server.join();
+//! assert!(report.rejected_max_connections >= 1);
+//! // "first" and "second" once each: a request turned away never ran.
+//! assert_eq!(report.data_requests, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! This file holds [`Client`]'s connecting and sending calls;
+//! [`ClientOptions`] is in `options` and [`RequestSender`] in `sender`. The
+//! writing half (the lock every writer shares, the queue of owed replies,
+//! the heartbeat thread) is in `writer`; the reading half ([`Client::recv`]
+//! and [`Reply`]) in `reader`; the reconnect and resend in `retry`; the
+//! failures in `error`. Everything
 //! public is re-exported here, so every item is used as
 //! `wharf::client::Item`.
 
 mod error;
+mod options;
 mod reader;
 mod retry;
+mod sender;
 mod writer;
 
 use std::io::{self, BufReader, ErrorKind};
@@ -60,62 +143,26 @@ use parking_lot::Mutex;
 use crate::frame::{self, Framing};
 
 pub use error::ClientError;
+pub use options::{ClientOptions, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
 pub use reader::Reply;
 pub use retry::Reconnect;
 use retry::RetryState;
+pub use sender::RequestSender;
 use writer::{check_request, heartbeat, Link, Owed, Pending, Writer};
 
-/// How to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientOptions {
-    /// Wire format; must match the server's.
-    pub framing: Framing,
-    /// Longest wait for the TCP connection to be established.
-    pub connect_timeout: Duration,
-    /// Longest wait for a reply before [`ClientError::Timeout`]; `None` waits forever.
-    pub read_timeout: Option<Duration>,
-    /// Largest reply accepted.
-    pub max_frame: u32,
-    /// How many reconnects [`Client::recv`] may make in a row after GOAWAY 1
-    /// or 3 (or, with `idempotent`, a lost connection), each failed
-    /// reconnect counting as one; a reply starts the count again. 0 (the
-    /// default) turns retries off: every failure is returned at once. See
-    /// the [module documentation](self) for the rule.
-    pub retries: u32,
-    /// The caller's requests are safe to run twice, so a connection lost
-    /// without GOAWAY ([`ClientError::Closed`]) is retried like GOAWAY 1.
-    /// Without it such a loss is returned, since the server may have run the
-    /// requests it did not answer. Only used when `retries` is above 0.
-    pub idempotent: bool,
-    /// The upper bound of the first reconnect's backoff sleep (each sleep is
-    /// drawn from `[b/2, b]`); it doubles with each further attempt.
-    pub retry_backoff: Duration,
-    /// The largest backoff bound.
-    pub retry_backoff_max: Duration,
-}
-
-/// The default [`ClientOptions::retry_backoff`]: 100 ms.
-pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
-
-/// The default [`ClientOptions::retry_backoff_max`]: 2 s.
-pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            framing: Framing::Length,
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Some(Duration::from_secs(30)),
-            max_frame: 1 << 30,
-            retries: 0,
-            idempotent: false,
-            retry_backoff: RETRY_BACKOFF,
-            retry_backoff_max: RETRY_BACKOFF_MAX,
-        }
-    }
-}
-
-/// A blocking protocol client.
+/// A blocking protocol client: one connection, its replies received in
+/// request order on the thread that owns it.
+///
+/// Every call that waits for a reply ([`recv`](Client::recv),
+/// [`request`](Client::request), [`ping`](Client::ping)) takes `&mut self`,
+/// so one thread receives; requests may also be sent from other threads
+/// through a [`RequestSender`]. Whatever sends, the client records each
+/// request as owed in the order it is written, which is how every reply
+/// finds its request. Dropping the client stops its heartbeat thread, if
+/// any, and closes the connection once no [`RequestSender`] holds it.
+///
+/// See the [module documentation](self) for an example with pipelining,
+/// and for retries.
 #[derive(Debug)]
 pub struct Client {
     options: ClientOptions,
@@ -195,6 +242,10 @@ impl Client {
     /// Sends one DATA request and waits for its response. An ERROR reply
     /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1 or 3
     /// before the response is handled inside (see [`Client::recv`]).
+    ///
+    /// Meant for a client with nothing outstanding: it returns the next
+    /// DATA (or ERROR) reply, which answers the earliest request still
+    /// owed, and skips PONGs.
     pub fn request(&mut self, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.send(payload)?;
         self.flush()?;
@@ -320,34 +371,6 @@ impl Client {
             drop(stop);
             let _ = thread.join();
         }
-    }
-}
-
-/// Sends requests on a [`Client`]'s connection from another thread; the
-/// replies arrive through [`Client::recv`], in order.
-#[derive(Debug, Clone)]
-pub struct RequestSender {
-    writer: Arc<Mutex<Writer>>,
-    framing: Framing,
-}
-
-impl RequestSender {
-    /// Sends one DATA request at once. With retries on, a failed write is
-    /// not reported here: the request stays owed and the receiving
-    /// [`Client::recv`] resends it after a reconnect, or returns why it
-    /// could not (after which this fails).
-    pub fn request(&self, payload: &[u8]) -> Result<(), ClientError> {
-        check_request(self.framing, payload)?;
-        let mut writer = self.writer.lock();
-        writer.queue(self.framing, frame::DATA, payload, Pending::Data);
-        Ok(writer.flush()?)
-    }
-
-    /// Shuts down the sending side: the server answers every request it
-    /// has, then closes the connection.
-    /// The background heartbeat, if any, stops sending too.
-    pub fn shutdown_write(&self) -> Result<(), ClientError> {
-        Ok(self.writer.lock().shutdown()?)
     }
 }
 

@@ -26,14 +26,22 @@ const QUOTE_MAX: usize = 60;
 /// reasons are about a hundred bytes).
 const GOAWAY_MAX: u32 = 4096;
 
-/// A reply, in the position of the request it answers.
+/// A reply, in the position of the request it answers, as
+/// [`Client::recv`] returns it.
+///
+/// The n-th reply answers the n-th request sent (DATA or PING, whoever sent
+/// it), so a caller that pipelines knows which request each reply belongs
+/// to by counting. A GOAWAY is not a reply: it ends the connection and
+/// comes back as [`ClientError::GoAway`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// The response to a DATA request.
     Data(Vec<u8>),
     /// The answer to a PING sent with [`Client::send_ping`].
     Pong(Vec<u8>),
-    /// The request failed; the connection is still usable.
+    /// The request failed: the service returned an error or panicked, or a
+    /// PING's payload was longer than the server answers (64 bytes). The
+    /// message is the server's; the connection is still usable.
     Error(String),
 }
 

@@ -1,4 +1,4 @@
-//! Safe retries (README, "Retrying safely"): after GOAWAY 1 (SHUTDOWN) or
+//! Safe retries (docs/protocol.md, "Retrying safely"): after GOAWAY 1 (SHUTDOWN) or
 //! GOAWAY 3 (BUSY) the server promises that no request after its last reply was
 //! started, so the client reconnects and resends exactly those, in order.
 //!
@@ -23,6 +23,9 @@ use crate::frame::GoAwayCode;
 ///
 /// Its `Display` is the line `wharf client` prints on stderr, e.g.
 /// `reconnecting after GOAWAY 1 SHUTDOWN (attempt 2 of 5), 3 request(s) to resend`.
+/// It borrows the failure, so a hook that wants to keep it keeps that line
+/// or the fields it needs; the [module documentation](super) has an
+/// example. It is `#[non_exhaustive]`: only the client makes one.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Reconnect<'a> {

@@ -193,6 +193,31 @@ impl Shutdown {
 
 /// Stops a server from any thread: what SIGINT/SIGTERM do in the binary,
 /// and what tests and embedders call directly. Cheap to clone.
+///
+/// Each call throws a one-way switch: a stop cannot be undone, and calling
+/// again, or after the server has stopped, does nothing. The handle only
+/// asks; [`crate::Server::join`] is what waits for the drain to be over.
+///
+/// ```
+/// use std::thread;
+/// use wharf::{Config, Echo, Server};
+///
+/// let config = Config { workers: 2, ..Config::default() };
+/// let server = Server::start("127.0.0.1:0", config, Echo::default())?;
+/// let handle = server.handle();
+/// assert!(!handle.is_stopping());
+///
+/// // From another thread, as a signal handler's would.
+/// let stopper = thread::spawn(move || {
+///     handle.shutdown();
+///     handle
+/// });
+/// let report = server.join();
+/// assert!(!report.forced);
+/// let handle = stopper.join().unwrap();
+/// assert!(handle.is_stopping() && handle.is_draining());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     pub(crate) shared: Arc<Shutdown>,
@@ -213,9 +238,13 @@ impl ShutdownHandle {
         self.shared.stop();
     }
 
-    /// Closes every remaining connection now (GOAWAY 1 where it can be
-    /// sent) instead of waiting for the drain delay or the grace period to
-    /// run out.
+    /// Closes every remaining connection now instead of waiting for the
+    /// drain delay or the grace period to run out; starts the drain first if
+    /// it has not started. A connection with no request inside the service
+    /// gets GOAWAY 1 (its unanswered requests never started); one whose
+    /// request is inside the service is closed without it, since that
+    /// request may have run. The [`Report`](crate::Report) then says
+    /// `forced` if work was still running.
     pub fn force(&self) {
         self.shared.force();
     }

@@ -108,7 +108,11 @@ impl Framing {
     ///
     /// `buf` must start at a frame boundary. For line framing, `scanned`
     /// says how many bytes at the front of `buf` are already known to hold no
-    /// newline, so a long line dribbled in small reads is scanned only once.
+    /// newline, so a long line dribbled in small reads is scanned only once;
+    /// 0 is always correct. `max_frame` bounds the frame (kind byte plus
+    /// payload, or the line without its terminator): a length header that
+    /// announces more is an error at once, before its payload arrives, and
+    /// so is a line that grows past it without a newline.
     pub fn decode(
         self,
         buf: &[u8],

@@ -11,6 +11,13 @@ use std::fmt;
 use super::Framing;
 
 /// Why the server sends GOAWAY; the `u16` at the start of its payload.
+///
+/// The code tells a client what it may do next. After
+/// [`Shutdown`](GoAwayCode::Shutdown) and [`Busy`](GoAwayCode::Busy) no
+/// request after the last reply was started, so the unanswered ones may be
+/// sent again, later or elsewhere (the rule [`crate::Client`] follows with
+/// retries on). The others say what the client did wrong, and sending the
+/// same again would meet the same end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum GoAwayCode {

@@ -9,7 +9,7 @@
 //!
 //! Decoding works on a borrowed buffer and never copies: it returns the frame
 //! (pointing into the buffer) and how many bytes it used, or
-//! `Decoded::Partial` with the size the frame needs when the buffer holds
+//! [`Decoded::Partial`] with the size the frame needs when the buffer holds
 //! only part of it. The decoder rejects an oversized length
 //! frame from its header alone, so a caller that grows its buffer only to the
 //! size the decoder asks for never holds more than `max_frame` bytes of one
@@ -53,7 +53,48 @@ pub(crate) fn looks_like_text(bytes: &[u8]) -> bool {
         .all(|&b| matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r'))
 }
 
-/// The wire format of a connection.
+/// The wire format of a connection. Client and server must agree on it:
+/// nothing on the wire says which one is in use.
+///
+/// The encoders append to a caller's buffer, so several frames can go out
+/// in one write; the decoder reads the frame at the front of a buffer and
+/// says how many bytes it used. With them a client of another shape (an
+/// event loop, say) speaks the protocol without [`crate::Client`]:
+///
+/// ```
+/// use wharf::frame::{Decoded, Frame, Framing, GoAway, GoAwayCode, DATA, GOAWAY, HEADER_LEN};
+///
+/// let mut wire = Vec::new();
+/// Framing::Length.encode_data(b"hello", &mut wire);
+/// assert_eq!(wire, b"\x00\x00\x00\x06\x01hello"); // len 6 = kind + 5 bytes
+///
+/// // Part of a frame: the decoder says how many bytes the whole needs.
+/// assert_eq!(Framing::Length.decode(&wire[..3], 0, 1024)?, Decoded::Partial { need: HEADER_LEN });
+/// assert_eq!(Framing::Length.decode(&wire[..7], 0, 1024)?, Decoded::Partial { need: 10 });
+/// // The whole of it, borrowed from the buffer.
+/// let Decoded::Frame { frame, used } = Framing::Length.decode(&wire, 0, 1024)? else {
+///     unreachable!("the frame is whole");
+/// };
+/// assert_eq!((frame, used), (Frame { kind: DATA, payload: b"hello" }, 10));
+///
+/// // The same in line framing: one line per frame, kinds spelled as words.
+/// let mut lines = Vec::new();
+/// Framing::Line.encode_data(b"hello", &mut lines);
+/// Framing::Line.encode_goaway(GoAwayCode::Shutdown, "server is shutting down", &mut lines);
+/// assert_eq!(lines, b"hello\nGOAWAY 1 server is shutting down\n");
+///
+/// // A GOAWAY's payload names its code and reason, in either framing.
+/// let mut goaway = Vec::new();
+/// Framing::Length.encode_goaway(GoAwayCode::Busy, "try later", &mut goaway);
+/// let Decoded::Frame { frame, .. } = Framing::Length.decode(&goaway, 0, 1024)? else {
+///     unreachable!("the frame is whole");
+/// };
+/// assert_eq!(frame.kind, GOAWAY);
+/// let parsed = GoAway::parse(Framing::Length, frame.payload).unwrap();
+/// assert_eq!((parsed.code, parsed.reason.as_str()), (3, "try later"));
+/// assert_eq!(GoAwayCode::from_u16(parsed.code), Some(GoAwayCode::Busy));
+/// # Ok::<(), wharf::frame::DecodeError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Framing {
     /// Binary frames: `u32` length, kind byte, payload.
@@ -76,13 +117,21 @@ impl Framing {
     /// Appends a DATA frame carrying `payload`.
     ///
     /// For line framing the payload becomes one line; the caller is
-    /// responsible for it holding no `\n`.
+    /// responsible for it holding no `\n`. Panics as [`Framing::encode`]
+    /// does, on a payload too long for a length frame.
     pub fn encode_data(self, payload: &[u8], out: &mut Vec<u8>) {
         self.encode(DATA, payload, out);
     }
 
     /// Appends a frame of any kind. Line framing spells kinds as words:
     /// `PING`, `PONG`, `ERROR <msg>`, `GOAWAY <payload>`; DATA is the bare line.
+    /// In line framing a `\n` in the payload of any kind but DATA becomes a
+    /// space, so the frame stays one line.
+    ///
+    /// # Panics
+    ///
+    /// In length framing, if the payload is 4 GiB or more: its length,
+    /// plus the kind byte, must fit in the `u32` header.
     pub fn encode(self, kind: u8, payload: &[u8], out: &mut Vec<u8>) {
         match self {
             Framing::Length => {

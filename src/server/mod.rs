@@ -32,6 +32,13 @@ use listen::{check_listening_tcp, check_migrate_req, listen, resolve};
 /// A running server. Stop it with [`Server::handle`] and wait for it with
 /// [`Server::join`]; dropping it without joining starts a drain (at once,
 /// without the drain delay) and does not wait for it.
+///
+/// Every thread it will ever have is running when [`start`](Server::start)
+/// returns: the acceptor, the reaper, the closer, the whole worker pool,
+/// the metrics endpoint if configured, and a coordinator that runs the
+/// drain. None is added or replaced while it runs, whatever the clients do.
+/// The crate page has an example of the whole life: start, one request,
+/// shutdown, join.
 #[derive(Debug)]
 pub struct Server {
     local_addrs: Vec<(SocketAddr, Security)>,
@@ -47,6 +54,43 @@ pub struct Server {
 
 /// A listening socket already bound, for [`Server::from_listener`], and who
 /// else holds it: that decides what the drain does to it.
+///
+/// With [`Inherited`](Listener::Inherited), connections that arrive after
+/// one server's drain wait in the socket's backlog and are served by the
+/// next server given the same socket, as under systemd's socket
+/// activation. Here a second descriptor of the socket stands in for
+/// systemd's:
+///
+/// ```
+/// use std::net::TcpListener;
+/// use wharf::{Client, ClientOptions, Config, Echo, Listener, Server};
+///
+/// let socket = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = socket.local_addr()?;
+/// let config = Config { workers: 2, ..Config::default() };
+///
+/// let old = Server::from_listener(
+///     Listener::Inherited(socket.try_clone()?),
+///     config.clone(),
+///     Echo::default(),
+/// )?;
+/// old.handle().shutdown();
+/// old.join();
+///
+/// // Between the two servers: the socket still listens, so the kernel
+/// // accepts this connection into its backlog, and the request waits.
+/// let mut client = Client::connect(addr, ClientOptions::default())?;
+/// client.send(b"sent between two servers")?;
+/// client.flush()?;
+///
+/// let new = Server::from_listener(Listener::Inherited(socket), config, Echo::default())?;
+/// assert_eq!(client.recv()?, wharf::Reply::Data(b"sent between two servers".to_vec()));
+///
+/// drop(client);
+/// new.handle().shutdown();
+/// new.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub enum Listener {
     /// The server's alone: the drain shuts it down, so new connections are
@@ -156,7 +200,9 @@ impl Server {
     /// `Listener::Inherited` for a socket that others hold too, which the
     /// drain leaves open. The socket's own backlog stays as it is
     /// (`Config::backlog` and `Config::reuse_port` apply only to a socket
-    /// the server binds), and it is set non-blocking (see `acceptor`).
+    /// the server binds). It is set non-blocking (the acceptor polls it),
+    /// which other descriptors of the same socket see too; see [`Listener`]
+    /// for an example.
     ///
     /// Fails with [`Error::InvalidListener`] if the socket is not a
     /// listening IPv4 or IPv6 stream socket.
@@ -245,7 +291,12 @@ impl Server {
     }
 
     /// Waits until the server has been shut down and drained (or forced),
-    /// and returns what it did.
+    /// and returns what it did. Joining does not stop the server: call
+    /// [`ShutdownHandle::shutdown`] first, from this thread or another, or
+    /// this waits for ever. When it returns, every connection is closed and
+    /// the server's threads have ended, except, after a forced drain
+    /// ([`Report::forced`]), a worker still inside a service call: that
+    /// cannot be interrupted, and finishes on its own.
     pub fn join(mut self) -> Report {
         match self.coordinator.take().map(JoinHandle::join) {
             Some(Ok(report)) => report,

@@ -109,7 +109,8 @@ fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
 /// server), the line saying how many requests were not answered, e.g.
 /// `wharf client: GOAWAY 1 SHUTDOWN: 3 of 10 request(s) not answered (never
 /// started; safe to resend)`. Those two codes carry the server's promise
-/// that nothing after the last reply was started (see "Retrying safely");
+/// that nothing after the last reply was started (docs/protocol.md,
+/// "Retrying safely");
 /// the others end a connection the client got wrong, not a batch.
 fn unanswered(e: &ClientError, tally: &Tally) -> Option<String> {
     let code = GoAwayCode::from_u16(e.goaway_code()?)?;

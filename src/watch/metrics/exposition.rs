@@ -25,7 +25,7 @@
 //!   batch may see the histogram a few requests ahead).
 //!
 //! Units are base units (seconds, bytes), and no metric has a per-peer
-//! label: every label value listed in the README is there from startup, at
+//! label: every label value listed in docs/operating.md is there from startup, at
 //! 0, and none ever appears later.
 
 use std::fmt;
