@@ -43,6 +43,9 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// A TLS file could not be read or used (the error names the file).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A server thread could not be started.
     #[error("cannot start {what} thread")]
     Spawn {
