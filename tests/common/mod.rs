@@ -9,8 +9,10 @@
 
 #![allow(dead_code)]
 
+pub mod fake;
 pub mod gate;
 pub mod netns;
+pub mod proxy;
 pub mod systemd;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
