@@ -11,6 +11,7 @@
 
 pub mod fake;
 pub mod gate;
+pub mod hostile;
 pub mod netns;
 pub mod proxy;
 pub mod systemd;
