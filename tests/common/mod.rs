@@ -14,6 +14,7 @@ pub mod gate;
 pub mod hostile;
 pub mod netns;
 pub mod proxy;
+pub mod resting;
 pub mod systemd;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
