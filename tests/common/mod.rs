@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod client;
 pub mod fake;
 pub mod gate;
 pub mod hostile;
