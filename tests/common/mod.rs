@@ -17,6 +17,7 @@ pub mod netns;
 pub mod protocol;
 pub mod proxy;
 pub mod resting;
+pub mod shutdown;
 pub mod systemd;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
