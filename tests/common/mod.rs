@@ -14,6 +14,7 @@ pub mod fake;
 pub mod gate;
 pub mod hostile;
 pub mod netns;
+pub mod ops;
 pub mod protocol;
 pub mod proxy;
 pub mod resting;
