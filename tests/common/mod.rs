@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod faults;
 pub mod gate;
 pub mod hostile;
 pub mod netns;
