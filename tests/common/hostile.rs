@@ -14,9 +14,9 @@ use wharf::Framing;
 /// Marks the panics the test service raises on purpose.
 pub const PLANNED_PANIC: &str = "hostile test: planned panic";
 
-/// Taken by every test of this file so that they do not overlap. Also keeps
-/// the planned service panics out of the output (any other panic is
-/// reported as usual).
+/// Taken by every test of a `hostile_*` file so that the tests of one file
+/// (one test binary) do not overlap. Also keeps the planned service panics
+/// out of the output (any other panic is reported as usual).
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     static HOOK: std::sync::Once = std::sync::Once::new();

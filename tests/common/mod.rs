@@ -16,6 +16,7 @@ pub mod gate;
 pub mod hostile;
 pub mod netns;
 pub mod ops;
+pub mod overload;
 pub mod protocol;
 pub mod proxy;
 pub mod resting;
