@@ -1,11 +1,10 @@
-//! Overload rules (the protocol, "Overload" and the `--queue`, `--overload`,
-//! `--write-timeout` flags): reject vs block, hand-off only with queue 0, a
-//! client that does not read, and a thread count that does not grow with the
-//! number of clients.
+//! Overload rules (the protocol, "Overload" and the `--queue` and
+//! `--overload` flags): reject vs block when the queue is full, hand-off
+//! only to an idle worker with queue 0, and queue entries whose deadline
+//! passed keeping no slot.
 //!
-//! The tests of this file run one at a time (see [`serial`]): the thread
-//! count test reads the whole process's thread count, which other tests'
-//! servers would disturb.
+//! The tests of this file run one at a time (see
+//! `common::overload::serial`): they depend on timing.
 //!
 //! A quiet connection does not hold a worker (since v2): a worker
 //! only waiting on one counts as idle. Where a test needs the only worker
@@ -14,37 +13,15 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
-use std::net::TcpStream;
-use std::sync::{Mutex, MutexGuard};
+use std::io::ErrorKind;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::gate::{gate, Gate};
-use common::{config, start, start_with, Client, READ_TIMEOUT};
+use common::overload::{one_worker, serial};
+use common::{start_with, Client, READ_TIMEOUT};
 use wharf::frame::{DATA, GOAWAY, PING, PONG};
 use wharf::{Config, Framing, GoAwayCode, Overload};
-
-/// Taken by every test of this file so that they do not overlap.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// One worker and a long heartbeat, so nothing here is ever reaped: any
-/// GOAWAY 3 comes from the overload policy, not from a queue deadline.
-fn one_worker(queue: usize, overload: Overload) -> Config {
-    Config {
-        workers: 1,
-        queue,
-        overload,
-        heartbeat_timeout: Duration::from_secs(20),
-        reap_interval: Duration::from_millis(100),
-        ..config()
-    }
-}
 
 /// Turned away "immediately": far below the 20 s heartbeat.
 const PROMPTLY: Duration = Duration::from_secs(3);
@@ -241,114 +218,6 @@ fn queue_zero_hands_off_only_to_an_idle_worker() {
     assert_eq!(report.rejected_queue_full, report.rejected_busy, "{report}");
 }
 
-#[test]
-fn a_client_that_does_not_read_is_dropped_after_the_write_timeout() {
-    let _serial = serial();
-    let server = start(Config {
-        write_timeout: Duration::from_millis(300),
-        ..one_worker(1, Overload::Reject)
-    });
-    assert_eq!(server.config().write_timeout, Duration::from_millis(300));
-    let addr = server.local_addr();
-
-    // 64 KiB echo requests, pipelined, never reading a response. At most
-    // 1024 of them (64 MiB), far more than the socket buffers hold.
-    let mut request = Vec::new();
-    Framing::Length.encode_data(&vec![0x5a; 64 * 1024 - 1], &mut request);
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let started = Instant::now();
-    let mut sent = 0usize;
-    let error = loop {
-        if sent == 1024 {
-            panic!("sent 64 MiB without the server dropping a client that never reads");
-        }
-        match stream.write_all(&request) {
-            Ok(()) => sent += 1,
-            Err(e) => break e,
-        }
-    };
-    let dropped_after = started.elapsed();
-    assert!(
-        matches!(
-            error.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-        ),
-        "writing failed with {error} ({:?}) rather than a dropped connection",
-        error.kind()
-    );
-    assert!(
-        dropped_after >= Duration::from_millis(300) - Duration::from_millis(50),
-        "dropped after {dropped_after:?}, before the write timeout"
-    );
-    assert!(
-        dropped_after <= Duration::from_secs(10),
-        "dropped only after {dropped_after:?}"
-    );
-    assert!(sent > 1, "sent only {sent} requests");
-    drop(stream);
-
-    // The only worker is free again.
-    let mut next = Client::connect(addr);
-    next.echo(b"served after the write timeout");
-    drop(next);
-
-    server.handle().shutdown();
-    let report = server.join();
-    assert!(report.write_timeouts >= 1, "{report}");
-    assert_eq!(report.reaped, 0, "{report}");
-}
-
-/// Threads of this process, from /proc/self/task.
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .count()
-}
-
-#[test]
-fn the_thread_count_does_not_grow_with_the_number_of_clients() {
-    let _serial = serial();
-    let server = start(Config {
-        workers: 4,
-        queue: 256,
-        overload: Overload::Reject,
-        heartbeat_timeout: Duration::from_secs(30),
-        reap_interval: Duration::from_millis(100),
-        ..config()
-    });
-    let addr = server.local_addr();
-    let before = thread_count();
-
-    let mut clients: Vec<Client> = (0..200).map(|_| Client::connect(addr)).collect();
-    // The first four are being served at once, one per worker.
-    for (i, client) in clients.iter_mut().take(4).enumerate() {
-        client.ping(format!("client {i}").as_bytes());
-    }
-    // Sample for a while: the count stays put with 200 clients connected.
-    let mut peak = thread_count();
-    for _ in 0..20 {
-        thread::sleep(Duration::from_millis(20));
-        peak = peak.max(thread_count());
-    }
-    assert!(
-        peak <= before + 2,
-        "threads grew from {before} to {peak} with 200 clients connected"
-    );
-    // None of them was turned away.
-    for client in clients.iter_mut().take(4) {
-        client.echo(b"still served");
-    }
-
-    server.handle().shutdown();
-    let report = server.join();
-    drop(clients);
-    assert_eq!(report.accepted, 200, "{report}");
-    assert_eq!(report.rejected_busy, 0, "{report}");
-}
-
 /// Whether something (data, or the end of the stream) is waiting to be
 /// read on `client`, without waiting for it.
 fn readable(client: &Client) -> bool {
@@ -452,59 +321,6 @@ fn queue_zero_turns_away_a_simultaneous_second_connection() {
     );
     server.handle().shutdown();
     assert!(!server.join().forced);
-}
-
-/// A client that reads, but only a trickle, is dropped once one batch of
-/// responses has taken longer than the write timeout, although each single
-/// write makes progress. (A regression: the timeout once bounded each write
-/// call, so a trickling reader could hold a worker for ever.)
-#[test]
-fn a_client_that_reads_only_a_trickle_is_dropped_after_the_write_timeout() {
-    use std::io::Read;
-    let _serial = serial();
-    let write_timeout = Duration::from_millis(500);
-    let server = start(Config {
-        write_timeout,
-        ..one_worker(4, Overload::Reject)
-    });
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.local_addr().into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    // 4 MiB of responses; at 20 KiB/s the batch would take minutes.
-    let mut requests = Vec::new();
-    for _ in 0..64 {
-        Framing::Length.encode_data(&[7u8; 64 * 1024], &mut requests);
-    }
-    let writer = {
-        let mut stream = stream.try_clone().unwrap();
-        thread::spawn(move || {
-            let _ = stream.write_all(&requests);
-        })
-    };
-    let started = Instant::now();
-    let mut chunk = [0u8; 1024];
-    let dropped_after = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "a trickling reader was still connected after 20 s"
-        );
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break started.elapsed(),
-            Ok(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    let _ = writer.join();
-    println!("trickling reader dropped after {dropped_after:?}");
-    // Within a few write timeouts (one per batch of responses), not minutes.
-    assert!(dropped_after < Duration::from_secs(10), "{dropped_after:?}");
-    server.handle().shutdown();
-    let report = server.join();
-    assert_eq!(report.write_timeouts, 1, "{report}");
 }
 
 /// Connections turned away from the queue for missing their deadline do not

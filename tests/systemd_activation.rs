@@ -1,0 +1,176 @@
+//! Operations (docs/operating.md) through the real binary: socket
+//! activation. Descriptor 3 is served instead of `--bind` and left open at
+//! exit, further descriptors are ignored with a warning (also when they are
+//! not open), and a descriptor 3 that is not a listening TCP socket is a
+//! startup failure with one line. The same-port restarts under load are in
+//! `restart.rs`.
+//!
+//! The test plays systemd: it binds listening sockets and passes them as
+//! descriptor 3 (see `common::systemd::activated_command`), and reads the
+//! notifications on a datagram socket it names in `NOTIFY_SOCKET`.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ops::{exit_code, listening_socket, wait_log};
+use common::systemd::activated_command;
+use common::{serve_command, spawn_wharf_command, Client};
+use wharf::GoAwayCode;
+
+/// Operations: with `LISTEN_PID` this process and `LISTEN_FDS` >= 1, the
+/// server serves descriptor 3 instead of `--bind`, the listening line shows
+/// its address, further descriptors are ignored with a warning, and the
+/// drain leaves the socket open: after wharf has exited, the holder's
+/// socket still takes connections into its backlog.
+#[test]
+fn socket_activation_serves_descriptor_3_and_leaves_it_open() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let extra = listening_socket();
+    let mut command = activated_command(
+        &[listener.as_raw_fd(), extra.as_raw_fd()],
+        // --bind would fail: the address is taken (by the test's socket).
+        &["--workers", "2", "--bind", &addr.to_string()],
+    );
+    command.env("LISTEN_FDNAMES", "web:spare");
+    let mut wharf = spawn_wharf_command(command);
+    assert_eq!(wharf.addr, addr, "{}", wharf.log());
+    wait_log(&wharf, "serving descriptor 3 (web)");
+    wait_log(&wharf, "ignoring descriptor 4 (spare)");
+    let warning = wharf.log();
+    assert!(
+        warning
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("ignoring descriptor 4")),
+        "{warning}"
+    );
+
+    let mut client = Client::connect(addr);
+    client.echo(b"served on an inherited socket");
+    wharf.signal(libc::SIGTERM);
+    client.expect_goaway(GoAwayCode::Shutdown);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+    let log = wharf.log();
+    assert!(
+        log.contains("inherited listening socket stays open"),
+        "{log}"
+    );
+
+    // The holder's socket was not shut down: a new connection waits in its
+    // backlog, where the next instance (here, the test) accepts it.
+    let waiting = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .expect("the inherited socket still takes connections");
+    listener.set_nonblocking(false).unwrap();
+    let (accepted, peer) = listener.accept().expect("accept from the backlog");
+    assert_eq!(peer, waiting.local_addr().unwrap());
+    drop(accepted);
+}
+
+/// Runs a command to its exit (at most 10 s); its status code and stderr.
+fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wharf starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (status.code(), reader.join().unwrap_or_default())
+}
+
+/// Operations: "a descriptor 3 that is not a listening TCP socket is a
+/// startup failure (exit 1)", with a one-line cause.
+#[test]
+fn socket_activation_with_a_wrong_descriptor_3_exits_1_with_one_line() {
+    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let not_listening =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let cases = [
+        ("a UDP socket", udp.as_raw_fd()),
+        (
+            "a TCP socket that does not listen",
+            not_listening.as_raw_fd(),
+        ),
+        ("a file", file.as_raw_fd()),
+    ];
+    for (what, fd) in cases {
+        let (code, stderr) = run_to_exit(activated_command(&[fd], &["--workers", "1"]));
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{what}: not one line:\n{stderr}");
+        assert!(lines[0].contains("descriptor 3"), "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    }
+    // Without LISTEN_PID naming this process, LISTEN_FDS is not for us.
+    let mut command = serve_command("127.0.0.1:0", &["--workers", "1"]);
+    command
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1")
+        .stdin(Stdio::null());
+    let mut wharf = spawn_wharf_command(command);
+    assert!(
+        !wharf.log().contains("socket activation"),
+        "{}",
+        wharf.log()
+    );
+    Client::connect(wharf.addr).echo(b"bound --bind as usual");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+}
+
+/// Operations: "further descriptors are ignored with a warning", also
+/// when `LISTEN_FDS` counts more descriptors than are open: here
+/// `LISTEN_FDS=3` with only descriptor 3 passed, so 4 and 5 are not open.
+/// Descriptor 3 itself must be open: `LISTEN_FDS=1` with nothing passed
+/// is a startup failure (exit 1) with one line.
+#[test]
+fn socket_activation_ignores_counted_descriptors_that_are_not_open() {
+    let listener = listening_socket();
+    let addr = listener.local_addr().unwrap();
+    let mut command = activated_command(&[listener.as_raw_fd()], &["--workers", "1"]);
+    command.env("LISTEN_FDS", "3");
+    let mut wharf = spawn_wharf_command(command);
+    assert_eq!(wharf.addr, addr, "{}", wharf.log());
+    wait_log(&wharf, "descriptor(s) 4-5 are not open");
+    let log = wharf.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("LISTEN_FDS is 3")),
+        "{log}"
+    );
+    Client::connect(addr).echo(b"served although LISTEN_FDS says 3");
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
+
+    // Nothing passed: activated_command sets LISTEN_FDS=0; say 1.
+    let mut nothing = activated_command(&[], &["--workers", "1"]);
+    nothing.env("LISTEN_FDS", "1");
+    let (code, stderr) = run_to_exit(nothing);
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
+    assert!(lines[0].contains("descriptor 3 is not open"), "{stderr}");
+}
