@@ -11,6 +11,8 @@
 
 pub mod gate;
 pub mod netns;
+pub mod pki;
+pub mod scrape;
 pub mod systemd;
 pub mod tls;
 
