@@ -49,7 +49,10 @@ fn tls_1_3_and_tls_1_2_clients_are_served_and_the_service_sees_the_version() {
         let info = opened.recv_timeout(common::READ_TIMEOUT).expect("opened");
         let tls = info.tls.expect("ConnInfo.tls on a TLS listener");
         assert_eq!(tls.version, seen, "the version the service sees");
-        assert_eq!(tls.client, None, "no client certificate without a client CA");
+        assert_eq!(
+            tls.client, None,
+            "no client certificate without a client CA"
+        );
     }
 
     let text = wait_for(
@@ -274,7 +277,10 @@ fn tls_metrics_are_absent_without_a_tls_listener() {
             ..common::config()
         });
         let server = common::start(config);
-        assert!(server.tls().is_none(), "no reload handle without TLS listener");
+        assert!(
+            server.tls().is_none(),
+            "no reload handle without TLS listener"
+        );
         let mut plain = Client::connect(server.local_addr());
         plain.echo(b"plain");
         let text = scrape(metrics_addr(&server));

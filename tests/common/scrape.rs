@@ -89,5 +89,8 @@ pub fn handshakes(text: &str, result: &str) -> f64 {
 
 /// `wharf_tls_reloads_total{result="RESULT"}` in `text`.
 pub fn reloads(text: &str, result: &str) -> f64 {
-    value(text, &format!("wharf_tls_reloads_total{{result=\"{result}\"}}"))
+    value(
+        text,
+        &format!("wharf_tls_reloads_total{{result=\"{result}\"}}"),
+    )
 }

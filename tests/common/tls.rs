@@ -117,7 +117,11 @@ impl ClientSetup {
 
     /// Connects and completes the handshake.
     pub fn connect(&self, addr: SocketAddr) -> io::Result<TlsStream> {
-        let tcp = TcpStream::connect(addr)?;
+        self.handshake(TcpStream::connect(addr)?)
+    }
+
+    /// Completes the handshake over a connection already open.
+    pub fn handshake(&self, tcp: TcpStream) -> io::Result<TlsStream> {
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
         tcp.set_nodelay(true)?;
         let conn = ClientConnection::new(self.config(), ServerName::try_from("localhost").unwrap())
