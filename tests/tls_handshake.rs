@@ -11,7 +11,7 @@ mod common;
 
 use std::io::Write;
 
-use common::pki::recorder;
+use common::pki::{not_after, recorder};
 use common::scrape::{handshakes, metrics_addr, scrape, value, wait_for, with_metrics};
 use common::tls::{start_tls, Certs, ClientSetup, TLS12_ONLY, TLS13_ONLY};
 use common::Client;
@@ -254,14 +254,12 @@ fn tls_metrics_are_exported_from_startup_at_zero_with_a_tls_listener() {
         text.contains("wharf_tls_handshake_seconds_bucket{"),
         "the histogram's buckets:\n{text}"
     );
-    // The dev certificate is valid for 825 days from an hour ago.
     let pem = std::fs::read(certs.path("server.pem")).unwrap();
     let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    let expiry = cert.validity().not_after.timestamp();
     assert_eq!(
         value(&text, "wharf_tls_certificate_expiry_timestamp_seconds"),
-        expiry as f64
+        not_after(&der) as f64,
+        "the serving certificate's notAfter"
     );
     server.handle().shutdown();
     assert!(!server.join().forced);

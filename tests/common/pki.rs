@@ -217,9 +217,10 @@ pub fn common_name(der: &[u8]) -> String {
     cn
 }
 
-/// `notAfter` of a certificate, in Unix seconds.
-pub fn not_after(issued: &Issued) -> i64 {
-    issued.cert.params().not_after.unix_timestamp()
+/// `notAfter` of a DER certificate, in Unix seconds, as encoded.
+pub fn not_after(der: &[u8]) -> i64 {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("an X.509 certificate");
+    cert.validity().not_after.timestamp()
 }
 
 /// Writes `contents` to `path` (a helper for files a test breaks on purpose).
