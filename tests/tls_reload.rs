@@ -105,7 +105,7 @@ fn a_reload_serves_the_new_certificate_and_keeps_established_connections() {
     );
 
     let mut params = server_params("second");
-    params.not_after = params.not_after + time::Duration::days(100);
+    params.not_after += time::Duration::days(100);
     let second = files.ca.issue(params);
     files.replace_server(&second);
     // With the check off, a changed file changes nothing by itself.
