@@ -1,8 +1,9 @@
 //! TLS handshakes and records (contract v3 §5): which clients a TLS
 //! listener serves (TLS 1.3 and 1.2; TLS 1.3 only with `min_version`
 //! 1.3), ALPN (`wharf` or none, and `no_application_protocol` for a client
-//! that offers only other protocols), frames however TLS records cut them,
-//! and the TLS metric families (present from startup with a TLS listener,
+//! that offers only other protocols), frames however TLS records cut them
+//! (a byte per record, many frames per record, bursts larger than a read
+//! on one worker), and the TLS metric families (present from startup with a TLS listener,
 //! absent without one).
 //!
 //! Every test runs a real server on 127.0.0.1:0 and real rustls clients.
@@ -227,6 +228,50 @@ fn many_frames_in_one_record_are_all_answered_in_order() {
             (DATA, format!("request {i}").into_bytes())
         };
         assert_eq!(got, expected, "reply {i}");
+    }
+    server.handle().shutdown();
+    assert!(!server.join().forced);
+}
+
+#[test]
+fn bursts_larger_than_a_read_are_answered_whole_on_one_worker() {
+    // Two clients on one worker, each sending more frames at once than
+    // one read takes (many records): the worker takes turns between them,
+    // and a connection put back with decrypted bytes still inside its
+    // session must be served again, though its socket has nothing new.
+    const FRAMES: usize = 1000;
+    let certs = Certs::new();
+    let config = Config {
+        workers: 1,
+        ..config(certs.settings())
+    };
+    let (server, addr) = start_tls(config, Echo::default());
+    let clients: Vec<_> = (0..2)
+        .map(|c| {
+            let setup = ClientSetup::new(&certs);
+            std::thread::spawn(move || {
+                let mut client = setup.connect(addr).expect("handshake");
+                let mut burst = Vec::new();
+                for i in 0..FRAMES {
+                    let payload = format!("client {c} request {i:04} {}", "x".repeat(24));
+                    Framing::Length.encode(DATA, payload.as_bytes(), &mut burst);
+                }
+                assert!(burst.len() > 3 * 16 * 1024, "{} bytes", burst.len());
+                client.0.write_all(&burst).unwrap();
+                client.0.flush().unwrap();
+                for i in 0..FRAMES {
+                    let expected = format!("client {c} request {i:04} {}", "x".repeat(24));
+                    assert_eq!(
+                        client.recv().unwrap(),
+                        Some((DATA, expected.into_bytes())),
+                        "client {c}, reply {i}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every reply, in order");
     }
     server.handle().shutdown();
     assert!(!server.join().forced);
