@@ -7,10 +7,16 @@
 //! absent without one).
 //!
 //! Every test runs a real server on 127.0.0.1:0 and real rustls clients.
+//!
+//! One test is ignored: a frame whose record is cut by a pause stalls until
+//! the heartbeat deadline (GOAWAY 3), because a resting TLS connection gets
+//! a receive low-water mark counted in plaintext bytes while rustls already
+//! holds part of the record. Run it with `--ignored` once that is fixed.
 
 mod common;
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use common::pki::{not_after, recorder};
 use common::scrape::{handshakes, metrics_addr, scrape, value, wait_for, with_metrics};
@@ -196,10 +202,70 @@ fn a_large_frame_across_many_full_records_is_echoed() {
     let certs = Certs::new();
     let (server, addr) = start_tls(config(certs.settings()), Echo::default());
     let mut client = ClientSetup::new(&certs).connect(addr).expect("handshake");
-    // 300 KiB: about twenty 16 KiB records for one frame.
+    // 300 KiB: about twenty 16 KiB records for one frame. (When the server
+    // happens to read in the middle of a record, this meets the bug that
+    // `a_large_frame_paused_in_the_middle_of_a_record_is_echoed` shows.)
     let payload: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
-    client.echo(&payload);
+    client.send(DATA, &payload).unwrap();
+    let (kind, got) = client.recv().unwrap().expect("a reply");
+    assert!(
+        kind == DATA && got == payload,
+        "a frame of kind {kind} and {} bytes, not the echo of {} bytes",
+        got.len(),
+        payload.len()
+    );
     client.echo(b"small after large");
+    server.handle().shutdown();
+    assert!(!server.join().forced);
+}
+
+#[test]
+#[ignore = "server bug: a TLS connection rests with SO_RCVLOWAT set from the plaintext its \
+            frame still needs, which the socket never receives when rustls already holds part \
+            of a record"]
+fn a_large_frame_paused_in_the_middle_of_a_record_is_echoed() {
+    let certs = Certs::new();
+    let heartbeat = Duration::from_secs(3);
+    let config = Config {
+        heartbeat_timeout: heartbeat,
+        ..config(certs.settings())
+    };
+    let (server, addr) = start_tls(config, Echo::default());
+    let mut client = ClientSetup::new(&certs).connect(addr).expect("handshake");
+    // 100 KiB in one frame: seven records of 16 KiB, as the client's
+    // session seals them.
+    let payload: Vec<u8> = (0..100 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let mut frame = Vec::new();
+    Framing::Length.encode(DATA, &payload, &mut frame);
+    client.0.conn.set_buffer_limit(None);
+    client.0.conn.writer().write_all(&frame).unwrap();
+    let mut sealed = Vec::new();
+    while client.0.conn.wants_write() {
+        client.0.conn.write_tls(&mut sealed).unwrap();
+    }
+    // The first two records and half of the third, then a pause long
+    // enough for the server to read them: it decrypts two records and
+    // holds half of the third, undecrypted, in its session.
+    let cut = 2 * (16 * 1024 + 22) + 8 * 1024;
+    assert!(
+        sealed.len() > cut + 16 * 1024,
+        "{} bytes sealed",
+        sealed.len()
+    );
+    client.0.sock.write_all(&sealed[..cut]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let rest_sent = Instant::now();
+    client.0.sock.write_all(&sealed[cut..]).unwrap();
+    let (kind, got) = client.recv().expect("a reply").expect("not the end");
+    let took = rest_sent.elapsed();
+    assert!(
+        kind == DATA && got == payload,
+        "got a frame of kind {kind} and {} bytes {took:?} after the rest was sent, not the \
+         echo of {} bytes",
+        got.len(),
+        payload.len()
+    );
+    assert!(took < heartbeat, "the echo took {took:?}");
     server.handle().shutdown();
     assert!(!server.join().forced);
 }
