@@ -68,6 +68,11 @@ fn tls_1_3_and_tls_1_2_clients_are_served_and_the_service_sees_the_version() {
         2.0,
     );
     assert_eq!(handshakes(&text, "failed"), 0.0);
+    assert_eq!(
+        value(&text, "wharf_tls_handshake_seconds_count"),
+        2.0,
+        "each completed handshake is timed"
+    );
     server.handle().shutdown();
     assert!(!server.join().forced);
 }
