@@ -7,11 +7,6 @@
 //! absent without one).
 //!
 //! Every test runs a real server on 127.0.0.1:0 and real rustls clients.
-//!
-//! One test is ignored: a frame whose record is cut by a pause stalls until
-//! the heartbeat deadline (GOAWAY 3), because a resting TLS connection gets
-//! a receive low-water mark counted in plaintext bytes while rustls already
-//! holds part of the record. Run it with `--ignored` once that is fixed.
 
 mod common;
 
@@ -207,9 +202,7 @@ fn a_large_frame_across_many_full_records_is_echoed() {
     let certs = Certs::new();
     let (server, addr) = start_tls(config(certs.settings()), Echo::default());
     let mut client = ClientSetup::new(&certs).connect(addr).expect("handshake");
-    // 300 KiB: about twenty 16 KiB records for one frame. (When the server
-    // happens to read in the middle of a record, this meets the bug that
-    // `a_large_frame_paused_in_the_middle_of_a_record_is_echoed` shows.)
+    // 300 KiB: about twenty 16 KiB records for one frame.
     let payload: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
     client.send(DATA, &payload).unwrap();
     let (kind, got) = client.recv().unwrap().expect("a reply");
@@ -225,9 +218,6 @@ fn a_large_frame_across_many_full_records_is_echoed() {
 }
 
 #[test]
-#[ignore = "server bug: a TLS connection rests with SO_RCVLOWAT set from the plaintext its \
-            frame still needs, which the socket never receives when rustls already holds part \
-            of a record"]
 fn a_large_frame_paused_in_the_middle_of_a_record_is_echoed() {
     let certs = Certs::new();
     let heartbeat = Duration::from_secs(3);
