@@ -12,11 +12,6 @@
 //!   (TLS 1.2, where an alert's record type shows) the close_notify alert
 //!   is the last record, after the last reply and the GOAWAY.
 //!
-//! The tests marked `ignore` fail today: when a worker ends a connection
-//! (`Worker::goodbye`) it queues close_notify before writing the replies
-//! and GOAWAY it still holds, so the client sees the end of the stream
-//! first and never reads them. Run them with `--ignored` once that is fixed.
-//!
 //! Real server, real sockets on 127.0.0.1; timing bounds are generous.
 
 mod common;
@@ -177,7 +172,6 @@ fn the_drain_sends_goaway_1_then_close_notify_to_a_resting_tls_client_at_once() 
 }
 
 #[test]
-#[ignore = "server bug: Worker::goodbye queues close_notify before the last replies and the GOAWAY"]
 fn the_drain_answers_a_busy_tls_client_then_sends_goaway_1_then_close_notify() {
     let certs = Certs::new();
     let (service, gate) = gate();
@@ -231,7 +225,6 @@ fn a_forced_close_sends_no_goaway_to_a_tls_request_inside_the_service() {
 }
 
 #[test]
-#[ignore = "server bug: Worker::goodbye queues close_notify before the last replies and the GOAWAY"]
 fn a_malformed_stream_over_tls_gets_its_goaway_then_close_notify() {
     let certs = Certs::new();
     let config = Config {
@@ -269,7 +262,6 @@ fn record_types(raw: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "server bug: Worker::goodbye queues close_notify before the last replies and the GOAWAY"]
 fn over_tls_1_2_the_close_notify_alert_follows_the_last_reply_on_the_wire() {
     const APPLICATION_DATA: u8 = 23;
     const ALERT: u8 = 21;
