@@ -8,11 +8,6 @@
 //! outcomes and the expiry gauge follows the serving certificate.
 //!
 //! The client tells which certificate it was served by its common name.
-//!
-//! One test is ignored: a file that fails to load is tried again every
-//! interval, though it has not changed since, each time logged as an error
-//! and counted as a failed reload (the contract reloads "when any of those
-//! files has changed"). Run it with `--ignored` once that is settled.
 
 mod common;
 
@@ -314,8 +309,6 @@ fn a_reload_rereads_the_client_ca_bundle() {
 }
 
 #[test]
-#[ignore = "the server retries a broken file every reload_interval (one error line and one \
-            failed reload per interval, not per change): see the report"]
 fn a_broken_file_is_tried_once_per_change_not_every_interval() {
     let files = Files::new();
     let interval = Duration::from_millis(200);
