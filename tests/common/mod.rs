@@ -4,8 +4,8 @@
 //! [`gate`]) a service that keeps a worker busy until the test lets it go.
 //! Most other submodules hold what one group of test files shares, named
 //! after it: [`client`] for `client_*.rs`, [`hostile`] for `hostile_*.rs`,
-//! [`fake`] and [`proxy`] for `retry_*.rs`, [`ops`] for `systemd_*.rs` and
-//! `signals.rs`, and so on.
+//! [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`] for `retry_*.rs`,
+//! [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
 //!
 //! Every blocking read has a timeout, so a broken server fails a test
 //! instead of hanging it. Timing bounds are generous: CI is a busy 2-core
@@ -18,6 +18,7 @@ pub mod fake;
 pub mod faults;
 pub mod gate;
 pub mod hostile;
+pub mod metrics;
 pub mod netns;
 pub mod ops;
 pub mod overload;
