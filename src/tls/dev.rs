@@ -80,6 +80,10 @@ pub fn dev_certs(names: &[String]) -> Result<DevCerts, rcgen::Error> {
 /// Writes [`dev_certs`] into `dir` (created if missing) as `ca.pem`,
 /// `server.pem`, `server.key`, `client.pem` and `client.key`, the keys
 /// readable by their owner only. Returns the paths written.
+///
+/// It never overwrites: if any of the five files exists, nothing is
+/// written and the error names it (a directory that holds real keys is
+/// not clobbered by a development command).
 pub fn write_dev_certs(dir: &Path, names: &[String]) -> io::Result<Vec<PathBuf>> {
     let certs = dev_certs(names).map_err(io::Error::other)?;
     std::fs::create_dir_all(dir)?;
@@ -90,6 +94,15 @@ pub fn write_dev_certs(dir: &Path, names: &[String]) -> io::Result<Vec<PathBuf>>
         ("client.pem", &certs.client_pem, false),
         ("client.key", &certs.client_key, true),
     ];
+    if let Some((name, ..)) = files.iter().find(|(name, ..)| dir.join(name).exists()) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} already exists; remove it or choose another directory",
+                dir.join(name).display()
+            ),
+        ));
+    }
     let mut written = Vec::new();
     for (name, pem, secret) in files {
         let path = dir.join(name);
@@ -105,11 +118,9 @@ fn write(path: &Path, contents: &str, secret: bool) -> io::Result<()> {
     let mode = if secret { 0o600 } else { 0o644 };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    // An existing file keeps its mode through `open`; a key must not.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    file.write_all(contents.as_bytes())
 }

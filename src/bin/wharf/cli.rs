@@ -99,10 +99,22 @@ pub enum Command {
     Client(ClientArgs),
     /// Measure throughput and latency across pool sizes and recommend one.
     Bench(BenchArgs),
+    /// Write a development CA and a server and a client certificate into DIR, to try TLS.
+    DevCerts(DevCertsArgs),
     /// Print a completion script for SHELL to stdout.
     Completions(CompletionsArgs),
     /// Print the manual page (roff, section 1) to stdout.
     Manpage,
+}
+
+#[derive(Debug, Args)]
+pub struct DevCertsArgs {
+    /// Directory to write ca.pem, server.pem, server.key, client.pem and client.key into (created if missing; existing files are never overwritten).
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+    /// A DNS name for the server certificate (repeatable) [default: localhost]; it also names 127.0.0.1 and ::1.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

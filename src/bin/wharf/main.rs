@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod client;
+mod dev_certs;
 mod docs;
 mod logfile;
 mod serve;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Client(args) => return client::run(args),
         cli::Command::Bench(args) => bench::run(args),
+        cli::Command::DevCerts(args) => dev_certs::run(args),
         cli::Command::Completions(args) => docs::completions(args.shell),
         cli::Command::Manpage => docs::manpage(),
     };
