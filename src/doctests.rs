@@ -37,6 +37,10 @@ pub struct PerformanceDoctests;
 #[doc = include_str!("../docs/reliability.md")]
 pub struct ReliabilityDoctests;
 
+/// `docs/tls.md`.
+#[doc = include_str!("../docs/tls.md")]
+pub struct TlsDoctests;
+
 /// `docs/design.md`.
 #[doc = include_str!("../docs/design.md")]
 pub struct DesignDoctests;
