@@ -138,7 +138,7 @@ pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
 pub use observe::alive::{Liveness, ALIVE_TICK};
 pub use observe::stats::Report;
-pub use server::{Bind, Listener, Security, Server};
+pub use server::{Bind, Listener, Security, Server, TlsHandle};
 pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 

@@ -34,8 +34,9 @@ use crate::observe::alive::Alive;
 use crate::observe::refused::Refused;
 use crate::observe::stats::Stats;
 use crate::observe::turned_away::TurnedAway;
+use crate::server::reloads::{self as reload, TlsHandle};
 use crate::service::Service;
-use crate::tls::reload::{self, Tls, TlsHandle};
+use crate::tls::reload::Tls;
 use crate::watch::metrics;
 use crate::watch::monitor::Monitor;
 

@@ -20,11 +20,13 @@ use crate::engine::shutdown::ShutdownHandle;
 use crate::error::Error;
 use crate::observe::stats::{Report, Stats};
 use crate::service::Service;
-use crate::tls::TlsHandle;
 use crate::watch::monitor::Monitor;
 
 mod launch;
 mod listen;
+mod reloads;
+
+pub use reloads::TlsHandle;
 
 use launch::checked;
 use listen::{check_listening_tcp, check_migrate_req, listen, resolve};

@@ -30,7 +30,6 @@ mod settings;
 pub use dev::{dev_certs, write_dev_certs, DevCerts};
 pub use identity::ClientIdentity;
 pub use load::TlsError;
-pub use reload::TlsHandle;
 pub use settings::{ClientAuth, TlsSettings, TlsVersion};
 
 /// What a completed TLS handshake established, given to the service with

@@ -9,6 +9,7 @@ mod dev_certs;
 mod docs;
 mod logfile;
 mod serve;
+mod signals;
 mod systemd;
 
 use std::process::ExitCode;
