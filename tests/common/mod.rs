@@ -265,8 +265,16 @@ pub fn spawn_wharf_bound(bind: &str, args: &[&str]) -> Wharf {
 /// The command `wharf serve --bind <bind> <args>`, for a test that needs to
 /// adjust it (limits, environment) before [`spawn_wharf_command`].
 pub fn serve_command(bind: &str, args: &[&str]) -> Command {
+    let mut command = bare_serve_command();
+    command.args(["--bind", bind]).args(args);
+    command
+}
+
+/// The command `wharf serve` with no listener yet, for a test that gives
+/// only `--tls-bind` (see `tls::spawn_tls_wharf`).
+pub fn bare_serve_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-    command.arg("serve").args(["--bind", bind]).args(args);
+    command.arg("serve");
     // `WHARF_*` variables set where the tests run would change the
     // settings of every server they start.
     for (name, _) in std::env::vars_os() {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use wharf::tls::{write_dev_certs, TlsSettings};
 use wharf::{Bind, Config, Security, Server, Service};
+
+use super::{bare_serve_command, spawn_wharf_command, Wharf};
 
 /// A directory of development certificates, removed when dropped.
 pub struct Certs {
@@ -239,4 +241,18 @@ pub fn bytes_until_closed(stream: &mut TcpStream) -> usize {
             Err(e) => panic!("waiting for the server to close ({total} bytes so far): {e}"),
         }
     }
+}
+
+/// Starts the `wharf` binary with one TLS listener on 127.0.0.1:0 serving
+/// `cert` and `key`, and no plain one (so its only listening line, hence
+/// `Wharf::addr`, is the TLS listener's), plus `args`.
+pub fn spawn_tls_wharf(cert: &Path, key: &Path, args: &[&str]) -> Wharf {
+    let mut command = bare_serve_command();
+    command
+        .args(["--tls-bind", "127.0.0.1:0", "--tls-cert"])
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .args(args);
+    spawn_wharf_command(command)
 }
