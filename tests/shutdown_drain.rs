@@ -64,7 +64,7 @@ fn idle_server_joins_quickly_and_is_not_forced() {
         "join took {took:?} after shutdown of an idle server"
     );
     assert!(!report.forced, "idle drain reported forced: {report:?}");
-    assert!(handle.is_shutting_down());
+    assert!(handle.is_stopping());
 }
 
 /// Drain step 1: the listener closes at once, new connection attempts are

@@ -17,6 +17,7 @@
 //! the line is sent GOAWAY 1 instead of being served. Workers exit when
 //! they find the drain's event in line.
 
+use std::io::Write as _;
 use std::net::Shutdown as How;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::engine::reply::panic_message;
 use crate::engine::resting::{self, Wake};
 use crate::engine::shared::Shared;
 use crate::engine::socket;
+use crate::engine::tls;
 use crate::engine::worker::{taken, End, Outcome, Worker};
 use crate::error::Error;
 use crate::frame::GoAwayCode;
@@ -203,6 +205,13 @@ impl Worker {
             // The kernel may grant less (or wake early when its receive
             // window is nearly shut): either way the bytes get read.
             Resting::Quiet(Some(more)) => {
+                // Through TLS, part of the frame may sit in the session as
+                // an unfinished record: only what lies beyond one record is
+                // sure to cross the socket.
+                let more = match travel.tls {
+                    Some(_) => more.saturating_sub(tls::MAX_RECORD_PLAINTEXT).max(1),
+                    None => more,
+                };
                 travel.lowat = socket::set_lowat(&conn.stream, more).is_ok();
                 Wake::Bytes
             }
@@ -349,8 +358,12 @@ impl Worker {
             .config
             .framing
             .encode_goaway(code, reason, &mut self.out);
-        // Over TLS, the close_notify alert follows the GOAWAY.
+        // Over TLS, the close_notify alert follows the last replies and the
+        // GOAWAY: they are sealed into the session first (the session has
+        // no buffer limit, so this takes them all).
         if let Some(session) = travel.tls.as_deref_mut() {
+            let _ = session.writer().write_all(&self.out);
+            self.out.clear();
             session.send_close_notify();
         }
         match self.flush(&conn, travel.tls.as_deref_mut()) {

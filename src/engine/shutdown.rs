@@ -249,9 +249,9 @@ impl ShutdownHandle {
         self.shared.force();
     }
 
-    /// Whether a stop has been requested (by [`ShutdownHandle::shutdown`] or
-    /// [`ShutdownHandle::force`]), during the drain delay as well as the
-    /// drain.
+    /// The same fact as [`ShutdownHandle::is_stopping`], under its first
+    /// name; kept so programs written against it still build.
+    #[deprecated(note = "use `is_stopping`, the name `Monitor` shares")]
     pub fn is_shutting_down(&self) -> bool {
         self.shared.is_stopping()
     }

@@ -34,6 +34,10 @@ use crate::engine::socket::recv_now;
 use crate::engine::writer;
 use crate::tls::{ClientIdentity, TlsInfo, TlsVersion};
 
+/// The most plaintext one TLS record carries (RFC 8446 §5.1): the most of
+/// a frame an unfinished record inside a session can hold.
+pub(crate) const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
 /// A new session for a connection accepted on a TLS listener.
 pub(crate) fn session(config: Arc<ServerConfig>) -> Result<Box<ServerConnection>, rustls::Error> {
     let mut session = ServerConnection::new(config)?;

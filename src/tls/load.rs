@@ -54,9 +54,6 @@ pub(crate) struct Loaded {
     /// Its validity, in Unix seconds.
     pub(crate) not_before: i64,
     pub(crate) not_after: i64,
-    /// When each file of [`TlsSettings::files`] was last modified, as seen
-    /// just before it was read.
-    pub(crate) stamps: Vec<Option<SystemTime>>,
 }
 
 /// When each of the set's files was last modified, now.
@@ -70,7 +67,6 @@ pub(crate) fn stamps(settings: &TlsSettings) -> Vec<Option<SystemTime>> {
 
 /// Loads every file of `settings` into a server configuration.
 pub(crate) fn load(settings: &TlsSettings) -> Result<Loaded, TlsError> {
-    let stamps = stamps(settings);
     let chain = certificates(&settings.cert)?;
     let key = private_key(&settings.key)?;
     let (subject, not_before, not_after) = leaf_facts(&chain[0], &settings.cert)?;
@@ -127,7 +123,6 @@ pub(crate) fn load(settings: &TlsSettings) -> Result<Loaded, TlsError> {
         subject,
         not_before,
         not_after,
-        stamps,
     })
 }
 

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{error, info, warn};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rustls::ServerConfig;
 
 use super::load::{self, Loaded, TlsError};
@@ -27,13 +27,21 @@ use crate::observe::stats::Stats;
 pub(crate) struct Tls {
     settings: TlsSettings,
     current: RwLock<Arc<Loaded>>,
+    /// The files' modification times at the last attempt to load them,
+    /// successful or not: a broken file is reported once, not at every
+    /// check, and tried again when it changes.
+    tried: Mutex<Vec<Option<SystemTime>>>,
 }
 
 impl Tls {
     /// Loads the set for the first time.
     pub(crate) fn load(settings: TlsSettings) -> Result<Tls, TlsError> {
+        // Taken before the files are read: a change made while they are
+        // read is seen by the next check.
+        let tried = load::stamps(&settings);
         let loaded = load::load(&settings)?;
         Ok(Tls {
+            tried: Mutex::new(tried),
             settings,
             current: RwLock::new(Arc::new(loaded)),
         })
@@ -56,16 +64,16 @@ impl Tls {
     /// Reads every file again; replaces the set if all load. The set in
     /// force either way is the old one on an error.
     pub(crate) fn reload(&self) -> Result<Arc<Loaded>, TlsError> {
+        *self.tried.lock() = load::stamps(&self.settings);
         let loaded = Arc::new(load::load(&self.settings)?);
         *self.current.write() = Arc::clone(&loaded);
         Ok(loaded)
     }
 
-    /// Whether any file changed since the set in force was read, by its
-    /// modification time (or a file appearing or vanishing).
+    /// Whether any file changed since the last attempt to load the set,
+    /// by its modification time (or a file appearing or vanishing).
     pub(crate) fn files_changed(&self) -> bool {
-        let now: Vec<Option<SystemTime>> = load::stamps(&self.settings);
-        now != self.current.read().stamps
+        load::stamps(&self.settings) != *self.tried.lock()
     }
 }
 

@@ -3,9 +3,10 @@
 //! run as a child process (killed by PID if a test fails midway), and (in
 //! [`gate`]) a service that keeps a worker busy until the test lets it go.
 //! Most other submodules hold what one group of test files shares, named
-//! after it: [`client`] for `client_*.rs`, [`hostile`] for `hostile_*.rs`,
-//! [`fake`] and [`proxy`] for `retry_*.rs`, [`ops`] for `systemd_*.rs` and
-//! `signals.rs`, and so on.
+//! after it: [`client`] for `client_*.rs` (the library's client),
+//! [`client_cli`] for `client_cli_*.rs` (the binary's), [`hostile`] for
+//! `hostile_*.rs`, [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`]
+//! for `retry_*.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
 //!
 //! Every blocking read has a timeout, so a broken server fails a test
 //! instead of hanging it. Timing bounds are generous: CI is a busy 2-core
@@ -14,16 +15,20 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod client_cli;
 pub mod fake;
 pub mod faults;
 pub mod gate;
 pub mod hostile;
+pub mod metrics;
 pub mod netns;
 pub mod ops;
 pub mod overload;
+pub mod pki;
 pub mod protocol;
 pub mod proxy;
 pub mod resting;
+pub mod scrape;
 pub mod shutdown;
 pub mod systemd;
 pub mod tls;

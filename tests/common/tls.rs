@@ -117,7 +117,11 @@ impl ClientSetup {
 
     /// Connects and completes the handshake.
     pub fn connect(&self, addr: SocketAddr) -> io::Result<TlsStream> {
-        let tcp = TcpStream::connect(addr)?;
+        self.handshake(TcpStream::connect(addr)?)
+    }
+
+    /// Completes the handshake over a connection already open.
+    pub fn handshake(&self, tcp: TcpStream) -> io::Result<TlsStream> {
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
         tcp.set_nodelay(true)?;
         let conn = ClientConnection::new(self.config(), ServerName::try_from("localhost").unwrap())
@@ -166,5 +170,73 @@ impl TlsStream {
     /// the end).
     pub fn closed_cleanly(&mut self) -> bool {
         matches!(self.0.conn.process_new_packets(), Ok(s) if s.peer_has_closed())
+    }
+}
+
+/// A client that speaks TLS 1.2 only.
+pub const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+/// A client that speaks TLS 1.3 only.
+pub const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+impl ClientSetup {
+    /// The first flight this client would send: its ClientHello record.
+    pub fn client_hello(&self) -> Vec<u8> {
+        let mut conn =
+            ClientConnection::new(self.config(), ServerName::try_from("localhost").unwrap())
+                .expect("a client session");
+        let mut hello = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut hello).expect("the ClientHello");
+        }
+        hello
+    }
+
+    /// Connects expecting the server to refuse the handshake, and returns
+    /// the TLS error the client saw: during the handshake, or on its first
+    /// read (TLS 1.3 reports a refused client certificate only after the
+    /// client has finished its side). The client sends no request first.
+    pub fn refused(&self, addr: SocketAddr) -> rustls::Error {
+        let error = match self.connect(addr) {
+            Err(e) => e,
+            Ok(mut stream) => match stream.recv() {
+                Err(e) => e,
+                Ok(got) => panic!("the server served a client it should refuse: read {got:?}"),
+            },
+        };
+        rustls_error(&error)
+            .unwrap_or_else(|| panic!("expected a TLS error (an alert), got {error:?}"))
+    }
+}
+
+/// The TLS error inside an I/O error from a rustls stream, if it is one.
+pub fn rustls_error(e: &io::Error) -> Option<rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>().cloned()
+}
+
+impl TlsStream {
+    /// The server's certificate as the client received it (leaf).
+    pub fn peer_certificate(&self) -> Vec<u8> {
+        self.0
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .expect("the server's certificate")
+            .to_vec()
+    }
+}
+
+/// Reads `stream` until the server closes it; returns how many bytes came
+/// before. A reset counts as the close (the server may close with unread
+/// input), but only with nothing received. Fails the test on a timeout.
+pub fn bytes_until_closed(stream: &mut TcpStream) -> usize {
+    let mut total = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return total,
+            Err(e) => panic!("waiting for the server to close ({total} bytes so far): {e}"),
+        }
     }
 }

@@ -10,7 +10,8 @@
 //! - SIGINT/SIGTERM: the first stops the server (`STOPPING=1` under
 //!   systemd; with `--drain-delay`, not-ready but still serving for the
 //!   delay, then the drain); the second closes every connection now.
-//! - SIGHUP: reopens `--log-file` (after logrotate renamed it).
+//! - SIGHUP: reopens `--log-file` (after logrotate renamed it), and
+//!   reloads the TLS certificate set when there is a TLS listener.
 //! - SIGUSR1: logs one line with the counters of the exit summary.
 //! - SIGUSR2: means nothing here; logged at warn and ignored. Its default
 //!   action would kill the server silently, and operators send it by habit
@@ -21,6 +22,7 @@
 //!   does that); a client that goes away is an I/O error on its connection.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,10 @@ use simplelog::{
     format_description, ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger,
     TerminalMode, WriteLogger,
 };
-use wharf::{human, Config, Echo, Listener, Monitor, Overload, Server, ShutdownHandle};
+use wharf::tls::TlsHandle;
+use wharf::{
+    human, Bind, Config, Echo, Listener, Monitor, Overload, Security, Server, ShutdownHandle,
+};
 
 use crate::cli::{OverloadArg, ServeArgs};
 use crate::logfile::LogFile;
@@ -98,7 +103,7 @@ fn serve(
     // and the process has all its threads by then.
     let signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
         .context("cannot install signal handlers")?;
-    let (server_tx, server_rx) = crossbeam_channel::bounded::<(ShutdownHandle, Monitor)>(1);
+    let (server_tx, server_rx) = crossbeam_channel::bounded::<Running>(1);
     let timing = Timing {
         stats_interval: config.stats_interval,
         drain_delay: config.drain_delay,
@@ -113,10 +118,10 @@ fn serve(
         .name("wharf-signals".into())
         .spawn(move || {
             // Disconnected if the server failed to start: nothing to stop.
-            let Ok((handle, monitor)) = server_rx.recv() else {
+            let Ok(running) = server_rx.recv() else {
                 return;
             };
-            handler.run(signals, &handle, &monitor);
+            handler.run(signals, &running);
         })
         .context("cannot start the signal thread")?;
 
@@ -152,11 +157,18 @@ fn serve(
             if args.reuse_port {
                 warn!("--reuse-port does not apply to a socket from socket activation; ignored");
             }
+            if !args.bind.is_empty() || !args.tls.bind.is_empty() {
+                warn!("socket activation: --bind and --tls-bind are ignored");
+            }
             server
         }
-        None => Server::start(args.bind, config, echo)?,
+        None => Server::start_all(&binds(&args), config, echo)?,
     };
-    let _ = server_tx.send((server.handle(), server.monitor()));
+    let _ = server_tx.send(Running {
+        handle: server.handle(),
+        monitor: server.monitor(),
+        tls: server.tls(),
+    });
     if let Some(notifier) = &notifier {
         let mut ready = vec![NotifyState::Ready];
         let status = systemd::status(&server.monitor());
@@ -177,6 +189,14 @@ fn serve(
     }
 }
 
+/// The running server, as the signal thread acts on it.
+struct Running {
+    handle: ShutdownHandle,
+    monitor: Monitor,
+    /// For SIGHUP, with a TLS listener.
+    tls: Option<TlsHandle>,
+}
+
 /// What the signal thread needs besides the server.
 struct SignalHandler {
     log_file: Option<LogFile>,
@@ -185,7 +205,12 @@ struct SignalHandler {
 }
 
 impl SignalHandler {
-    fn run(&self, mut signals: Signals, handle: &ShutdownHandle, monitor: &Monitor) {
+    fn run(&self, mut signals: Signals, running: &Running) {
+        let Running {
+            handle,
+            monitor,
+            tls,
+        } = running;
         let mut stops = 0;
         for signal in signals.forever() {
             match signal {
@@ -201,7 +226,7 @@ impl SignalHandler {
                         handle.force();
                     }
                 }
-                SIGHUP => self.reopen_log(),
+                SIGHUP => self.hang_up(tls.as_ref()),
                 SIGUSR1 => match monitor.report() {
                     Some(report) => info!("received SIGUSR1; counters: {report}"),
                     None => info!("received SIGUSR1; the server has already stopped"),
@@ -239,11 +264,26 @@ impl SignalHandler {
         handle.shutdown();
     }
 
-    /// SIGHUP: open `--log-file` again, for log rotation. The line before
-    /// goes to the old file, the line after to the new one.
+    /// SIGHUP: open `--log-file` again, for log rotation, and reload the
+    /// TLS certificate set.
+    fn hang_up(&self, tls: Option<&TlsHandle>) {
+        if self.log_file.is_none() && tls.is_none() {
+            info!("received SIGHUP; no --log-file to reopen");
+            return;
+        }
+        self.reopen_log();
+        if let Some(tls) = tls {
+            info!("received SIGHUP; reloading the TLS certificate set");
+            // Logged by the library either way; a failure leaves the
+            // previous set serving.
+            let _ = tls.reload();
+        }
+    }
+
+    /// Opens `--log-file` again. The line before goes to the old file, the
+    /// line after to the new one.
     fn reopen_log(&self) {
         let Some(file) = &self.log_file else {
-            info!("received SIGHUP; no --log-file to reopen");
             return;
         };
         info!(
@@ -284,8 +324,30 @@ fn config(args: &ServeArgs) -> Config {
         backlog: args.backlog,
         stats_interval: (!args.stats_interval.is_zero()).then_some(args.stats_interval),
         metrics: args.metrics,
-        tls: None,
-        handshake_timeout: defaults.handshake_timeout,
+        tls: args.tls.settings(),
+        handshake_timeout: args.handshake_timeout,
+    }
+}
+
+/// The listeners to bind, in order: every `--bind`, then every
+/// `--tls-bind`; `127.0.0.1:7878` when neither is given.
+fn binds(args: &ServeArgs) -> Vec<Bind> {
+    let plain = args.bind.iter().map(|&addr| Bind {
+        addr,
+        security: Security::Plain,
+    });
+    let tls = args.tls.bind.iter().map(|&addr| Bind {
+        addr,
+        security: Security::Tls,
+    });
+    let binds: Vec<Bind> = plain.chain(tls).collect();
+    if binds.is_empty() {
+        vec![Bind {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            security: Security::Plain,
+        }]
+    } else {
+        binds
     }
 }
 

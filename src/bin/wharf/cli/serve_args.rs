@@ -1,6 +1,6 @@
 //! `wharf serve`'s flags, each with its `WHARF_*` variable: every one maps
 //! onto one [`wharf::Config`] field, or onto how the process runs (the
-//! drain delay, the log).
+//! drain delay, the log). The TLS flags are in `tls_args`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use log::LevelFilter;
 
+use super::tls_args::TlsArgs;
 use super::values::{
     byte_size, duration, frame_size, max_connections, positive_duration, queue_capacity,
     socket_addr, FramingArg,
@@ -16,9 +17,9 @@ use super::values::{
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Listen address; port 0 picks a free port; IPv6 as [::1]:0.
-    #[arg(long, env = "WHARF_BIND", default_value = "127.0.0.1:7878", value_name = "ADDR", value_parser = socket_addr)]
-    pub bind: SocketAddr,
+    /// Listen address (repeatable, or comma-separated); port 0 picks a free port; IPv6 as [::1]:0 [default: 127.0.0.1:7878 when no --bind or --tls-bind is given].
+    #[arg(long, env = "WHARF_BIND", value_name = "ADDR", value_parser = socket_addr, value_delimiter = ',')]
+    pub bind: Vec<SocketAddr>,
     /// Fixed size of the worker pool: connections worked on at once (default: number of CPUs).
     #[arg(long, env = "WHARF_WORKERS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=wharf::config::MAX_WORKERS as i64))]
@@ -74,6 +75,11 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics and /ready, /live probes over HTTP on this address (port 0 allowed).
     #[arg(long, env = "WHARF_METRICS", value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<SocketAddr>,
+    /// Longest time from accept to a completed TLS handshake; a connection past it is closed without a word.
+    #[arg(long, env = "WHARF_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "D", value_parser = positive_duration)]
+    pub handshake_timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Log level.
     #[arg(long, env = "WHARF_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
