@@ -1,29 +1,23 @@
-//! TLS for a client: what the caller chooses ([`ClientTls`]), the rustls
-//! configuration made from it once per [`Client`](super::Client), and the
-//! handshake, run to its end on the blocking socket before the connection
-//! is split between the reading and the writing half (see `stream`).
+//! TLS for a client: what the caller chooses ([`ClientTls`]) and the
+//! rustls configuration made from it ([`Connector`]), once per
+//! [`Client`](super::Client): the files are read when the client connects,
+//! and every reconnect uses what was read then.
 //!
-//! Separate from the stream because these run once per connection (the
-//! configuration once per client), while the stream is on the path of
-//! every read and write.
+//! Separate from the handshake (`handshake`) and the connection's halves
+//! (`transport`) because this is about files and trust, read once, with
+//! errors that name the file, while those run on every connection.
 
-use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::{ClientConfig, RootCertStore};
 
-use super::failure::{classify, TlsFailure};
 use super::ClientError;
+use crate::tls::load::ALPN;
 use crate::tls::TlsError;
-
-/// The ALPN protocol a wharf server speaks over TLS.
-const ALPN: &[u8] = b"wharf";
 
 const CA: &str = "TLS CA bundle";
 const CERT: &str = "TLS client certificate";
@@ -95,25 +89,34 @@ pub struct ClientTls {
 /// once per client, and the name to verify.
 #[derive(Debug)]
 pub(super) struct Connector {
-    config: Arc<ClientConfig>,
+    pub(super) config: Arc<ClientConfig>,
     /// `None`: the address connected to.
-    name: Option<ServerName<'static>>,
+    pub(super) name: Option<ServerName<'static>>,
     /// Whether a client certificate is presented when asked for.
-    presents_cert: bool,
+    pub(super) presents_cert: bool,
 }
 
 impl Connector {
+    /// The connector for `options.tls`, if it asks for TLS.
+    pub(super) fn for_options(
+        options: &super::ClientOptions,
+    ) -> Result<Option<Arc<Connector>>, ClientError> {
+        options
+            .tls
+            .as_ref()
+            .map(|tls| Connector::new(tls).map(Arc::new))
+            .transpose()
+    }
+
     /// Reads the files of `tls` and makes the configuration; a file that
     /// cannot be read or used is an error that names it.
     pub(super) fn new(tls: &ClientTls) -> Result<Connector, ClientError> {
         let name = match &tls.server_name {
             None => None,
-            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
-                ClientError::TlsSetup(format!(
-                    "TLS server name \"{}\": not a DNS name or an IP address",
-                    name.escape_default()
-                ))
-            })?),
+            Some(name) => Some(
+                ServerName::try_from(name.clone())
+                    .map_err(|_| ClientError::TlsServerName(name.clone()))?,
+            ),
         };
         let roots = match &tls.ca {
             Some(path) => roots(path)?,
@@ -122,7 +125,7 @@ impl Connector {
         let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
         let builder = ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
             .with_protocol_versions(&versions)
-            .map_err(|e| ClientError::TlsSetup(format!("TLS: {e}")))?
+            .map_err(|e| ClientError::Io(std::io::Error::other(e)))?
             .with_root_certificates(roots);
         let mut config = match (&tls.cert, &tls.key) {
             (None, None) => builder.with_no_client_auth(),
@@ -144,7 +147,11 @@ impl Connector {
                 return Err(setup(TlsError::new(CERT, cert, "given without its key")))
             }
             (None, Some(key)) => {
-                return Err(setup(TlsError::new(KEY, key, "given without its certificate")))
+                return Err(setup(TlsError::new(
+                    KEY,
+                    key,
+                    "given without its certificate",
+                )))
             }
         };
         config.alpn_protocols = vec![ALPN.to_vec()];
@@ -154,119 +161,11 @@ impl Connector {
             presents_cert: tls.cert.is_some(),
         })
     }
-
-    /// Whether a client certificate is presented when asked for.
-    pub(super) fn presents_cert(&self) -> bool {
-        self.presents_cert
-    }
-
-    /// Runs the handshake on `tcp` (connected to `peer`) to its end, every
-    /// read and write within what is left of `timeout`. A failure says why
-    /// in words ([`ClientError::Tls`]), after sending the alert that tells
-    /// the server, if it can go.
-    pub(super) fn handshake(
-        &self,
-        tcp: &TcpStream,
-        peer: SocketAddr,
-        timeout: Duration,
-    ) -> Result<ClientConnection, ClientError> {
-        let fail = |failure| ClientError::Tls {
-            addr: peer.to_string(),
-            failure,
-        };
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(peer.ip().into()));
-        let mut conn = ClientConnection::new(Arc::clone(&self.config), name)
-            .map_err(|e| fail(TlsFailure::Other(e.to_string())))?;
-        let deadline = Instant::now() + timeout;
-        let left = || {
-            deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-        };
-        let mut socket = tcp;
-        while conn.is_handshaking() || conn.wants_write() {
-            let Some(wait) = left() else {
-                return Err(fail(TlsFailure::TimedOut(timeout)));
-            };
-            let reading = !conn.wants_write();
-            let step = if reading {
-                tcp.set_read_timeout(Some(wait))
-                    .and_then(|()| conn.read_tls(&mut socket))
-            } else {
-                tcp.set_write_timeout(Some(wait))
-                    .and_then(|()| conn.write_tls(&mut socket))
-            };
-            let ended = match step {
-                Ok(0) => reading,
-                Ok(_) => false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // The server may have said why before it closed.
-                    let said = explain(&mut conn, tcp, self.presents_cert);
-                    return Err(fail(said.unwrap_or_else(|| io_failure(&e, timeout))));
-                }
-            };
-            if let Err(e) = conn.process_new_packets() {
-                last_gasp(&mut conn, tcp);
-                return Err(fail(classify(&e, self.presents_cert)));
-            }
-            if ended && conn.is_handshaking() {
-                return Err(fail(TlsFailure::Closed));
-            }
-        }
-        tcp.set_write_timeout(None)?;
-        Ok(conn)
-    }
 }
 
-/// A TLS failure that is not a handshake's: a file, or a name.
+/// A TLS file that cannot be used.
 fn setup(e: TlsError) -> ClientError {
-    ClientError::TlsSetup(e.to_string())
-}
-
-/// What an I/O failure during the handshake means.
-fn io_failure(e: &io::Error, timeout: Duration) -> TlsFailure {
-    match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => TlsFailure::TimedOut(timeout),
-        ErrorKind::UnexpectedEof
-        | ErrorKind::ConnectionReset
-        | ErrorKind::ConnectionAborted
-        | ErrorKind::BrokenPipe => TlsFailure::Closed,
-        _ => TlsFailure::Other(e.to_string()),
-    }
-}
-
-/// After a failed write or read, what the server sent before it closed,
-/// if that was an alert (a refusal says why before the close).
-fn explain(conn: &mut ClientConnection, tcp: &TcpStream, presents_cert: bool) -> Option<TlsFailure> {
-    tcp.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
-    let mut socket = tcp;
-    for _ in 0..8 {
-        match conn.read_tls(&mut socket) {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {
-                if let Err(e) = conn.process_new_packets() {
-                    return Some(classify(&e, presents_cert));
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Sends the alert rustls has queued to say why the handshake failed, if
-/// the socket takes it.
-fn last_gasp(conn: &mut ClientConnection, tcp: &TcpStream) {
-    let mut socket = tcp;
-    let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
-    while conn.wants_write() {
-        if conn.write_tls(&mut socket).is_err() {
-            break;
-        }
-    }
+    ClientError::TlsFile(e)
 }
 
 /// The system's trusted CAs. Any that cannot be read or parsed is left out
@@ -295,7 +194,11 @@ fn roots(path: &Path) -> Result<RootCertStore, ClientError> {
         let cert =
             cert.map_err(|e| setup(TlsError::new(CA, path, format!("not valid PEM: {e}"))))?;
         roots.add(cert).map_err(|e| {
-            setup(TlsError::new(CA, path, format!("not a usable CA certificate: {e}")))
+            setup(TlsError::new(
+                CA,
+                path,
+                format!("not a usable CA certificate: {e}"),
+            ))
         })?;
     }
     if roots.is_empty() {
