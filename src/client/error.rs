@@ -2,12 +2,15 @@
 //!
 //! Separate because both halves of the client end here: connecting and
 //! writing fail with an I/O error, reading with a GOAWAY, an ERROR reply,
-//! a timeout or a protocol violation, and the caller sees one type.
+//! a timeout or a protocol violation, and the caller sees one type. TLS
+//! adds its files, its handshake and its session.
 
 use std::io;
 use std::time::Duration;
 
+use super::TlsFailure;
 use crate::frame::GoAwayCode;
+use crate::tls::TlsError;
 
 /// Why a client call failed.
 ///
@@ -72,6 +75,23 @@ pub enum ClientError {
     /// is still usable.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The TLS handshake failed (or, after it, the server refused the
+    /// client's certificate, or the session broke): why, in words.
+    #[error("TLS handshake with {addr} failed: {failure}")]
+    Tls {
+        /// The server's address.
+        addr: String,
+        /// Why.
+        failure: TlsFailure,
+    },
+    /// A TLS file given in [`ClientTls`](super::ClientTls) could not be
+    /// read or used; the error names it. Nothing was connected.
+    #[error("{0}")]
+    TlsFile(TlsError),
+    /// [`ClientTls::server_name`](super::ClientTls::server_name) is not a
+    /// DNS name or an IP address.
+    #[error("TLS server name \"{}\": not a DNS name or an IP address", .0.escape_default())]
+    TlsServerName(String),
     /// Any other I/O error.
     #[error("{0}")]
     Io(#[from] io::Error),

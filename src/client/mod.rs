@@ -121,15 +121,21 @@
 //! writing half (the lock every writer shares, the queue of owed replies,
 //! the heartbeat thread) is in `writer`; the reading half ([`Client::recv`]
 //! and [`Reply`]) in `reader`; the reconnect and resend in `retry`; the
-//! failures in `error`. Everything
-//! public is re-exported here, so every item is used as
-//! `wharf::client::Item`.
+//! failures in `error`. TLS ([`ClientOptions::tls`]) is in `tls` (what to
+//! trust, read once), `handshake` (each connection's), `transport` (the
+//! two halves sharing one session) and `failure` (why a handshake failed,
+//! in words). Everything public is re-exported here, so every item is used
+//! as `wharf::client::Item`.
 
 mod error;
+mod failure;
+mod handshake;
 mod options;
 mod reader;
 mod retry;
 mod sender;
+mod tls;
+mod transport;
 mod writer;
 
 use std::io::{self, BufReader, ErrorKind};
@@ -143,11 +149,15 @@ use parking_lot::Mutex;
 use crate::frame::{self, Framing};
 
 pub use error::ClientError;
+pub use failure::TlsFailure;
 pub use options::{ClientOptions, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
 pub use reader::Reply;
 pub use retry::Reconnect;
 use retry::RetryState;
 pub use sender::RequestSender;
+pub use tls::ClientTls;
+use tls::Connector;
+use transport::ReadHalf;
 use writer::{check_request, heartbeat, Link, Owed, Pending, Writer};
 
 /// A blocking protocol client: one connection, its replies received in
@@ -167,7 +177,9 @@ use writer::{check_request, heartbeat, Link, Owed, Pending, Writer};
 pub struct Client {
     options: ClientOptions,
     peer: SocketAddr,
-    reader: BufReader<TcpStream>,
+    reader: BufReader<ReadHalf>,
+    /// The TLS configuration, read once, for every (re)connect.
+    tls: Option<Arc<Connector>>,
     owed: Owed,
     writer: Arc<Mutex<Writer>>,
     read_buf: Vec<u8>,
@@ -177,12 +189,15 @@ pub struct Client {
 
 impl Client {
     /// Connects to `addr` (each resolved address in turn) within the
-    /// connect timeout. This first connect is not retried; reconnects (with
-    /// [`ClientOptions::retries`]) go to the address connected here.
+    /// connect timeout, then, with [`ClientOptions::tls`], runs the TLS
+    /// handshake within it too. This first connect is not retried;
+    /// reconnects (with [`ClientOptions::retries`]) go to the address
+    /// connected here.
     pub fn connect<A: ToSocketAddrs>(
         addr: A,
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
+        let tls = Connector::for_options(&options)?;
         let addrs: Vec<SocketAddr> = addr
             .to_socket_addrs()
             .map_err(|source| ClientError::Connect {
@@ -195,7 +210,7 @@ impl Client {
         for addr in addrs {
             tried = addr.to_string();
             match TcpStream::connect_timeout(&addr, options.connect_timeout) {
-                Ok(stream) => return Client::from_stream(stream, options),
+                Ok(stream) => return Client::from_parts(stream, options, tls),
                 Err(e) => last = e,
             }
         }
@@ -205,19 +220,29 @@ impl Client {
         })
     }
 
-    /// Wraps an already connected socket. Reconnects, if any, go to its
-    /// peer address.
+    /// Wraps an already connected socket (running the TLS handshake on it
+    /// with [`ClientOptions::tls`]). Reconnects, if any, go to its peer
+    /// address.
     pub fn from_stream(stream: TcpStream, options: ClientOptions) -> Result<Client, ClientError> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(options.read_timeout)?;
+        let tls = Connector::for_options(&options)?;
+        Client::from_parts(stream, options, tls)
+    }
+
+    fn from_parts(
+        stream: TcpStream,
+        options: ClientOptions,
+        tls: Option<Arc<Connector>>,
+    ) -> Result<Client, ClientError> {
         let peer = stream.peer_addr()?;
-        let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        let (stream, reader) = transport::split(stream, tls.as_deref(), &options)?;
+        let reader = BufReader::with_capacity(64 * 1024, reader);
         let owed = Owed::default();
         let retrying = options.retries > 0;
         Ok(Client {
             options,
             peer,
             reader,
+            tls,
             owed: Arc::clone(&owed),
             writer: Arc::new(Mutex::new(Writer {
                 stream,

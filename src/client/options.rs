@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::ClientTls;
 use crate::frame::Framing;
 
 /// How to connect, how long to wait, and whether to retry.
@@ -74,6 +75,10 @@ pub struct ClientOptions {
     pub retry_backoff: Duration,
     /// The largest backoff bound.
     pub retry_backoff_max: Duration,
+    /// Speak TLS, verifying the server as this says (see [`ClientTls`]);
+    /// `None` (the default) speaks plain TCP. The handshake counts against
+    /// [`connect_timeout`](ClientOptions::connect_timeout).
+    pub tls: Option<ClientTls>,
 }
 
 /// The default [`ClientOptions::retry_backoff`]: 100 ms.
@@ -93,6 +98,7 @@ impl Default for ClientOptions {
             idempotent: false,
             retry_backoff: RETRY_BACKOFF,
             retry_backoff_max: RETRY_BACKOFF_MAX,
+            tls: None,
         }
     }
 }

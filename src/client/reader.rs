@@ -16,7 +16,7 @@
 use std::io::{self, BufRead, ErrorKind, Read};
 
 use super::writer::Pending;
-use super::{Client, ClientError};
+use super::{Client, ClientError, TlsFailure};
 use crate::frame::{self, looks_like_text, Decoded, Framing, GoAway};
 
 /// The most of a text reply quoted in the framing hint.
@@ -120,6 +120,7 @@ impl Client {
                     break;
                 }
                 Ok(_) => continue,
+                Err(tls @ ClientError::Tls { .. }) => return tls,
                 Err(_) => break,
             }
         }
@@ -133,6 +134,10 @@ impl Client {
             Framing::Line => self.read_line_frame(),
         };
         result.map_err(|e| match e.kind() {
+            _ if e.get_ref().is_some_and(|inner| inner.is::<TlsFailure>()) => ClientError::Tls {
+                addr: self.peer.to_string(),
+                failure: tls_failure(e),
+            },
             ErrorKind::WouldBlock | ErrorKind::TimedOut => {
                 ClientError::Timeout(self.options.read_timeout.unwrap_or_default())
             }
@@ -266,5 +271,14 @@ impl Client {
             frame::GOAWAY,
             format!("{} {reason}", goaway.code).into_bytes(),
         ))
+    }
+}
+
+/// The [`TlsFailure`] an I/O error from the TLS reading half carries.
+fn tls_failure(e: io::Error) -> TlsFailure {
+    match e.into_inner().map(|inner| inner.downcast::<TlsFailure>()) {
+        Some(Ok(failure)) => *failure,
+        Some(Err(other)) => TlsFailure::Other(other.to_string()),
+        None => TlsFailure::Other("TLS failure".into()),
     }
 }

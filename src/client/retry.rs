@@ -11,6 +11,8 @@
 use std::fmt;
 use std::io::BufReader;
 use std::net::{Shutdown, TcpStream};
+
+use super::transport::{self, ReadHalf, WriteHalf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,7 +161,7 @@ impl Client {
     fn reconnect(&mut self, mut failure: ClientError) -> Result<(), ClientError> {
         // Nothing more goes to the old connection. Shutting it down first
         // makes a writer blocked on it fail now and release the lock.
-        let _ = self.reader.get_ref().shutdown(Shutdown::Both);
+        let _ = self.reader.get_ref().socket().shutdown(Shutdown::Both);
         self.writer.lock().link = Link::Down;
         loop {
             let write_shut = self.writer.lock().write_shut;
@@ -211,20 +213,19 @@ impl Client {
             .count()
     }
 
-    /// A new connection to the same address, set up like the first.
-    fn open(&self) -> Result<(TcpStream, TcpStream), ClientError> {
+    /// A new connection to the same address, set up like the first (its
+    /// TLS handshake included).
+    fn open(&self) -> Result<(WriteHalf, ReadHalf), ClientError> {
         let connect_error = |source| ClientError::Connect {
             addr: self.peer.to_string(),
             source,
         };
         let stream = TcpStream::connect_timeout(&self.peer, self.options.connect_timeout)
             .map_err(connect_error)?;
-        stream.set_nodelay(true).map_err(connect_error)?;
-        stream
-            .set_read_timeout(self.options.read_timeout)
-            .map_err(connect_error)?;
-        let reader = stream.try_clone().map_err(connect_error)?;
-        Ok((stream, reader))
+        transport::split(stream, self.tls.as_deref(), &self.options).map_err(|e| match e {
+            ClientError::Io(source) => connect_error(source),
+            e => e,
+        })
     }
 
     /// Puts the new connection in place: under the writer's lock the
@@ -234,7 +235,7 @@ impl Client {
     /// a short-lived thread, so this thread goes back to reading at once: a
     /// large resend cannot stall against a server that is blocked writing
     /// replies nobody reads.
-    fn install(&mut self, stream: TcpStream, reader: TcpStream) {
+    fn install(&mut self, stream: WriteHalf, reader: ReadHalf) {
         let framing = self.options.framing;
         let resent = {
             let mut w = self.writer.lock();

@@ -9,14 +9,15 @@
 //! unanswered requests. Kept apart so this locking rule lives in one place.
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, ErrorKind};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 
+use super::transport::WriteHalf;
 use super::ClientError;
 use crate::frame::{self, Framing};
 
@@ -73,7 +74,7 @@ pub(super) enum Link {
 /// order of frames on the wire and in `owed` is the same.
 #[derive(Debug)]
 pub(super) struct Writer {
-    pub(super) stream: TcpStream,
+    pub(super) stream: WriteHalf,
     pub(super) buf: Vec<u8>,
     pub(super) owed: Owed,
     pub(super) last_write: Instant,
@@ -109,7 +110,7 @@ impl Writer {
         if self.link != Link::Up {
             return Ok(());
         }
-        match self.stream.shutdown(Shutdown::Write) {
+        match self.stream.shutdown_write() {
             Err(_) if self.retrying => {
                 self.link = Link::Down;
                 Ok(())

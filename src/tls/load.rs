@@ -31,7 +31,7 @@ pub struct TlsError {
 }
 
 impl TlsError {
-    fn new(what: &'static str, path: &Path, cause: impl Into<String>) -> Self {
+    pub(crate) fn new(what: &'static str, path: &Path, cause: impl Into<String>) -> Self {
         TlsError {
             what,
             path: path.to_path_buf(),

@@ -4,7 +4,8 @@
 //! [`gate`]) a service that keeps a worker busy until the test lets it go.
 //! Most other submodules hold what one group of test files shares, named
 //! after it: [`client`] for `client_*.rs` (the library's client),
-//! [`client_cli`] for `client_cli_*.rs` (the binary's), [`hostile`] for
+//! [`client_cli`] for `client_cli_*.rs` (the binary's), [`client_tls`] for
+//! `client_tls_*.rs`, [`hostile`] for
 //! `hostile_*.rs`, [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`]
 //! for `retry_*.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
 //!
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod client_cli;
+pub mod client_tls;
 pub mod fake;
 pub mod faults;
 pub mod gate;

@@ -3,13 +3,15 @@
 //!
 //! Every `serve` flag maps onto one [`wharf::Config`] field; durations read
 //! `250ms`, `2s`, `1m` or a bare `0`. Each subcommand's flags have a module
-//! of their own (`serve_args` with `tls_args`, `client_args`, `bench_args`), and what a
+//! of their own (`serve_args` with `tls_args`, `client_args` with
+//! `client_tls_args`, `bench_args`), and what a
 //! flag's value may be (durations, byte sizes, addresses, counts) is in
 //! `values`, which they all share. This file holds the command, and names
 //! the environment variable when a bad value came from one.
 
 mod bench_args;
 mod client_args;
+mod client_tls_args;
 mod serve_args;
 mod tls_args;
 mod values;

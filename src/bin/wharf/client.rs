@@ -4,7 +4,8 @@
 //! printed as it arrives, PINGs while stdin is idle), `--send TEXT`
 //! (repeatable: send, print, exit) and `--ping` (round-trip times).
 //!
-//! Exit codes: 0 success; 1 other failure; 2 bad flags; 3 cannot connect;
+//! Exit codes: 0 success; 1 other failure (a TLS file among them); 2 bad
+//! flags; 3 cannot connect, or the TLS handshake failed;
 //! 4 the server closed without GOAWAY or a reply timed out; 5 a request got
 //! ERROR; 10 + code for a GOAWAY (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY,
 //! 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE).
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use wharf::client::TlsFailure;
 use wharf::{Client, ClientError, ClientOptions, Framing, GoAwayCode, Reply};
 
 use crate::cli::ClientArgs;
@@ -58,6 +60,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
         read_timeout: Some(args.reply_timeout),
         retries: args.retries,
         idempotent: args.idempotent,
+        tls: args.tls.settings(&args.connect),
         ..ClientOptions::default()
     };
     let outcome = Client::connect(args.connect.as_str(), options).and_then(|mut client| {
@@ -95,6 +98,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
 fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
     match e {
         ClientError::GoAway { .. } => e.to_string(),
+        ClientError::Tls { failure, .. } => format!("wharf client: {e}{}", tls_hint(failure)),
         // A `--framing line` server waits for a newline that length frames
         // do not contain, so it never answers: the likeliest cause when
         // nothing at all has been answered.
@@ -102,6 +106,17 @@ fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
             format!("wharf client: {e} (no reply at all yet: is the server using --framing line?)")
         }
         _ => format!("wharf client: {e}"),
+    }
+}
+
+/// What the operator can do about a failed handshake, where a flag helps.
+fn tls_hint(failure: &TlsFailure) -> &'static str {
+    match failure {
+        TlsFailure::Untrusted(_) => " (is --tls-ca the CA that signed it?)",
+        TlsFailure::NameMismatch { .. } => " (--tls-server-name sets the name verified)",
+        TlsFailure::ClientCertRequired => " (give --tls-cert and --tls-key)",
+        TlsFailure::NotTls(_) | TlsFailure::Closed => " (is it a TLS listener, --tls-bind?)",
+        _ => "",
     }
 }
 
@@ -129,7 +144,9 @@ fn unanswered(e: &ClientError, tally: &Tally) -> Option<String> {
 pub fn exit_code(e: &ClientError) -> u8 {
     match e {
         ClientError::GoAway { code, .. } => 10 + (*code).min(5) as u8,
-        ClientError::Connect { .. } => 3,
+        ClientError::Connect { .. } | ClientError::Tls { .. } => 3,
+        ClientError::TlsServerName(_) => 2,
+        ClientError::TlsFile(_) => 1,
         ClientError::Closed | ClientError::Timeout(_) => 4,
         ClientError::Server(_) => EXIT_SERVER_ERROR,
         ClientError::Protocol(_) | ClientError::Io(_) => 1,

@@ -1,20 +1,24 @@
 //! `wharf client`'s flags: where to connect, what to send (lines from
 //! stdin, `--send`, or `--ping`), how long to wait, and when to retry;
-//! with the exit statuses its `--help` lists.
+//! with the exit statuses its `--help` lists. The TLS flags are in
+//! `client_tls_args`.
 
 use std::time::Duration;
 
 use clap::Args;
 
+use super::client_tls_args::ClientTlsArgs;
 use super::values::{connect_addr, duration, positive_duration, FramingArg};
 
 /// The exit statuses of `wharf client`, as docs/protocol.md documents them.
 const CLIENT_EXIT_STATUS: &str = "\
 Exit status:
   0         every request answered
-  1         another failure (I/O, malformed reply)
+  1         another failure (I/O, malformed reply, a --tls-ca/--tls-cert/--tls-key file)
   2         bad flags, including a --connect address that does not parse or resolve
-  3         cannot connect (refused, unreachable, timed out)
+  3         cannot connect (refused, unreachable, timed out), or the TLS handshake failed
+            (untrusted certificate, name mismatch, a client certificate required or
+            rejected, no common protocol)
   4         the server closed without GOAWAY, or a reply did not come within --reply-timeout
   5         at least one request was answered with ERROR
   11 to 15  GOAWAY 1 to 5 (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY, 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE)
@@ -61,4 +65,6 @@ pub struct ClientArgs {
     /// The requests are safe to run twice: also retry a connection lost without GOAWAY (needs --retries).
     #[arg(long, requires = "retries")]
     pub idempotent: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
 }
