@@ -13,7 +13,7 @@
 mod common;
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::resting::{one_worker, slow_echo};
 use common::{eventually, start, start_with, Client, READ_TIMEOUT};
@@ -213,6 +213,18 @@ fn queue_zero_hands_a_burst_to_every_idle_worker() {
     }
     let mut turned_away = 0;
     for round in 0..20 {
+        // Both workers must be idle when the pair arrives: wait until
+        // neither holds a connection (a loaded machine may be slow to let
+        // go of the last round's), then give them a moment to reach the line.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server
+            .monitor()
+            .status_line()
+            .is_some_and(|line| line.contains(" active=0 queued=0 "))
+        {
+            assert!(Instant::now() < deadline, "the workers never let go");
+            thread::sleep(Duration::from_millis(5));
+        }
         thread::sleep(Duration::from_millis(20));
         let mut pair = [Client::connect(addr), Client::connect(addr)];
         for (i, client) in pair.iter_mut().enumerate() {
