@@ -1,5 +1,6 @@
 //! The report: the open-loop and idle-crowd tables (with wharf's goals for
-//! the idle crowd) and the notes under them. The machine line, where the
+//! the idle crowd) and the notes under them; the TLS scenarios' are in
+//! `tls_report`. The machine line, where the
 //! report is written and number formatting are in `benches/common`, shared
 //! with `compare`.
 
@@ -15,13 +16,13 @@ const GOAL_IDLE_P99_US: u64 = 2_000;
 const GOAL_RSS_MIB: f64 = 32.0;
 /// wharf's threads besides the workers, in this bench's child: main (waits
 /// on stdin), acceptor, poller, reaper, closer, shutdown coordinator.
-const WHARF_FIXED_THREADS: usize = 6;
+pub(crate) const WHARF_FIXED_THREADS: usize = 6;
 
 pub(crate) fn mib(kib: Option<u64>) -> String {
     kib.map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
 }
 
-fn opt1(v: Option<f64>) -> String {
+pub(crate) fn opt1(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
