@@ -115,7 +115,7 @@ pub(crate) fn table(scenarios: &[Scenario], rows: &[Row], settings: &Settings) -
         );
     }
     for (scenario, row) in scenarios.iter().zip(rows) {
-        if !scenario.tls {
+        if !scenario.tls || scenario.long_lived {
             continue;
         }
         let [w, s, t] = row.handshakes;
