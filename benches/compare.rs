@@ -17,6 +17,16 @@
 //! to stdout and to `target/compare.md`; any error reported by the load
 //! generator is printed and makes the process exit 1.
 //!
+//! Scenarios i and j are over TLS (1.3, ECDSA P-256 certificate made for
+//! the run, key exchange X25519, no session resumption, so every
+//! connection makes a full handshake): wharf's TLS listener, the
+//! thread-per-connection peer with rustls, and tokio with tokio-rustls, all
+//! three serving the same certificate with the same rustls settings
+//! (`peers::tls_config`). i is handshake churn: 4 clients, each
+//! connecting, shaking hands, sending one 64 B request and closing, so its
+//! requests per second are handshakes per second. j is 8 long-lived TLS
+//! connections echoing 64 B.
+//!
 //! wharf runs with 64 workers everywhere except in scenario h, which is
 //! scenario c (64 closed-loop clients) on 4 workers: with connections that
 //! hold a worker only while they have work, 4 workers should serve 64
@@ -29,16 +39,19 @@
 mod common;
 #[path = "peers/mod.rs"]
 mod peers;
+#[path = "compare/servers.rs"]
+mod servers;
+#[path = "compare/table.rs"]
+mod table;
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::{ephemeral_ports, machine, target_dir, thousands};
-use peers::{StdServer, TokioServer};
+use common::{target_dir, thousands};
+use servers::{Certs, Kind, Running, KINDS};
+use table::{median, table, Row};
 use wharf::bench::{load, BenchOptions, BenchPoint};
-use wharf::{Config, Echo, Server};
 
 /// Connections per 1 ms in scenario g, for Little's law.
 const DELAY_CLIENTS: usize = 64;
@@ -50,81 +63,6 @@ const H_WORKERS: usize = 4;
 /// its throughput on 64 workers with the same 64 clients (scenario c).
 const H_GOAL: f64 = 0.9;
 
-// ---------------------------------------------------------------------------
-// Running the comparison.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Wharf,
-    Std,
-    Tokio,
-}
-
-const KINDS: [Kind; 3] = [Kind::Wharf, Kind::Std, Kind::Tokio];
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Wharf => "wharf",
-            Kind::Std => "std",
-            Kind::Tokio => "tokio",
-        }
-    }
-}
-
-enum Running {
-    Wharf(Server),
-    Std(StdServer),
-    Tokio(TokioServer),
-}
-
-impl Running {
-    fn start(kind: Kind, delay: Duration, workers: usize) -> Result<Running, String> {
-        let started = match kind {
-            Kind::Wharf => {
-                let config = Config {
-                    workers,
-                    queue: 64,
-                    ..Config::default()
-                };
-                let echo = Echo {
-                    delay,
-                    ..Echo::default()
-                };
-                Server::start("127.0.0.1:0", config, echo)
-                    .map(Running::Wharf)
-                    .map_err(|e| e.to_string())
-            }
-            Kind::Std => StdServer::start(delay)
-                .map(Running::Std)
-                .map_err(|e| e.to_string()),
-            Kind::Tokio => TokioServer::start(delay)
-                .map(Running::Tokio)
-                .map_err(|e| e.to_string()),
-        };
-        started.map_err(|e| format!("cannot start the {} server: {e}", kind.name()))
-    }
-
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Running::Wharf(server) => server.local_addr(),
-            Running::Std(server) => server.addr,
-            Running::Tokio(server) => server.addr,
-        }
-    }
-
-    fn stop(self) {
-        match self {
-            Running::Wharf(server) => {
-                server.handle().shutdown();
-                server.join();
-            }
-            Running::Std(server) => server.stop(),
-            Running::Tokio(server) => server.stop(),
-        }
-    }
-}
-
 struct Scenario {
     label: &'static str,
     clients: usize,
@@ -135,6 +73,8 @@ struct Scenario {
     long_lived: bool,
     /// wharf's pool size (the peers have no pool).
     workers: usize,
+    /// Over TLS.
+    tls: bool,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -147,6 +87,7 @@ fn scenarios() -> Vec<Scenario> {
         delay: Duration::ZERO,
         long_lived: true,
         workers: WORKERS,
+        tls: false,
     };
     vec![
         base("a) 1 conn, 64 B", 1, 64),
@@ -169,6 +110,20 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             workers: H_WORKERS,
             ..base("h) 64 conns on 4 workers, 64 B", 64, 64)
+        },
+        Scenario {
+            batches_per_connection: Some(1),
+            long_lived: false,
+            tls: true,
+            ..base(
+                "i) TLS churn: 4 clients, handshake-request-close, 64 B",
+                4,
+                64,
+            )
+        },
+        Scenario {
+            tls: true,
+            ..base("j) TLS 8 conns, 64 B", 8, 64)
         },
     ]
 }
@@ -205,9 +160,21 @@ fn settings() -> Result<Settings, String> {
     })
 }
 
-fn measure(kind: Kind, scenario: &Scenario, settings: &Settings) -> Result<BenchPoint, String> {
-    let server = Running::start(kind, scenario.delay, scenario.workers)?;
+fn measure(
+    kind: Kind,
+    scenario: &Scenario,
+    settings: &Settings,
+    certs: Option<&Certs>,
+) -> Result<BenchPoint, String> {
+    let tls = if scenario.tls {
+        Some(certs.ok_or("no certificate for the TLS scenarios")?)
+    } else {
+        None
+    };
+    let server = Running::start(kind, scenario.delay, scenario.workers, tls)?;
     let options = BenchOptions {
+        tls: tls.is_some(),
+        tls_ca: tls.map(Certs::ca),
         clients: scenario.clients,
         payload: scenario.payload,
         pipeline: scenario.pipeline,
@@ -219,201 +186,6 @@ fn measure(kind: Kind, scenario: &Scenario, settings: &Settings) -> Result<Bench
     let result = load(server.addr(), &options);
     server.stop();
     result.map_err(|e| format!("{}: {}: {e}", scenario.label, kind.name()))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// Medians of one scenario: per server, throughput and p99.
-struct Row {
-    rps: [f64; 3],
-    p99: [f64; 3],
-    /// Lowest and highest throughput over the rounds.
-    spread: [(f64, f64); 3],
-    /// wharf's throughput in each round, in round order.
-    wharf_rounds: Vec<f64>,
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 && a.is_finite() && b.is_finite() {
-        format!("{:.2}", a / b)
-    } else {
-        "-".into()
-    }
-}
-
-fn table(scenarios: &[Scenario], rows: &[Row], settings: &Settings) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Median of {} rounds; per point {:.1} s warm-up + {:.1} s measured, a fresh server each \
-         time, servers interleaved within a round. Load: `wharf::bench::load` closed-loop \
-         clients on one event-driven thread in the same process, every echo verified. wharf: 64 workers (4 in h), \
-         queue 64. \
-         Throughput in requests/s, p99 latency in µs; ratios are wharf / peer (throughput: \
-         higher is better for wharf; p99: lower is better for wharf).",
-        settings.rounds,
-        settings.warmup.as_secs_f64(),
-        settings.duration.as_secs_f64(),
-    );
-    out.push('\n');
-    out.push_str(
-        "| scenario | wharf req/s | std req/s | tokio req/s | wharf/std | wharf/tokio \
-         | wharf p99 µs | std p99 µs | tokio p99 µs | p99 wharf/std | p99 wharf/tokio |\n",
-    );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (scenario, row) in scenarios.iter().zip(rows) {
-        let [w, s, t] = row.rps;
-        let [pw, ps, pt] = row.p99;
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            scenario.label,
-            thousands(w),
-            thousands(s),
-            thousands(t),
-            ratio(w, s),
-            ratio(w, t),
-            thousands(pw),
-            thousands(ps),
-            thousands(pt),
-            ratio(pw, ps),
-            ratio(pw, pt),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nThroughput range over the {} rounds (lowest - highest req/s), to judge the noise:\n",
-        settings.rounds
-    );
-    out.push_str("| scenario | wharf | std | tokio |\n|---|---:|---:|---:|\n");
-    for (scenario, row) in scenarios.iter().zip(rows) {
-        let range = |(lo, hi): (f64, f64)| format!("{} - {}", thousands(lo), thousands(hi));
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            scenario.label,
-            range(row.spread[0]),
-            range(row.spread[1]),
-            range(row.spread[2]),
-        );
-    }
-    for (scenario, row) in scenarios.iter().zip(rows) {
-        if scenario.delay.is_zero() {
-            continue;
-        }
-        let little = scenario.clients as f64 / scenario.delay.as_secs_f64();
-        let [w, s, t] = row.rps;
-        let _ = writeln!(
-            out,
-            "\n{}: Little's law allows {} connections / {} ms = {} req/s; wharf reaches {} req/s \
-             = {:.1}% of it (std {:.1}%, tokio {:.1}%).",
-            scenario.label,
-            scenario.clients,
-            scenario.delay.as_millis(),
-            thousands(little),
-            thousands(w),
-            100.0 * w / little,
-            100.0 * s / little,
-            100.0 * t / little,
-        );
-    }
-    if let Some((low, high)) = ephemeral_ports() {
-        let ports = high.saturating_sub(low) + 1;
-        let window = (settings.warmup + settings.duration).as_secs_f64();
-        for (scenario, row) in scenarios.iter().zip(rows) {
-            if scenario.batches_per_connection.is_none() {
-                continue;
-            }
-            let most = row.rps.iter().copied().fold(0.0, f64::max);
-            if most * window > ports as f64 {
-                let _ = writeln!(
-                    out,
-                    "\n{}: caveat: at these rates one warm-up + window opens up to {} connections \
-                     from one client address to one server port, more than the {ports} ephemeral \
-                     ports ({low}-{high}). The client closes first, so each port sits in \
-                     TIME_WAIT and can be reused only after about 1 s (tcp_tw_reuse): past that \
-                     point the client's connect() limits the rate, for every server alike. \
-                     Shorter windows (WHARF_COMPARE_SECS=0.4) show the servers' own rates.",
-                    scenario.label,
-                    thousands(most * window),
-                );
-            }
-        }
-    }
-    let wharf_row = |letter: char| {
-        scenarios
-            .iter()
-            .zip(rows)
-            .find(|(s, _)| s.label.starts_with(letter))
-            .map(|(_, row)| row)
-    };
-    if let (Some(c), Some(h)) = (wharf_row('c'), wharf_row('h')) {
-        let h_over_c = h.rps[0] / c.rps[0];
-        let per_round = if h.wharf_rounds.len() == c.wharf_rounds.len() {
-            let ratios: Vec<String> = h
-                .wharf_rounds
-                .iter()
-                .zip(&c.wharf_rounds)
-                .map(|(h, c)| ratio(*h, *c))
-                .collect();
-            format!(" Round by round: {}.", ratios.join(", "))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "\nh against c: 64 clients on {H_WORKERS} wharf workers reach {} req/s, {:.2}x the {} \
-             req/s on {WORKERS} workers (goal: at least {H_GOAL:.2}x): {}.{per_round}",
-            thousands(h.rps[0]),
-            h_over_c,
-            thousands(c.rps[0]),
-            if h_over_c >= H_GOAL { "met" } else { "NOT met" },
-        );
-    }
-    let mut findings = Vec::new();
-    for (scenario, row) in scenarios.iter().zip(rows) {
-        let [w, s, t] = row.rps;
-        if scenario.long_lived && w < 0.95 * s {
-            findings.push(format!(
-                "{}: wharf has {:.1}% less throughput than thread-per-connection std ({} vs {} \
-                 req/s).",
-                scenario.label,
-                100.0 * (1.0 - w / s),
-                thousands(w),
-                thousands(s)
-            ));
-        }
-        if w < t {
-            findings.push(format!(
-                "{}: wharf is slower than tokio ({} vs {} req/s, {:.1}% less).",
-                scenario.label,
-                thousands(w),
-                thousands(t),
-                100.0 * (1.0 - w / t)
-            ));
-        }
-    }
-    out.push('\n');
-    if findings.is_empty() {
-        out.push_str(
-            "No long-lived scenario where wharf is more than 5% behind std in throughput, and \
-             none where it is slower than tokio.\n",
-        );
-    } else {
-        for finding in findings {
-            let _ = writeln!(out, "- {finding}");
-        }
-    }
-    let _ = writeln!(out, "\n{}", machine());
-    out
 }
 
 fn main() -> ExitCode {
@@ -435,6 +207,17 @@ fn main() -> ExitCode {
     if let Ok(only) = std::env::var("WHARF_COMPARE_ONLY") {
         scenarios.retain(|s| s.label.chars().next().is_some_and(|c| only.contains(c)));
     }
+    let certs = if scenarios.iter().any(|s| s.tls) {
+        match Certs::new() {
+            Ok(certs) => Some(certs),
+            Err(e) => {
+                eprintln!("compare: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     // points[scenario][server] = one BenchPoint per round.
     let mut points: Vec<[Vec<BenchPoint>; 3]> =
         scenarios.iter().map(|_| Default::default()).collect();
@@ -443,7 +226,7 @@ fn main() -> ExitCode {
     for round in 1..=settings.rounds {
         for (s, scenario) in scenarios.iter().enumerate() {
             for (k, kind) in KINDS.into_iter().enumerate() {
-                match measure(kind, scenario, &settings) {
+                match measure(kind, scenario, &settings, certs.as_ref()) {
                     Ok(point) => {
                         eprintln!(
                             "round {round}/{}  {:<48} {:<5} {:>10} req/s  p99 {:>7} µs  \
@@ -483,6 +266,14 @@ fn main() -> ExitCode {
         .map(|per_kind| {
             let rps = |k: usize| median(per_kind[k].iter().map(|p| p.requests_per_sec).collect());
             let p99 = |k: usize| median(per_kind[k].iter().map(|p| p.p99_us as f64).collect());
+            let hs = |k: usize| {
+                median(
+                    per_kind[k]
+                        .iter()
+                        .filter_map(|p| p.tls.map(|t| t.handshakes_per_sec))
+                        .collect(),
+                )
+            };
             let spread = |k: usize| {
                 per_kind[k]
                     .iter()
@@ -496,6 +287,7 @@ fn main() -> ExitCode {
                 p99: [p99(0), p99(1), p99(2)],
                 spread: [spread(0), spread(1), spread(2)],
                 wharf_rounds: per_kind[0].iter().map(|p| p.requests_per_sec).collect(),
+                handshakes: [hs(0), hs(1), hs(2)],
             }
         })
         .collect();

@@ -447,6 +447,7 @@ fn point(workers: Option<usize>, rps: f64, p99_us: u64) -> BenchPoint {
         offered_rps: None,
         idle: None,
         server: None,
+        tls: None,
     }
 }
 

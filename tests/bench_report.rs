@@ -34,6 +34,7 @@ fn point(workers: usize, rps: f64, p99_us: u64) -> BenchPoint {
         offered_rps: None,
         idle: None,
         server: None,
+        tls: None,
         first_error: None,
     }
 }

@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,13 +30,23 @@ enum Serving {
     Tokio(peers::TokioServer),
 }
 
-/// `many --serve NAME [--workers N] [--queue N] [--max-connections N]`.
+/// `many --serve NAME [--workers N] [--queue N] [--max-connections N]
+/// [--tls DIR]`: with `--tls`, the server speaks only TLS, serving
+/// `DIR/server.pem` with `DIR/server.key`.
 pub(crate) fn serve(args: &[String]) -> ExitCode {
-    let flag = |name: &str| {
+    let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let flag = |name: &str| value(name).and_then(|v| v.parse::<usize>().ok());
+    let tls = value("--tls").map(PathBuf::from);
+    let peers_tls = || {
+        let dir = tls.as_ref()?;
+        Some(peers::tls_config(
+            &dir.join("server.pem"),
+            &dir.join("server.key"),
+        ))
     };
     let name = args.first().map(String::as_str).unwrap_or("");
     let started = match name {
@@ -50,18 +61,38 @@ pub(crate) fn serve(args: &[String]) -> ExitCode {
                 workers: flag("--workers").unwrap_or(defaults.workers),
                 queue: flag("--queue").unwrap_or(defaults.queue),
                 max_connections: flag("--max-connections").unwrap_or(defaults.max_connections),
+                // The settings an operator gets with --tls-cert and
+                // --tls-key (and their thread that checks the files).
+                tls: tls.as_ref().map(|dir| {
+                    wharf::tls::TlsSettings::new(dir.join("server.pem"), dir.join("server.key"))
+                }),
                 ..defaults
             };
-            wharf::Server::start("127.0.0.1:0", config, wharf::Echo::default())
+            let security = if tls.is_some() {
+                wharf::Security::Tls
+            } else {
+                wharf::Security::Plain
+            };
+            let bind = wharf::Bind {
+                addr: ([127, 0, 0, 1], 0).into(),
+                security,
+            };
+            wharf::Server::start_all(&[bind], config, wharf::Echo::default())
                 .map(Serving::Wharf)
                 .map_err(|e| e.to_string())
         }
-        "std" => peers::StdServer::start(Duration::ZERO)
-            .map(Serving::Std)
-            .map_err(|e| e.to_string()),
-        "tokio" => peers::TokioServer::start(Duration::ZERO)
-            .map(Serving::Tokio)
-            .map_err(|e| e.to_string()),
+        "std" => match peers_tls() {
+            None => peers::StdServer::start(Duration::ZERO),
+            Some(config) => config.and_then(|c| peers::StdServer::start_tls(Duration::ZERO, c)),
+        }
+        .map(Serving::Std)
+        .map_err(|e| e.to_string()),
+        "tokio" => match peers_tls() {
+            None => peers::TokioServer::start(Duration::ZERO),
+            Some(config) => config.and_then(|c| peers::TokioServer::start_tls(Duration::ZERO, c)),
+        }
+        .map(Serving::Tokio)
+        .map_err(|e| e.to_string()),
         other => Err(format!("unknown server {other:?}")),
     };
     let server = match started {
@@ -214,10 +245,12 @@ pub(crate) struct ProcFigures {
 }
 
 impl ServerProcess {
+    /// `tls`: the directory of the certificate to serve over TLS.
     pub(crate) fn spawn(
         spec: Spec,
         queue: usize,
         max_connections: usize,
+        tls: Option<&Path>,
     ) -> Result<ServerProcess, String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut command = Command::new(exe);
@@ -240,6 +273,9 @@ impl ServerProcess {
             Spec::Tokio => {
                 command.arg("tokio");
             }
+        }
+        if let Some(dir) = tls {
+            command.arg("--tls").arg(dir);
         }
         let mut child = command
             .stdin(Stdio::piped())

@@ -339,7 +339,7 @@ pub(crate) fn stall_probe(nice: i32, from: Instant, to: Instant) -> Histogram<u6
 
 /// Sets the calling thread's nice value (a negative one needs
 /// CAP_SYS_NICE); returns whether it worked.
-fn renice_this_thread(nice: i32) -> bool {
+pub(crate) fn renice_this_thread(nice: i32) -> bool {
     if nice == 0 {
         return true;
     }

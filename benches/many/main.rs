@@ -54,20 +54,37 @@
 //! the end of the drain is a miss. Latency of a PONG counts from the PING's
 //! due time.
 //!
+//! **TLS churn** and **TLS idle crowd** (`tls`): the same servers speaking
+//! TLS (wharf's TLS listener, tokio with tokio-rustls, the thread per
+//! connection with rustls), every one serving one certificate made for the
+//! run with the same rustls settings, loaded by `wharf::bench`'s own driver
+//! with full handshakes (no resumption). Churn: 4 clients that each
+//! connect, shake hands, send one 64 B request and close; handshakes per
+//! second, and the server's CPU per handshake. Idle crowd: 5,000 TLS
+//! connections that each PING every 5 s beside 8 busy TLS connections;
+//! every PONG must come back, and the server's RSS per idle connection is
+//! measured against its RSS before any client.
+//!
 //! Environment (defaults in brackets): `WHARF_MANY_RATE` [20000],
 //! `WHARF_MANY_CONNS` [1000], `WHARF_MANY_WARMUP` [1], `WHARF_MANY_SECS` [5],
 //! `WHARF_MANY_CLIENT_THREADS` [1]; `WHARF_MANY_IDLE_CONNS` [10000],
 //! `WHARF_MANY_PING_EVERY` [3], `WHARF_MANY_BUSY` [8],
 //! `WHARF_MANY_IDLE_WARMUP` [3], `WHARF_MANY_IDLE_SECS` [9];
 //! `WHARF_MANY_QUEUE` [10000] and `WHARF_MANY_MAX_CONNECTIONS` for wharf;
-//! `WHARF_MANY_SERVERS` [wharf4,wharf2,std,tokio] and `WHARF_MANY_ONLY`
-//! [open,idle] to run a part (`wharfN` is wharf with N workers). Times are
-//! in seconds. The tables go to stdout
+//! `WHARF_MANY_SERVERS` [wharf4,wharf2,std,tokio]; for TLS,
+//! `WHARF_MANY_TLS_SERVERS` [wharf2,wharf4,tokio,std],
+//! `WHARF_MANY_CHURN_CLIENTS` [4], `WHARF_MANY_CHURN_WARMUP` [1],
+//! `WHARF_MANY_CHURN_SECS` [5], `WHARF_MANY_TLS_IDLE_CONNS` [5000],
+//! `WHARF_MANY_TLS_PING_EVERY` [5], `WHARF_MANY_TLS_BUSY` [8],
+//! `WHARF_MANY_TLS_IDLE_WARMUP` [6], `WHARF_MANY_TLS_IDLE_SECS` [10]; and
+//! `WHARF_MANY_ONLY` [open,idle,tls-churn,tls-idle] to run a part
+//! (`wharfN` is wharf with N workers). Times are in seconds. The tables go to stdout
 //! and to `target/many.md`; progress goes to stderr. Any verification
 //! error, missed reply or failed server makes the process exit 1.
 //!
-//! This file holds the settings and `main`. One scenario against one server
-//! is run in `scenario`; the child process and what is read of it from
+//! This file holds `main`; the settings are in `settings`. One scenario
+//! against one server is run in `scenario` (the TLS ones in `tls`, their
+//! tables in `tls_report`); the child process and what is read of it from
 //! `/proc` are in `child`; the scheduled (open-loop) driver is in `driver`,
 //! the busy closed-loop connections in `busy`; framing, connecting and the
 //! histograms in `wire`; the tables and notes in `report`.
@@ -82,128 +99,25 @@ mod child;
 mod driver;
 mod report;
 mod scenario;
+mod settings;
+mod tls;
+mod tls_report;
 mod wire;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use child::serve;
 use common::{ephemeral_ports, machine, target_dir, thousands};
 use report::{idle_table, mib, notes, open_table};
 use scenario::{run, Load};
+use settings::settings;
+pub(crate) use settings::{Settings, Spec};
+use tls::tls_scenarios;
 
 /// The descriptor limit asked for, soft and hard.
 const NOFILE: u64 = 65536;
-
-// ---------------------------------------------------------------------------
-// Settings.
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Spec {
-    Wharf { workers: usize },
-    Std,
-    Tokio,
-}
-
-impl Spec {
-    fn label(self) -> String {
-        match self {
-            Spec::Wharf { workers } => format!("wharf ({workers} workers)"),
-            Spec::Std => "std thread-per-connection".into(),
-            Spec::Tokio => "tokio".into(),
-        }
-    }
-}
-
-struct Settings {
-    rate: f64,
-    conns: usize,
-    warmup: Duration,
-    window: Duration,
-    client_threads: usize,
-    /// Nice value of the scheduled (measuring) client threads.
-    client_nice: i32,
-    idle_conns: usize,
-    ping_every: Duration,
-    busy: usize,
-    idle_warmup: Duration,
-    idle_window: Duration,
-    queue: usize,
-    max_connections: Option<usize>,
-    servers: Vec<Spec>,
-    open: bool,
-    idle: bool,
-}
-
-fn env_num<T: std::str::FromStr + PartialOrd + Copy>(
-    name: &str,
-    default: T,
-    low: T,
-    high: T,
-) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse::<T>()
-            .ok()
-            .filter(|x| *x >= low && *x <= high)
-            .ok_or_else(|| format!("{name}={v:?}: not a number in range")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn env_secs(name: &str, default: f64) -> Result<Duration, String> {
-    env_num(name, default, 0.0, 3600.0).map(Duration::from_secs_f64)
-}
-
-fn settings() -> Result<Settings, String> {
-    let servers = std::env::var("WHARF_MANY_SERVERS")
-        .unwrap_or_else(|_| "wharf4,wharf2,std,tokio".into())
-        .split(',')
-        .map(|s| match s.trim() {
-            "std" => Ok(Spec::Std),
-            "tokio" => Ok(Spec::Tokio),
-            w => w
-                .strip_prefix("wharf")
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n >= 1)
-                .map(|workers| Spec::Wharf { workers })
-                .ok_or_else(|| format!("WHARF_MANY_SERVERS: unknown server {w:?}")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let only = std::env::var("WHARF_MANY_ONLY").unwrap_or_else(|_| "open,idle".into());
-    let ping_every = env_secs("WHARF_MANY_PING_EVERY", 3.0)?;
-    if ping_every.is_zero() {
-        return Err("WHARF_MANY_PING_EVERY must be more than 0".into());
-    }
-    let window = env_secs("WHARF_MANY_SECS", 5.0)?;
-    let idle_window = env_secs("WHARF_MANY_IDLE_SECS", 9.0)?;
-    if window.is_zero() || idle_window.is_zero() {
-        return Err("measured windows must be more than 0 s".into());
-    }
-    Ok(Settings {
-        rate: env_num("WHARF_MANY_RATE", 20_000.0, 1.0, 1e7)?,
-        conns: env_num("WHARF_MANY_CONNS", 1000, 1, 60_000)?,
-        warmup: env_secs("WHARF_MANY_WARMUP", 1.0)?,
-        window,
-        client_threads: env_num("WHARF_MANY_CLIENT_THREADS", 1, 1, 2)?,
-        client_nice: env_num("WHARF_MANY_CLIENT_NICE", -10, -20, 19)?,
-        idle_conns: env_num("WHARF_MANY_IDLE_CONNS", 10_000, 1, 60_000)?,
-        ping_every,
-        busy: env_num("WHARF_MANY_BUSY", 8, 0, 256)?,
-        idle_warmup: env_secs("WHARF_MANY_IDLE_WARMUP", 3.0)?,
-        idle_window,
-        queue: env_num("WHARF_MANY_QUEUE", 10_000, 0, 1 << 20)?,
-        max_connections: match std::env::var("WHARF_MANY_MAX_CONNECTIONS") {
-            Ok(_) => Some(env_num("WHARF_MANY_MAX_CONNECTIONS", 10_000, 1, 1 << 20)?),
-            Err(_) => None,
-        },
-        servers,
-        open: only.contains("open"),
-        idle: only.contains("idle"),
-    })
-}
 
 // ---------------------------------------------------------------------------
 // Descriptors, and `main`.
@@ -377,6 +291,9 @@ fn main() -> ExitCode {
         for line in skipped {
             let _ = writeln!(report, "- **{line}**");
         }
+    }
+    if s.tls_churn || s.tls_idle {
+        failed |= tls_scenarios(&s, nofile, &mut report);
     }
     let _ = writeln!(
         report,

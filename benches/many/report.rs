@@ -1,5 +1,6 @@
 //! The report: the open-loop and idle-crowd tables (with wharf's goals for
-//! the idle crowd) and the notes under them. The machine line, where the
+//! the idle crowd) and the notes under them; the TLS scenarios' are in
+//! `tls_report`. The machine line, where the
 //! report is written and number formatting are in `benches/common`, shared
 //! with `compare`.
 
@@ -14,14 +15,15 @@ use crate::{Settings, Spec};
 const GOAL_IDLE_P99_US: u64 = 2_000;
 const GOAL_RSS_MIB: f64 = 32.0;
 /// wharf's threads besides the workers, in this bench's child: main (waits
-/// on stdin), acceptor, poller, reaper, closer, shutdown coordinator.
-const WHARF_FIXED_THREADS: usize = 6;
+/// on stdin), acceptor, reaper, closer, shutdown coordinator (there is no
+/// poller thread: idle workers wait on the epoll set themselves).
+pub(crate) const WHARF_FIXED_THREADS: usize = 5;
 
 pub(crate) fn mib(kib: Option<u64>) -> String {
     kib.map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0))
 }
 
-fn opt1(v: Option<f64>) -> String {
+pub(crate) fn opt1(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
@@ -160,8 +162,8 @@ pub(crate) fn idle_table(outcomes: &[Outcome], s: &Settings) -> String {
             "- {}: every PONG answered: {} ({} missed of {} sent); idle PONG p99 (from send) {} µs \
              ≤ {} µs: \
              {}; peak RSS {} MiB ≤ {GOAL_RSS_MIB} MiB: {}; threads {} (at most; {} in the \
-             window) = {workers} workers + {WHARF_FIXED_THREADS} (main, acceptor, poller, reaper, \
-             closer, shutdown): {}.",
+             window) = {workers} workers + {WHARF_FIXED_THREADS} (main, acceptor, reaper, closer, \
+             shutdown): {}.",
             o.spec.label(),
             verdict(o.driven.missed == 0 && o.driven.answered == o.driven.sent),
             o.driven.missed,

@@ -90,7 +90,7 @@ pub(crate) fn run(spec: Spec, load: &Load, s: &Settings) -> Result<Outcome, Stri
     let max_connections = s
         .max_connections
         .unwrap_or_else(|| 10_000.max(conns + busy + 64));
-    let server = ServerProcess::spawn(spec, s.queue, max_connections)?;
+    let server = ServerProcess::spawn(spec, s.queue, max_connections, None)?;
     let pid = server.pid;
     let connect_started = Instant::now();
     let connected = connect_all(server.addr, conns, 0)

@@ -34,6 +34,10 @@ pub enum BenchError {
     /// The external server's metrics endpoint (`metrics`) could not be read.
     #[error("{0}")]
     Metrics(String),
+    /// The TLS side of the run could not be set up (the throwaway
+    /// certificate, or the client's configuration).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Cancelled before the measured window started: nothing was measured
     /// (the points before it stand).
     #[error("cancelled before the measured window started")]

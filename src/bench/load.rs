@@ -14,6 +14,7 @@ use super::driver::{drive, Edge};
 use super::error::BenchError;
 use super::options::BenchOptions;
 use super::point::BenchPoint;
+use super::tls::{server_name, ClientTls};
 
 /// Descriptors kept free besides the clients' sockets (the server's
 /// listeners, the epoll set, log files, the test harness).
@@ -22,8 +23,40 @@ const SPARE_DESCRIPTORS: u64 = 128;
 /// Loads a server that is already running at `addr` for `options.warmup`
 /// then `options.duration`, and returns the client-side measurement.
 /// Used by `--connect` and by the comparison with other servers.
+///
+/// With `options.tls` the clients speak TLS, trusting the CA bundle
+/// `options.tls_ca` (which it then needs) and verifying
+/// `options.tls_server_name`, or else `addr`'s IP address.
 pub fn load(addr: SocketAddr, options: &BenchOptions) -> Result<BenchPoint, BenchError> {
-    run(addr, options, false, &AtomicBool::new(false), &mut |_| {})
+    let tls = client_tls(addr, options)?;
+    run(
+        addr,
+        options,
+        tls.as_ref(),
+        false,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+}
+
+/// The client side of a TLS load of a running server, from `tls_ca` and
+/// `tls_server_name`; `None` without `tls`.
+pub(super) fn client_tls(
+    addr: SocketAddr,
+    options: &BenchOptions,
+) -> Result<Option<ClientTls>, BenchError> {
+    if !options.tls {
+        return Ok(None);
+    }
+    let Some(ca) = &options.tls_ca else {
+        return Err(BenchError::Invalid(
+            "a TLS load of a running server needs tls-ca: the CA bundle its certificate \
+             chains to"
+                .into(),
+        ));
+    };
+    let name = server_name(options.tls_server_name.as_deref(), addr)?;
+    ClientTls::from_file(ca, name).map(Some)
 }
 
 /// Loads the server at `addr` as [`load`] does, calling `watch` at both
@@ -31,27 +64,30 @@ pub fn load(addr: SocketAddr, options: &BenchOptions) -> Result<BenchPoint, Benc
 /// is set (`Err(BenchError::Cancelled)` if it was set before the window
 /// started). Fills every client-side field; `workers`,
 /// `server_cpu_seconds` and `server` are left `None` for the caller.
+/// `tls`: the client side of a TLS run (`None`: plain).
 pub(super) fn measure(
     addr: SocketAddr,
     options: &BenchOptions,
+    tls: Option<&ClientTls>,
     cancel: &AtomicBool,
     watch: &mut dyn FnMut(Edge),
 ) -> Result<BenchPoint, BenchError> {
     // The sweep's servers run in this process: their ends of the
     // connections take descriptors from the same limit.
-    run(addr, options, options.connect.is_none(), cancel, watch)
+    run(addr, options, tls, options.connect.is_none(), cancel, watch)
 }
 
 fn run(
     addr: SocketAddr,
     options: &BenchOptions,
+    tls: Option<&ClientTls>,
     in_process: bool,
     cancel: &AtomicBool,
     watch: &mut dyn FnMut(Edge),
 ) -> Result<BenchPoint, BenchError> {
     check(options)?;
     fit_descriptors(options, in_process)?;
-    drive(addr, options, cancel, watch)
+    drive(addr, options, tls, cancel, watch)
 }
 
 /// The options the engine cannot run with.
@@ -136,6 +172,7 @@ mod tests {
         let point = measure(
             server.local_addr(),
             &options(100, 300),
+            None,
             &AtomicBool::new(false),
             &mut |edge| edges.push((edge, started.elapsed())),
         )
@@ -158,6 +195,7 @@ mod tests {
         let result = measure(
             server.local_addr(),
             &options(100, 300),
+            None,
             &cancel,
             &mut |_| {},
         );
@@ -173,6 +211,7 @@ mod tests {
             measure(
                 server.local_addr(),
                 &options(100, 60_000),
+                None,
                 &cancel,
                 &mut |e| edges.push(e),
             )

@@ -25,6 +25,8 @@
 //! - `server` and `cpu`: what the server itself saw over the window.
 //! - `point`: what one point measured ([`BenchPoint`]) and whether it kept
 //!   up; `words`: its figures as sentences write them.
+//! - `tls`: the clients' TLS configuration and the throwaway certificate an
+//!   in-process TLS run serves.
 //! - `sweep`: the [`sweep`](fn@sweep) over pool sizes, telling its [`Event`]s.
 //! - `recommend`: the advice drawn from it ([`recommend`](fn@recommend),
 //!   [`littles_law`]).
@@ -41,13 +43,16 @@ mod point;
 mod recommend;
 mod server;
 mod sweep;
+mod tls;
 mod words;
 
 pub use driver::Edge;
 pub use error::BenchError;
 pub use load::load;
 pub use options::{check, max_payload, BenchOptions};
-pub use point::{BenchPoint, IdleFigures, Percentiles, Rejections, ServerFigures, SATURATED};
+pub use point::{
+    BenchPoint, IdleFigures, Percentiles, Rejections, ServerFigures, TlsFigures, SATURATED,
+};
 pub use recommend::{expected_busy, littles_law, recommend, Recommendation};
 pub use sweep::{sweep, Event};
 pub use words::{human_rate, human_us};

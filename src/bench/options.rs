@@ -5,6 +5,7 @@
 //! their durations as seconds (`1.5`), not serde's `{secs, nanos}`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -59,6 +60,18 @@ pub struct BenchOptions {
     /// With `connect`: the server's `--metrics` address, to read its queue
     /// wait, service time and busy workers from.
     pub metrics: Option<SocketAddr>,
+    /// Speak TLS: every connection makes a full handshake (ALPN `wharf`,
+    /// TLS 1.3 or 1.2, key exchange X25519 or P-256, session resumption
+    /// off), then the same frames inside it. In process, the servers serve
+    /// a throwaway certificate made for the run; with `connect`, the
+    /// server's certificate must chain to `tls_ca`.
+    pub tls: bool,
+    /// With `tls` and `connect`: the PEM bundle of the certificate
+    /// authorities the server's certificate must chain to.
+    pub tls_ca: Option<PathBuf>,
+    /// With `tls`: the name the server's certificate must carry (a DNS
+    /// name or an IP address). Default: the IP address connected to.
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for BenchOptions {
@@ -80,6 +93,9 @@ impl Default for BenchOptions {
             idle_ping: Duration::from_secs(1),
             target_p99: None,
             metrics: None,
+            tls: false,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -128,6 +144,7 @@ pub fn check(options: &BenchOptions) -> Result<(), BenchError> {
     if options.idle > 0 && options.idle_ping.is_zero() {
         return invalid("idle-ping must be greater than 0");
     }
+    check_tls(options)?;
     let limit = max_payload(Config::default().max_frame);
     if options.payload > limit {
         return Err(BenchError::Invalid(format!(
@@ -135,6 +152,42 @@ pub fn check(options: &BenchOptions) -> Result<(), BenchError> {
              max-frame 1 MiB less the kind byte)",
             options.payload
         )));
+    }
+    Ok(())
+}
+
+/// The TLS options' combinations: `tls_ca` and `tls_server_name` need
+/// `tls`; `tls` with `connect` needs `tls_ca` (in process, the throwaway
+/// certificate's CA is trusted, and no other).
+fn check_tls(options: &BenchOptions) -> Result<(), BenchError> {
+    let invalid = |what: &str| Err(BenchError::Invalid(what.to_owned()));
+    if !options.tls {
+        if options.tls_ca.is_some() || options.tls_server_name.is_some() {
+            return invalid("tls-ca and tls-server-name are for a TLS run: they need tls");
+        }
+        return Ok(());
+    }
+    match (&options.connect, &options.tls_ca) {
+        (Some(_), None) => {
+            return invalid(
+                "tls with connect needs tls-ca: the CA bundle the server's certificate \
+                 chains to",
+            )
+        }
+        (None, Some(_)) => {
+            return invalid(
+                "tls-ca is for connect: in process the servers serve a throwaway \
+                 certificate, and the run trusts its CA",
+            )
+        }
+        _ => {}
+    }
+    if let Some(name) = &options.tls_server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(BenchError::Invalid(format!(
+                "tls-server-name {name:?} is neither a DNS name nor an IP address"
+            )));
+        }
     }
     Ok(())
 }

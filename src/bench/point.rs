@@ -1,8 +1,9 @@
 //! What one point measured: the client side's throughput and latency
-//! ([`BenchPoint`]), what the idle clients saw ([`IdleFigures`]), and where
-//! the server's time went ([`ServerFigures`]), with the judgement every
-//! report and the recommendation share: whether a point kept up with what
-//! was offered ([`BenchPoint::shortfall`]).
+//! ([`BenchPoint`]), what the idle clients saw ([`IdleFigures`]), the
+//! handshakes of a TLS run ([`TlsFigures`]), and where the server's time
+//! went ([`ServerFigures`]), with the judgement every report and the
+//! recommendation share: whether a point kept up with what was offered
+//! ([`BenchPoint::shortfall`]).
 
 use serde::Serialize;
 
@@ -51,6 +52,30 @@ pub struct BenchPoint {
     /// What the server saw: where the time went. In-process servers, or an
     /// external one with `metrics`.
     pub server: Option<ServerFigures>,
+    /// Over TLS (`tls`): the handshakes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFigures>,
+}
+
+/// The handshakes of a TLS run, in the measured window. Every one is full:
+/// the clients resume no session.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct TlsFigures {
+    /// Handshakes the clients completed in the window: with
+    /// `batches_per_connection`, the connections opened (churn).
+    pub handshakes: u64,
+    /// `handshakes / seconds`.
+    pub handshakes_per_sec: f64,
+    /// Time from a connection's connect to its completed handshake, as the
+    /// client saw it (µs).
+    pub handshake: Percentiles,
+    /// Handshakes the server completed in the window, by its own count (in
+    /// process, or from an external server's `metrics`).
+    pub server_handshakes: Option<u64>,
+    /// The server threads' CPU time in the window per handshake it
+    /// completed (µs; in process only). With the clients making a
+    /// connection per request, most of it is the handshake.
+    pub server_cpu_us_per_handshake: Option<f64>,
 }
 
 /// Latency percentiles, in microseconds.
@@ -110,6 +135,10 @@ pub struct ServerFigures {
     pub wakeups_per_request: Option<f64>,
     /// Connections turned away with GOAWAY 3.
     pub rejected: Rejections,
+    /// TLS handshakes the server completed (`None` from a metrics endpoint
+    /// without TLS listeners).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes: Option<u64>,
 }
 
 impl BenchPoint {

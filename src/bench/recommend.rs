@@ -214,6 +214,7 @@ mod tests {
             offered_rps: None,
             idle: None,
             server: None,
+            tls: None,
         }
     }
 

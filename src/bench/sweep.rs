@@ -3,6 +3,10 @@
 //! and `cpu` for its threads' CPU time), drain it and move on; or, with
 //! `connect`, measure the one external server.
 //!
+//! With `tls`, every in-process server serves one throwaway certificate
+//! made for the sweep (and removed after it) on a TLS listener, and the
+//! clients trust its CA; with `connect` too, they trust `tls_ca`.
+//!
 //! What the sweep is doing goes to the caller as [`Event`]s, for a
 //! progress display; a cancel (Ctrl-C) drops the point under way and keeps
 //! the points measured so far.
@@ -16,7 +20,9 @@ use super::error::BenchError;
 use super::load::measure;
 use super::options::{check, BenchOptions};
 use super::point::{BenchPoint, ServerFigures};
+use super::tls::{server_name, ClientTls, Throwaway};
 use super::{cpu, server};
+use crate::server::Security;
 use crate::{Config, Echo, Server};
 
 /// What the sweep is doing, for a progress display.
@@ -69,9 +75,11 @@ pub fn sweep(
             None => None,
         };
         let every = (options.duration / 20).max(Duration::from_millis(50));
+        let tls = super::load::client_tls(addr, options)?;
         let run = Run {
             addr,
             options,
+            tls: tls.as_ref(),
             cancel,
             source,
             every,
@@ -83,10 +91,26 @@ pub fn sweep(
             other => other?,
         };
         point.workers = None;
+        tls_figures(&mut point);
         on(Event::Done(&point));
         points.push(point);
         return Ok(points);
     }
+    // One throwaway certificate for the whole sweep, removed when it ends.
+    let throwaway = if options.tls {
+        let names: Vec<String> = options.tls_server_name.iter().cloned().collect();
+        let throwaway = Throwaway::new(&names)?;
+        let localhost = ([127, 0, 0, 1], 0).into();
+        let name = server_name(options.tls_server_name.as_deref(), localhost)?;
+        let tls = ClientTls::new(
+            throwaway.ca_pem.as_bytes(),
+            "(the run's throwaway CA)",
+            name,
+        )?;
+        Some((throwaway, tls))
+    } else {
+        None
+    };
     let steps = options.workers.len();
     for (step, &workers) in options.workers.iter().enumerate() {
         if cancel.load(Ordering::Relaxed) {
@@ -99,18 +123,25 @@ pub fn sweep(
                 Config::default().max_connections,
                 crate::config::MAX_CONNECTIONS,
             ),
+            tls: throwaway.as_ref().map(|(t, _)| t.settings()),
             ..Config::default()
         };
         let echo = Echo {
             delay: options.delay,
             spin: options.spin,
         };
-        let server = Server::start_timed(config, crate::server::Security::Plain, echo)?;
+        let security = if options.tls {
+            Security::Tls
+        } else {
+            Security::Plain
+        };
+        let server = Server::start_timed(config, security, echo)?;
         let source = server.probe().map(server::Source::InProcess);
         let mut cpu = None;
         let run = Run {
             addr: server.local_addr(),
             options,
+            tls: throwaway.as_ref().map(|(_, tls)| tls),
             cancel,
             source,
             every: Duration::from_millis(1),
@@ -131,6 +162,7 @@ pub fn sweep(
         };
         point.workers = Some(workers);
         point.server_cpu_seconds = cpu;
+        tls_figures(&mut point);
         on(Event::Done(&point));
         points.push(point);
     }
@@ -143,6 +175,7 @@ pub fn sweep(
 struct Run<'a> {
     addr: SocketAddr,
     options: &'a BenchOptions,
+    tls: Option<&'a ClientTls>,
     cancel: &'a AtomicBool,
     source: Option<server::Source>,
     every: Duration,
@@ -170,7 +203,7 @@ impl Run<'_> {
         });
         let mut window: Option<Result<server::Window, String>> = None;
         let mut figures: Option<Result<ServerFigures, String>> = None;
-        let result = measure(self.addr, self.options, self.cancel, &mut |at| {
+        let result = measure(self.addr, self.options, self.tls, self.cancel, &mut |at| {
             edge(at);
             match at {
                 Edge::Start => {
@@ -194,5 +227,19 @@ impl Run<'_> {
             _ => None,
         };
         Ok(point)
+    }
+}
+
+/// Over TLS, the server's side of the handshakes: its own count, and its
+/// threads' CPU per handshake (in process).
+fn tls_figures(point: &mut BenchPoint) {
+    let server_handshakes = point.server.and_then(|s| s.tls_handshakes);
+    let cpu = point.server_cpu_seconds;
+    if let Some(tls) = point.tls.as_mut() {
+        tls.server_handshakes = server_handshakes;
+        tls.server_cpu_us_per_handshake = cpu
+            .zip(server_handshakes)
+            .filter(|&(_, n)| n > 0)
+            .map(|(cpu, n)| cpu * 1e6 / n as f64);
     }
 }

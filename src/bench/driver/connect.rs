@@ -8,6 +8,11 @@
 //! lost, with the requests' original times, so a rejection shows as
 //! latency. If no connection at all can be opened, the run fails with the
 //! first cause ([`Driver::connect_error`]).
+//!
+//! Over TLS a connection counts as connecting until its handshake is done
+//! (so at most [`CONNECTING_AT_ONCE`] handshakes are under way at once),
+//! and a failed handshake is a failed connect, whose cause the run reports
+//! if no connection opens at all (an untrusted certificate, say).
 
 use std::cmp::Reverse;
 use std::io::{self, ErrorKind};
@@ -87,8 +92,16 @@ impl Driver<'_> {
         )?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
+        let session = match self.tls {
+            Some(tls) => Some(tls.session().map_err(io::Error::other)?),
+            None => None,
+        };
         let c = &mut self.conns[i];
         c.generation = c.generation.wrapping_add(1);
+        if session.is_some() {
+            c.connect_started = Instant::now();
+        }
+        c.tls = session;
         let open = match socket.connect(&SockAddr::from(self.addr)) {
             Ok(()) => true,
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => false,
@@ -111,11 +124,19 @@ impl Driver<'_> {
     }
 
     pub(super) fn on_connected(&mut self, i: usize) {
-        self.ever_connected = true;
         let c = &mut self.conns[i];
-        if !c.tried {
-            c.tried = true;
-            self.untried -= 1;
+        if c.tls.is_some() {
+            // Open for sending (rustls keeps the plaintext until the
+            // handshake is done), but connecting until the handshake is:
+            // `handshake_done` counts it then.
+            c.handshaking = true;
+            self.connecting += 1;
+        } else {
+            self.ever_connected = true;
+            if !c.tried {
+                c.tried = true;
+                self.untried -= 1;
+            }
         }
         c.state = State::Open;
         c.batches = 0;
@@ -141,13 +162,23 @@ impl Driver<'_> {
     /// again. What it owed stays owed.
     pub(super) fn close(&mut self, i: usize, why: Lost) {
         let c = &mut self.conns[i];
-        if c.state == State::Connecting {
+        if c.state == State::Connecting || c.handshaking {
             self.connecting -= 1;
         }
         if !c.tried {
             c.tried = true;
             self.untried -= 1;
         }
+        if let (Some(tls), Some(socket)) = (c.tls.as_mut(), c.socket.as_ref()) {
+            if !c.handshaking && matches!(why, Lost::Churn | Lost::Done) {
+                // A polite end, as a real client's: close_notify, if the
+                // socket takes it now.
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut &*socket);
+            }
+        }
+        c.tls = None;
+        c.handshaking = false;
         c.socket = None;
         c.state = State::Closed;
         c.input.clear();

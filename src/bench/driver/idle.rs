@@ -48,8 +48,9 @@ impl Driver<'_> {
     }
 }
 
-/// The percentiles of a latency histogram, for the idle clients' figures.
-fn percentiles(h: &Histogram<u64>) -> Percentiles {
+/// The percentiles of a latency histogram, for the idle clients' figures
+/// and the handshakes'.
+pub(super) fn percentiles(h: &Histogram<u64>) -> Percentiles {
     Percentiles {
         p50_us: h.value_at_quantile(0.50),
         p90_us: h.value_at_quantile(0.90),

@@ -34,10 +34,19 @@
 //! pause; the requests it owed are sent again on the new connection and
 //! keep their original time, so a rejection shows as latency.
 //!
+//! Over TLS (`tls`), each connection has a rustls session between its
+//! frames and its socket, resumption off, so every connection makes a full
+//! handshake; its requests are written into the session as soon as the
+//! socket is open (rustls sends them right after the handshake), and it
+//! counts as connecting until the handshake is done. A plain run never
+//! touches any of it: one check of the connection's session per read and
+//! per write.
+//!
 //! The modules: `state`, what the driver keeps; `connect`, the connections
 //! opening, closing and opening again; `closed_loop` and `open_loop`, which
 //! requests go out when; `idle`, the idle clients; `send` and `receive`,
-//! the bytes each way and the check of every reply; `window`, the measured
+//! the bytes each way and the check of every reply; `tls`, the same
+//! through a TLS session, and the handshakes; `window`, the measured
 //! window and the point it yields. This file runs the loop through the
 //! phases.
 
@@ -48,6 +57,7 @@ mod open_loop;
 mod receive;
 mod send;
 mod state;
+mod tls;
 mod window;
 
 use std::cmp::Reverse;
@@ -64,6 +74,7 @@ use rustix::event::Timespec;
 use super::error::BenchError;
 use super::options::BenchOptions;
 use super::point::BenchPoint;
+use super::tls::ClientTls;
 use connect::CONNECT_LIMIT;
 use idle::PING_GRACE;
 use state::{histogram, Conn, Driver, Phase, Schedule, State, MAX_WAIT};
@@ -79,6 +90,7 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(super) fn drive(
     addr: SocketAddr,
     options: &BenchOptions,
+    tls: Option<&ClientTls>,
     cancel: &AtomicBool,
     watch: &mut dyn FnMut(Edge),
 ) -> Result<BenchPoint, BenchError> {
@@ -105,6 +117,9 @@ pub(super) fn drive(
                 next_seq: 1,
                 batches: 0,
                 served: false,
+                tls: None,
+                handshaking: false,
+                connect_started: now,
             })
             .collect(),
         to_connect: (0..total).collect(),
@@ -135,6 +150,9 @@ pub(super) fn drive(
         scratch: Vec::new(),
         expected: Vec::new(),
         buf: vec![0; READ_CHUNK],
+        tls,
+        handshakes: 0,
+        handshake_latency: histogram(),
     };
     let result = driver.run(cancel, watch);
     // Every connection is closed here, whatever the server does next.

@@ -60,6 +60,9 @@ impl Driver<'_> {
     }
 
     fn read(&mut self, i: usize) {
+        if self.conns[i].tls.is_some() {
+            return self.read_tls(i);
+        }
         let c = &self.conns[i];
         let id = c.id;
         let Some(socket) = c.socket.as_ref() else {
@@ -98,7 +101,7 @@ impl Driver<'_> {
 
     /// Handles every whole reply in `input`; returns the bytes used, or
     /// `None` if the connection had to be closed.
-    fn replies(&mut self, i: usize, input: &[u8], now: Instant) -> Option<usize> {
+    pub(super) fn replies(&mut self, i: usize, input: &[u8], now: Instant) -> Option<usize> {
         let limit = self.options.payload.max(PING_PAYLOAD) + 64 * 1024;
         let mut at = 0;
         while input.len() - at >= HEADER_LEN {

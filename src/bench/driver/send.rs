@@ -42,6 +42,9 @@ impl Driver<'_> {
     /// Writes what connection `i` has pending; watches for writability
     /// while some is left.
     pub(super) fn flush(&mut self, i: usize) {
+        if self.conns[i].tls.is_some() {
+            return self.flush_tls(i);
+        }
         let c = &mut self.conns[i];
         if c.state != State::Open {
             return;
@@ -68,6 +71,16 @@ impl Driver<'_> {
         }
         c.output.drain(..written);
         let want_writes = !c.output.is_empty();
+        self.flushed(i, want_writes, failure);
+    }
+
+    /// After a flush: watches for writability if `want_writes` (and stops
+    /// when not), or closes the connection on a `failure`.
+    pub(super) fn flushed(&mut self, i: usize, want_writes: bool, mut failure: Option<io::Error>) {
+        let c = &mut self.conns[i];
+        let Some(socket) = c.socket.as_ref() else {
+            return;
+        };
         if failure.is_none() && want_writes != c.watching_writes {
             let flags = if want_writes {
                 EventFlags::IN | EventFlags::OUT

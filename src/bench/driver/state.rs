@@ -15,9 +15,11 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rustls::ClientConnection;
 use socket2::Socket;
 
 use crate::bench::options::BenchOptions;
+use crate::bench::tls::ClientTls;
 
 /// The longest one wait for readiness lasts, so a cancel is seen soon.
 pub(super) const MAX_WAIT: Duration = Duration::from_millis(20);
@@ -71,6 +73,14 @@ pub(super) struct Conn {
     pub(super) batches: usize,
     /// A verified reply arrived in the window.
     pub(super) served: bool,
+    /// Over TLS: the session on the current socket. `output` is plaintext
+    /// that goes into it.
+    pub(super) tls: Option<Box<ClientConnection>>,
+    /// Over TLS: the socket is open and its handshake not done yet (it
+    /// still holds one of the connecting slots).
+    pub(super) handshaking: bool,
+    /// Over TLS: when the current socket started connecting.
+    pub(super) connect_started: Instant,
 }
 
 /// Why a connection is closed.
@@ -129,6 +139,12 @@ pub(super) struct Driver<'a> {
     pub(super) scratch: Vec<u8>,
     pub(super) expected: Vec<u8>,
     pub(super) buf: Vec<u8>,
+    /// Over TLS: what every connection's session is made from.
+    pub(super) tls: Option<&'a ClientTls>,
+    /// Over TLS: handshakes completed in the window, and how long each
+    /// took from the connect.
+    pub(super) handshakes: u64,
+    pub(super) handshake_latency: Histogram<u64>,
 }
 
 /// A latency histogram: 1 µs to an hour, 3 significant digits.

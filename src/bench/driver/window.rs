@@ -10,8 +10,9 @@
 
 use std::time::Instant;
 
+use super::idle::percentiles;
 use super::state::{micros, Driver, Phase};
-use crate::bench::point::BenchPoint;
+use crate::bench::point::{BenchPoint, TlsFigures};
 
 /// The edges of the measured window, so the caller can read the server
 /// (CPU time, counters, histograms) exactly over it.
@@ -43,6 +44,20 @@ impl Driver<'_> {
         let h = &self.latency;
         let at = |q: f64| h.value_at_quantile(q);
         let idle = self.idle_figures();
+        let per_sec = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let tls = self.tls.map(|_| TlsFigures {
+            handshakes: self.handshakes,
+            handshakes_per_sec: per_sec(self.handshakes),
+            handshake: percentiles(&self.handshake_latency),
+            server_handshakes: None,
+            server_cpu_us_per_handshake: None,
+        });
         BenchPoint {
             workers: None,
             requests: self.requests,
@@ -66,6 +81,7 @@ impl Driver<'_> {
             offered_rps: self.options.rate,
             idle,
             server: None,
+            tls,
         }
     }
 

@@ -1,8 +1,9 @@
 //! An external server's `--metrics` endpoint: `GET /metrics` over a plain
 //! TCP connection, and the Prometheus text parsed into a [`Reading`] for
 //! `wharf_queue_wait_seconds_*`, `wharf_service_seconds_*`,
-//! `wharf_workers_busy`, `wharf_workers`, `wharf_requests_total` and
-//! `wharf_connections_rejected_total{reason}`. Rests and wake-ups are not
+//! `wharf_workers_busy`, `wharf_workers`, `wharf_requests_total`,
+//! `wharf_connections_rejected_total{reason}` and, with TLS listeners,
+//! `wharf_tls_handshakes_total{result="ok"}`. Rests and wake-ups are not
 //! exported, so they are `None` there.
 //!
 //! No HTTP client: one `GET` with `Connection: close`, the response read
@@ -106,6 +107,9 @@ pub(super) fn parse(text: &str) -> Result<Reading, String> {
             "wharf_requests_total" => reading.data_requests = count,
             "wharf_workers_busy" => reading.busy = value,
             "wharf_workers" => reading.pool = count as usize,
+            "wharf_tls_handshakes_total" if label("result").as_deref() == Some("ok") => {
+                reading.tls_handshakes = Some(count);
+            }
             "wharf_connections_rejected_total" => match label("reason").as_deref() {
                 Some("max_connections") => reading.rejected.max_connections = count,
                 Some("queue_full") => reading.rejected.queue_full = count,
@@ -171,6 +175,8 @@ wharf_workers_busy 3
 wharf_connections_rejected_total{reason=\"max_connections\"} 1
 wharf_connections_rejected_total{reason=\"queue_full\"} 2
 wharf_connections_rejected_total{reason=\"queue_deadline\"} 3
+wharf_tls_handshakes_total{result=\"ok\"} 7
+wharf_tls_handshakes_total{result=\"failed\"} 2
 ";
 
     #[test]
@@ -189,6 +195,7 @@ wharf_connections_rejected_total{reason=\"queue_deadline\"} 3
                 queue_deadline: 3
             }
         );
+        assert_eq!(r.tls_handshakes, Some(7));
         assert!(parse("something_else 1\n").is_err());
     }
 }

@@ -72,6 +72,7 @@ impl Source {
                     },
                     busy: probe.workers.busy() as f64,
                     pool: probe.workers.len(),
+                    tls_handshakes: Some(probe.stats.tls_handshakes_ok.load(Ordering::Relaxed)),
                 })
             }
             Source::Endpoint(addr) => scrape(*addr).and_then(|text| parse(&text)),
@@ -188,6 +189,10 @@ fn figures(start: &Reading, end: &Reading, busy: f64) -> ServerFigures {
         },
         rests_per_request: per_request(start.rests, end.rests),
         wakeups_per_request: per_request(start.wakeups, end.wakeups),
+        tls_handshakes: start
+            .tls_handshakes
+            .zip(end.tls_handshakes)
+            .map(|(a, b)| b.saturating_sub(a)),
         rejected: Rejections {
             max_connections: end
                 .rejected

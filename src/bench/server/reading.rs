@@ -118,4 +118,6 @@ pub(super) struct Reading {
     pub(super) rejected: Rejections,
     pub(super) busy: f64,
     pub(super) pool: usize,
+    /// TLS handshakes completed (`None` from an endpoint without them).
+    pub(super) tls_handshakes: Option<u64>,
 }

@@ -53,6 +53,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         idle_ping: args.idle_ping,
         target_p99: args.target_p99,
         metrics: args.metrics,
+        tls: args.tls,
+        tls_ca: args.tls_ca.clone(),
+        tls_server_name: args.tls_server_name.clone(),
     };
     // Everything that can be refused is refused before measuring.
     if let Err(e) = bench::check(&options) {

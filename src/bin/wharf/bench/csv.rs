@@ -41,6 +41,12 @@ pub const CSV_COLUMNS: &[&str] = &[
     "idle_pongs",
     "idle_missed",
     "idle_p99_us",
+    "tls_handshakes",
+    "tls_handshakes_per_sec",
+    "tls_handshake_p50_us",
+    "tls_handshake_p99_us",
+    "server_tls_handshakes",
+    "server_cpu_us_per_handshake",
     "version",
     "cpus",
     "kernel",
@@ -57,6 +63,7 @@ pub fn csv(report: &JsonReport<'_>) -> String {
     for p in report.results {
         let s = p.server.as_ref();
         let idle = p.idle.as_ref();
+        let tls = p.tls.as_ref();
         let fields = [
             p.workers.map_or(String::new(), |w| w.to_string()),
             p.requests.to_string(),
@@ -90,6 +97,12 @@ pub fn csv(report: &JsonReport<'_>) -> String {
             u(idle.map(|i| i.pongs)),
             u(idle.map(|i| i.missed)),
             u(idle.map(|i| i.latency.p99_us)),
+            u(tls.map(|t| t.handshakes)),
+            f(tls.map(|t| t.handshakes_per_sec), 1),
+            u(tls.map(|t| t.handshake.p50_us)),
+            u(tls.map(|t| t.handshake.p99_us)),
+            u(tls.and_then(|t| t.server_handshakes)),
+            f(tls.and_then(|t| t.server_cpu_us_per_handshake), 1),
             report.version.to_owned(),
             report.machine.cpus.to_string(),
             // A kernel release has no comma; make sure.

@@ -91,6 +91,33 @@ pub fn table(
             }
         }
     }
+    if points.iter().any(|p| p.tls.is_some()) {
+        let _ = writeln!(
+            out,
+            "\nTLS handshakes (full: no session resumption; time from the connect to the \
+             handshake done, as the clients saw it):"
+        );
+        for p in points {
+            if let Some(tls) = p.tls {
+                let _ = write!(
+                    out,
+                    "  {}: {} handshakes, {}/s; p50 {} us, p99 {} us",
+                    label(p.workers),
+                    tls.handshakes,
+                    human_rate(tls.handshakes_per_sec),
+                    tls.handshake.p50_us,
+                    tls.handshake.p99_us
+                );
+                if let Some(server) = tls.server_handshakes {
+                    let _ = write!(out, "; the server counted {server}");
+                }
+                if let Some(cpu) = tls.server_cpu_us_per_handshake {
+                    let _ = write!(out, ", {cpu:.0} us of its CPU per handshake");
+                }
+                out.push('\n');
+            }
+        }
+    }
     match rec {
         Some(Recommendation {
             workers: Some(workers),

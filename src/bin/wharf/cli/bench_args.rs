@@ -21,7 +21,7 @@ Exit status:
   2    bad flags or combinations, or an output file that cannot be written (nothing measured)
   130  interrupted (Ctrl-C): the points measured so far are printed and written
 With --connect, --workers and --plot are refused (one point, no pool to sweep); --metrics-url needs
---connect; --target-p99 needs --rate.";
+--connect; --target-p99 needs --rate; --tls with --connect needs --tls-ca.";
 
 #[derive(Debug, Args)]
 #[command(after_help = BENCH_EXIT_STATUS)]
@@ -75,6 +75,15 @@ pub struct BenchArgs {
     /// With --connect: the server's metrics endpoint (http://HOST:PORT/metrics, or HOST:PORT), to read queue wait, service time and busy workers from.
     #[arg(long = "metrics-url", alias = "metrics", value_name = "URL", requires = "connect", value_parser = metrics_url)]
     pub metrics: Option<SocketAddr>,
+    /// Speak TLS: a full handshake per connection (no session resumption), ALPN wharf. In process, the servers serve a throwaway certificate; with --connect, --tls-ca is needed.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls --connect: the PEM CA bundle the server's certificate must chain to.
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "connect"])]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls: the name the server's certificate must carry [default: the IP address connected to].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_server_name: Option<String>,
     /// Write the results as CSV.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
