@@ -20,7 +20,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::gate::{gate, SLOW};
-use common::scrape::{handshakes, metrics_addr, value, wait_for, with_metrics};
+use common::metrics::{metrics_addr, value, wait_for, with_metrics};
+use common::scrape::handshakes;
 use common::tls::{bytes_until_closed, start_tls, Certs, ClientSetup, TlsStream};
 use common::Client;
 use wharf::frame::{GoAway, DATA, GOAWAY, PING, PONG};
@@ -116,7 +117,7 @@ fn pings_keep_a_tls_connection_alive_past_the_heartbeat() {
         i += 1;
     }
     client.echo(b"alive after three heartbeats");
-    let text = common::scrape::scrape(metrics_addr(&server));
+    let text = common::metrics::scrape(metrics_addr(&server));
     assert_eq!(value(&text, "wharf_connections_reaped_total"), 0.0);
     server.handle().shutdown();
     assert!(!server.join().forced);

@@ -13,8 +13,9 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::metrics::{metrics_addr, scrape, value, wait_for, with_metrics};
 use common::pki::{not_after, recorder};
-use common::scrape::{handshakes, metrics_addr, scrape, value, wait_for, with_metrics};
+use common::scrape::handshakes;
 use common::tls::{start_tls, Certs, ClientSetup, TLS12_ONLY, TLS13_ONLY};
 use common::Client;
 use rustls::pki_types::pem::PemObject as _;

@@ -33,9 +33,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::metrics::logged_metrics_addr;
+use common::metrics::scrape;
 use common::netns;
 use common::pki::{Ca, Dir};
-use common::scrape::{handshakes, scrape};
+use common::scrape::handshakes;
 use common::tls::{spawn_tls_wharf, Certs};
 use common::{eventually, Wharf};
 

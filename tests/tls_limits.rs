@@ -20,7 +20,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::gate::{gate, SLOW};
-use common::scrape::{handshakes, metrics_addr, scrape, value, wait_for, with_metrics};
+use common::metrics::{metrics_addr, scrape, value, wait_for, with_metrics};
+use common::scrape::handshakes;
 use common::tls::{bytes_until_closed, start_tls, Certs, ClientSetup};
 use common::Client;
 use wharf::{Config, Echo, Overload};

@@ -17,8 +17,9 @@ mod common;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
+use common::metrics::{metrics_addr, wait_for, with_metrics};
 use common::pki::{client_params, recorder, sha256, Ca, Dir, Issued};
-use common::scrape::{handshakes, metrics_addr, wait_for, with_metrics};
+use common::scrape::handshakes;
 use common::tls::{rustls_error, start_tls, ClientSetup, TLS12_ONLY, TLS13_ONLY};
 use rcgen::SanType;
 use rustls::AlertDescription;

@@ -35,8 +35,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::metrics::logged_metrics_addr;
+use common::metrics::{scrape, wait_for};
 use common::netns::skipped;
-use common::scrape::{handshakes, scrape, wait_for};
+use common::scrape::handshakes;
 use common::tls::{spawn_tls_wharf, Certs};
 use common::Wharf;
 

@@ -15,8 +15,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::metrics::{metrics_addr, scrape, value, wait_for, with_metrics};
 use common::pki::{client_params, common_name, not_after, server_params, Ca, Dir, Issued};
-use common::scrape::{metrics_addr, reloads, scrape, value, wait_for, with_metrics};
+use common::scrape::reloads;
 use common::tls::{start_tls, ClientSetup, TlsStream};
 use rcgen::KeyPair;
 use rustls::AlertDescription;

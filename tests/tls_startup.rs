@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, Once};
 
+use common::metrics::{metrics_addr, scrape, value, with_metrics};
 use common::pki::{not_after, server_params, Ca, Dir};
-use common::scrape::{metrics_addr, scrape, value, with_metrics};
 use common::tls::ClientSetup;
 use rcgen::KeyPair;
 use rustls::CertificateError;

@@ -24,6 +24,7 @@ pub fn with_metrics(config: Config) -> Config {
     }
 }
 
+/// The address of a server's metrics endpoint.
 pub fn metrics_addr(server: &Server) -> SocketAddr {
     server.metrics_addr().expect("the metrics endpoint runs")
 }
@@ -128,8 +129,9 @@ pub fn value(text: &str, series: &str) -> f64 {
     sample(text, series).unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
 }
 
-/// Polls `/metrics` until `series` has the value `expected`.
-pub fn wait_for(addr: SocketAddr, series: &str, expected: f64) {
+/// Polls `/metrics` until `series` has the value `expected`; returns the
+/// last scrape.
+pub fn wait_for(addr: SocketAddr, series: &str, expected: f64) -> String {
     let mut last = String::new();
     let seen = eventually(WITHIN, || {
         last = scrape(addr);
@@ -139,6 +141,7 @@ pub fn wait_for(addr: SocketAddr, series: &str, expected: f64) {
         seen,
         "{series} never became {expected}; last scrape:\n{last}"
     );
+    last
 }
 
 /// The `metrics on <addr>` line's address.
