@@ -20,6 +20,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::gate::{gate, SLOW};
+use common::hostile::raise_nofile;
 use common::metrics::{metrics_addr, scrape, value, wait_for, with_metrics};
 use common::scrape::handshakes;
 use common::tls::{bytes_until_closed, start_tls, Certs, ClientSetup};
@@ -50,30 +51,6 @@ fn open_and_silent(stream: &TcpStream) -> bool {
     let open = matches!((&*stream).read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock);
     stream.set_nonblocking(false).unwrap();
     open
-}
-
-/// Raises this process's soft RLIMIT_NOFILE to the hard limit; returns it.
-fn raise_nofile() -> libc::rlim_t {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
-    limit.rlim_cur
 }
 
 #[test]
