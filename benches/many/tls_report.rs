@@ -3,11 +3,77 @@
 //! them.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use wharf::bench::BenchPoint;
+
+use crate::child::ProcFigures;
 use crate::common::thousands;
 use crate::report::{mib, opt1, WHARF_FIXED_THREADS};
-use crate::tls::TlsOutcome;
 use crate::{Settings, Spec};
+
+/// What one TLS scenario measured against one server, as the tables read it.
+pub(crate) struct TlsOutcome {
+    pub(crate) spec: Spec,
+    pub(crate) config: String,
+    pub(crate) point: BenchPoint,
+    pub(crate) window: Duration,
+    pub(crate) proc: ProcFigures,
+    /// VmRSS of the child before any client connected.
+    pub(crate) rss_before_kib: Option<u64>,
+    pub(crate) not_reniced: bool,
+}
+
+impl TlsOutcome {
+    pub(crate) fn handshakes(&self) -> u64 {
+        self.point.tls.map_or(0, |t| t.handshakes)
+    }
+
+    pub(crate) fn handshakes_per_sec(&self) -> f64 {
+        self.point.tls.map_or(0.0, |t| t.handshakes_per_sec)
+    }
+
+    /// The child's CPU in the window per handshake the clients completed
+    /// in it (µs).
+    pub(crate) fn cpu_us_per_handshake(&self) -> Option<f64> {
+        let handshakes = self.handshakes();
+        let cpu = self.proc.cpu_in_window?;
+        (handshakes > 0).then(|| cpu * 1e6 / handshakes as f64)
+    }
+
+    /// (VmRSS at the window's end − VmRSS before any client) / `idle`, KiB.
+    pub(crate) fn kib_per_connection(&self, idle: usize) -> Option<f64> {
+        let before = self.rss_before_kib? as f64;
+        let during = self.proc.rss_window_end_kib? as f64;
+        (idle > 0).then(|| (during - before) / idle as f64)
+    }
+
+    pub(crate) fn idle_p99_us(&self) -> Option<u64> {
+        self.point.idle.map(|i| i.latency.p99_us)
+    }
+
+    /// CPU used in the window, in cores: server / client / other
+    /// processes / irq+softirq / steal.
+    pub(crate) fn cores(&self) -> String {
+        let secs = self.window.as_secs_f64();
+        let cores = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v / secs));
+        format!(
+            "{} / {} / {} / {} / {}",
+            cores(self.proc.cpu_in_window),
+            cores(self.proc.client_cpu_in_window),
+            cores(self.proc.others_cpu_in_window),
+            cores(self.proc.irq_in_window),
+            cores(self.proc.steal_in_window),
+        )
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.point.errors > 0
+            || self.point.busy > 0
+            || self.point.idle.is_some_and(|i| i.missed > 0)
+            || self.proc.stop_note.is_some()
+    }
+}
 
 /// Payload of the TLS scenarios' requests.
 const PAYLOAD: usize = 64;
