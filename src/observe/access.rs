@@ -86,7 +86,9 @@ impl Why {
         match code {
             GoAwayCode::Shutdown => Why::Shutdown,
             GoAwayCode::HeartbeatTimeout => Why::HeartbeatTimeout,
-            GoAwayCode::Busy => Why::Trouble,
+            // A worker never sends GOAWAY 6 through this path (the limits
+            // are decided before a connection is served).
+            GoAwayCode::Busy | GoAwayCode::Limited => Why::Trouble,
             GoAwayCode::ProtocolError => Why::ProtocolError,
             GoAwayCode::FrameTooLarge => Why::FrameTooLarge,
         }
