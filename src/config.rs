@@ -104,6 +104,10 @@ pub struct Config {
     /// starts with the completed handshake). Past it, the connection is
     /// closed without the server sending anything.
     pub handshake_timeout: Duration,
+    /// The permissions of the socket files of Unix listeners the server
+    /// binds (`--unix-mode`, default `0o660`: the owner and its group may
+    /// connect), set before the server accepts on them.
+    pub unix_mode: u32,
 }
 
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
@@ -145,6 +149,7 @@ impl Default for Config {
             metrics: None,
             tls: None,
             handshake_timeout: Duration::from_secs(10),
+            unix_mode: 0o660,
         }
     }
 }
@@ -204,6 +209,12 @@ impl Config {
         }
         if self.heartbeat_timeout.is_zero() {
             return invalid("heartbeat-timeout must be greater than 0".into());
+        }
+        if self.unix_mode > 0o7777 {
+            return invalid(format!(
+                "unix mode {:o} is not a file mode (at most 7777 in octal)",
+                self.unix_mode
+            ));
         }
         if self.handshake_timeout.is_zero() {
             return invalid("handshake-timeout must be greater than 0".into());

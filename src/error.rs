@@ -7,7 +7,6 @@
 //! ends that connection only, and accept errors are logged and backed off.
 
 use std::io;
-use std::net::SocketAddr;
 
 /// Why a server could not start: what [`Server::start`](crate::Server::start)
 /// and [`Server::from_listener`](crate::Server::from_listener) return. When
@@ -26,12 +25,12 @@ pub enum Error {
     #[error("cannot listen on {addr}")]
     Listen {
         /// The address that was asked for.
-        addr: SocketAddr,
+        addr: crate::server::Address,
         /// The operating system's reason.
         source: io::Error,
     },
     /// A listening socket handed to [`crate::Server::from_listener`] is not
-    /// a listening IPv4 or IPv6 TCP socket.
+    /// a listening IPv4, IPv6 or Unix stream socket.
     #[error("unusable listening socket: {0}")]
     InvalidListener(String),
     /// Something the server needs from the operating system could not be

@@ -138,8 +138,10 @@ pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
 pub use observe::alive::{Liveness, ALIVE_TICK};
 pub use observe::stats::Report;
-pub use server::{Bind, Listener, Security, Server, TlsHandle};
-pub use service::{ConnInfo, Echo, Response, Service, ServiceError};
+pub use server::{
+    Address, AddressError, Bind, ListenSocket, Listener, Security, Server, TlsHandle,
+};
+pub use service::{ConnInfo, Credentials, Echo, Peer, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 
 #[cfg(doctest)]

@@ -96,7 +96,7 @@ fn an_ip_address_the_certificate_does_not_name_is_a_name_mismatch() {
 fn a_plain_listener_is_not_tls() {
     let pki = Pki::new("ctls-plain");
     let (server, _tls, _opened) = serve(pki.settings(None, TlsVersion::V1_2));
-    let plain = server.local_addrs()[0].0;
+    let plain = server.local_addrs()[0].0.tcp().expect("a TCP listener");
     let base = tls_args(&pki, plain);
     let refused = run_client(&args(&base, &["--send", "x"]), b"");
     assert_eq!(refused.code(), Some(3), "{refused:?}");

@@ -22,7 +22,7 @@ fn the_drain_leaves_an_inherited_listener_open() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap();
     let server = Server::from_listener(
-        Listener::Inherited(holder.try_clone().unwrap()),
+        Listener::Inherited(holder.try_clone().unwrap().into()),
         config(),
         wharf::Echo::default(),
     )
@@ -48,8 +48,12 @@ fn the_drain_leaves_an_inherited_listener_open() {
 fn the_drain_shuts_an_own_listener_down() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server =
-        Server::from_listener(Listener::Own(listener), config(), wharf::Echo::default()).unwrap();
+    let server = Server::from_listener(
+        Listener::Own(listener.into()),
+        config(),
+        wharf::Echo::default(),
+    )
+    .unwrap();
     Client::connect(addr).echo(b"served");
     server.handle().shutdown();
     assert_not_served(addr);
@@ -66,7 +70,7 @@ fn from_listener_refuses_a_socket_that_does_not_listen() {
         .unwrap();
     let not_listening: std::net::TcpListener = socket.into();
     match Server::from_listener(
-        Listener::Inherited(not_listening),
+        Listener::Inherited(not_listening.into()),
         config(),
         wharf::Echo::default(),
     ) {

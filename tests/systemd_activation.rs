@@ -1,8 +1,8 @@
 //! Operations (docs/operating.md) through the real binary: socket
-//! activation. Descriptor 3 is served instead of `--bind` and left open at
-//! exit, further descriptors are ignored with a warning (also when they are
-//! not open), and a descriptor 3 that is not a listening TCP socket is a
-//! startup failure with one line. The same-port restarts under load are in
+//! activation. Every descriptor passed that is a listening stream socket is
+//! served instead of `--bind` and left open at exit, others are skipped
+//! with a warning (also when they are not open), and a lone descriptor 3
+//! that is not a listening socket is a startup failure with one line. The same-port restarts under load are in
 //! `restart.rs`.
 //!
 //! The test plays systemd: it binds listening sockets and passes them as
@@ -23,32 +23,36 @@ use common::{serve_command, spawn_wharf_command, Client};
 use wharf::GoAwayCode;
 
 /// Operations: with `LISTEN_PID` this process and `LISTEN_FDS` >= 1, the
-/// server serves descriptor 3 instead of `--bind`, the listening line shows
-/// its address, further descriptors are ignored with a warning, and the
-/// drain leaves the socket open: after wharf has exited, the holder's
-/// socket still takes connections into its backlog.
+/// server serves every listening descriptor instead of `--bind`, the
+/// listening lines show their addresses, a descriptor that is not a
+/// listening socket is skipped with a warning, and the drain leaves the
+/// sockets open: after wharf has exited, the holder's socket still takes
+/// connections into its backlog.
 #[test]
-fn socket_activation_serves_descriptor_3_and_leaves_it_open() {
+fn socket_activation_serves_every_listening_descriptor_and_leaves_them_open() {
     let listener = listening_socket();
     let addr = listener.local_addr().unwrap();
     let extra = listening_socket();
+    let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let mut command = activated_command(
-        &[listener.as_raw_fd(), extra.as_raw_fd()],
+        &[listener.as_raw_fd(), extra.as_raw_fd(), udp.as_raw_fd()],
         // --bind would fail: the address is taken (by the test's socket).
         &["--workers", "2", "--bind", &addr.to_string()],
     );
-    command.env("LISTEN_FDNAMES", "web:spare");
+    command.env("LISTEN_FDNAMES", "web:spare:dns");
     let mut wharf = spawn_wharf_command(command);
     assert_eq!(wharf.addr, addr, "{}", wharf.log());
     wait_log(&wharf, "serving descriptor 3 (web)");
-    wait_log(&wharf, "ignoring descriptor 4 (spare)");
+    wait_log(&wharf, "serving descriptor 4 (spare)");
+    wait_log(&wharf, "skipping descriptor 5 (dns)");
     let warning = wharf.log();
     assert!(
         warning
             .lines()
-            .any(|l| l.contains("WARN") && l.contains("ignoring descriptor 4")),
+            .any(|l| l.contains("WARN") && l.contains("skipping descriptor 5")),
         "{warning}"
     );
+    Client::connect(extra.local_addr().unwrap()).echo(b"served on the second descriptor");
 
     let mut client = Client::connect(addr);
     client.echo(b"served on an inherited socket");

@@ -80,7 +80,7 @@ fn start(settings: Option<TlsSettings>) -> Result<Server, wharf::Error> {
 }
 
 fn tls_addr(server: &Server) -> SocketAddr {
-    server.local_addrs()[0].0
+    server.local_addrs()[0].0.tcp().expect("a TCP listener")
 }
 
 fn stop(server: Server) {

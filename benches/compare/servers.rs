@@ -112,7 +112,7 @@ impl Running {
                     Security::Plain
                 };
                 let bind = Bind {
-                    addr: ([127, 0, 0, 1], 0).into(),
+                    addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into(),
                     security,
                 };
                 Server::start_all(&[bind], config, echo)

@@ -74,7 +74,7 @@ pub(crate) fn serve(args: &[String]) -> ExitCode {
                 wharf::Security::Plain
             };
             let bind = wharf::Bind {
-                addr: ([127, 0, 0, 1], 0).into(),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into(),
                 security,
             };
             wharf::Server::start_all(&[bind], config, wharf::Echo::default())

@@ -37,7 +37,6 @@
 //! switch it off under a successor that is already running).
 
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,11 +48,12 @@ use rustix::io::Errno;
 use crate::config::Overload;
 use crate::engine::limits::{OpenSlot, QueuePlace};
 use crate::engine::shared::Shared;
-use crate::engine::socket;
+use crate::engine::socket::{self, Stream};
 use crate::observe::access::Why;
 use crate::observe::alive::ALIVE_TICK;
 use crate::observe::stats::Stats;
 use crate::observe::turned_away::Busy;
+use crate::service::{Credentials, Peer};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
@@ -72,10 +72,11 @@ enum Refusal {
     Draining,
 }
 
-/// A listening socket the acceptor serves, and whether it speaks TLS.
+/// A listening socket the acceptor serves (TCP or Unix), and whether it
+/// speaks TLS.
 #[derive(Debug)]
 pub(crate) struct Listen {
-    pub(crate) listener: Arc<TcpListener>,
+    pub(crate) listener: Arc<socket2::Socket>,
     pub(crate) tls: bool,
 }
 
@@ -97,13 +98,16 @@ pub(crate) fn run(listens: Vec<Listen>, shared: Arc<Shared>) {
         }
         // The listeners are non-blocking: this never waits.
         match accept_one(&listens, &mut next) {
-            Some(Ok((stream, peer, tls))) => {
+            Some(Ok((stream, addr, tls))) => {
                 trouble.resolved();
                 Stats::bump(&shared.stats.accepted);
-                if let Err(e) = configure(&stream, &shared) {
-                    debug!("{peer}: dropped, cannot set socket options: {e}");
-                    continue;
-                }
+                let peer = match configure(&stream, &addr, &shared) {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        debug!("a new connection dropped, cannot read or set its socket: {e}");
+                        continue;
+                    }
+                };
                 admit(stream, peer, tls, &shared);
             }
             None => wait_for_connection(&listens, &shared),
@@ -127,7 +131,7 @@ pub(crate) fn run(listens: Vec<Listen>, shared: Arc<Shared>) {
 fn accept_one(
     listens: &[Listen],
     next: &mut usize,
-) -> Option<io::Result<(TcpStream, SocketAddr, bool)>> {
+) -> Option<io::Result<(Stream, socket2::SockAddr, bool)>> {
     for i in 0..listens.len() {
         let listen = &listens[(*next + i) % listens.len()];
         match listen.listener.accept() {
@@ -168,7 +172,7 @@ fn wait_for_connection(listens: &[Listen], shared: &Shared) {
 
 /// Puts an accepted connection in line, or turns it away (a TLS one
 /// without a handshake or a GOAWAY: overload costs no handshake CPU).
-fn admit(stream: TcpStream, peer: SocketAddr, tls: bool, shared: &Shared) {
+fn admit(stream: Stream, peer: Peer, tls: bool, shared: &Shared) {
     let now = shared.clock.now_ms();
     let (slot, place) = match take_room(shared) {
         Ok(room) => room,
@@ -255,15 +259,30 @@ fn wait(shared: &Shared, poll: Option<Duration>) -> bool {
     }
 }
 
-fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+/// Sets a new connection's socket up, and says who it is: its address, or
+/// on a Unix socket the credentials the kernel recorded for the client.
+fn configure(stream: &Stream, addr: &socket2::SockAddr, shared: &Shared) -> io::Result<Peer> {
+    let peer = match addr.as_socket() {
+        Some(addr) => {
+            stream.set_nodelay(true)?;
+            Peer::Ip(addr)
+        }
+        None => {
+            let creds = rustix::net::sockopt::socket_peercred(stream)?;
+            Peer::Unix(Credentials {
+                pid: u32::try_from(creds.pid.as_raw_nonzero().get()).unwrap_or(0),
+                uid: creds.uid.as_raw(),
+                gid: creds.gid.as_raw(),
+            })
+        }
+    };
     stream.set_write_timeout(Some(shared.config.write_timeout))?;
     // With the histograms on, the kernel stamps each arrival, so the wait
     // of a resting connection's request in line can be read (see `worker`).
     if shared.timed {
         socket::stamp_arrivals(stream)?;
     }
-    Ok(())
+    Ok(peer)
 }
 
 /// Errors that concern one connection only, such as a client that reset

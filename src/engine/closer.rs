@@ -15,7 +15,7 @@
 //! closed at once (GOAWAY is best effort, as the protocol says).
 
 use std::io::{ErrorKind, Read};
-use std::net::{Shutdown as How, TcpStream};
+use std::net::Shutdown as How;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use crate::engine::conn::{Conn, CLOSING, QUEUED, RESTING};
 use crate::engine::registry::Registry;
 use crate::engine::shutdown::Shutdown;
+use crate::engine::socket::Stream;
 use crate::engine::tls;
 use crate::frame::{Framing, GoAwayCode};
 use crate::observe::access::{Ending, Why};
@@ -252,7 +253,7 @@ fn peer_closed(closing: &Closing, scratch: &mut [u8]) -> bool {
 
 /// Whether the client's FIN has arrived, from the kernel's TCP state: the
 /// one way to see it on a socket whose read side we shut down ourselves.
-fn peer_sent_fin(stream: &TcpStream) -> bool {
+fn peer_sent_fin(stream: &Stream) -> bool {
     // Linux TCP states (include/net/tcp_states.h) reached once the peer's
     // FIN has arrived, or the connection is gone.
     const TIME_WAIT: u8 = 6;

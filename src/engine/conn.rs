@@ -34,7 +34,6 @@
 //! find a descriptor that was closed and reused meanwhile.
 
 use std::any::Any;
-use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -45,6 +44,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::engine::inbox::Carry;
 use crate::engine::limits::{OpenSlot, QueuePlace};
+use crate::engine::socket::Stream;
 use crate::observe::access::{Access, Ending, Who};
 use crate::service::ConnInfo;
 
@@ -136,8 +136,8 @@ impl Drop for Travel {
 
 /// One client connection.
 pub(crate) struct Conn {
-    /// The socket. `&TcpStream` reads and writes, so no lock is needed.
-    pub(crate) stream: TcpStream,
+    /// The socket. `&Stream` reads and writes, so no lock is needed.
+    pub(crate) stream: Stream,
     /// Who it is: id and peer address.
     pub(crate) info: ConnInfo,
     /// Its key in the registry and the poller: slot and generation.
@@ -171,7 +171,7 @@ impl Conn {
     /// A connection accepted at `now_ms`, whose first deadline falls `limit`
     /// later; `tls`: it came through a TLS listener.
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: Stream,
         info: ConnInfo,
         key: usize,
         (now_ms, limit): (u64, Duration),

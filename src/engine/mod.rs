@@ -46,6 +46,7 @@ pub(crate) mod resting;
 pub(crate) mod shared;
 pub(crate) mod shutdown;
 pub(crate) mod socket;
+pub(crate) mod socket_file;
 pub(crate) mod tls;
 pub(crate) mod worker;
 pub(crate) mod writer;

@@ -11,7 +11,6 @@
 //! the worker that took it; readers do not block each other) and once per
 //! reaper scan.
 
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,7 +20,8 @@ use slab::Slab;
 use crate::config::Config;
 use crate::engine::conn::{Conn, ACTIVE, BUSY, QUEUED, RESTING};
 use crate::engine::limits::{OpenSlot, QueuePlace};
-use crate::service::ConnInfo;
+use crate::engine::socket::Stream;
+use crate::service::{ConnInfo, Peer};
 
 /// Every live connection.
 pub(crate) struct Registry {
@@ -64,8 +64,8 @@ impl Registry {
     /// handshake timeout.
     pub(crate) fn insert(
         &self,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: Stream,
+        peer: Peer,
         now_ms: u64,
         tls: bool,
         slot: Option<OpenSlot>,
@@ -78,6 +78,7 @@ impl Registry {
         let info = ConnInfo {
             id,
             peer,
+            via: None,
             tls: None,
         };
         let limit = if tls {
@@ -155,14 +156,14 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::engine::conn::CLOSING;
-    use std::net::TcpListener;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
 
-    fn pair() -> (TcpStream, SocketAddr) {
+    fn pair() -> (Stream, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, peer) = listener.accept().unwrap();
         drop(client);
-        (server, peer)
+        (server.into(), peer)
     }
 
     fn registry() -> Registry {
@@ -173,7 +174,7 @@ mod tests {
     fn states_change_only_from_the_expected_state() {
         let registry = registry();
         let (stream, peer) = pair();
-        let conn = registry.insert(stream, peer, 0, false, None, None);
+        let conn = registry.insert(stream, peer.into(), 0, false, None, None);
         assert!(conn.transition(QUEUED, ACTIVE));
         assert!(!conn.transition(QUEUED, CLOSING));
         assert!(conn.transition(ACTIVE, RESTING));
@@ -185,7 +186,7 @@ mod tests {
     fn deadline_moves_with_touch() {
         let registry = registry();
         let (stream, peer) = pair();
-        let conn = registry.insert(stream, peer, 100, false, None, None);
+        let conn = registry.insert(stream, peer.into(), 100, false, None, None);
         let heartbeat = registry.config.heartbeat_timeout.as_millis() as u64;
         assert!(!conn.expired(100 + heartbeat - 1));
         assert!(conn.expired(100 + heartbeat));
@@ -201,10 +202,10 @@ mod tests {
     fn a_reused_slot_has_a_new_key() {
         let registry = registry();
         let (stream, peer) = pair();
-        let first = registry.insert(stream, peer, 0, false, None, None);
+        let first = registry.insert(stream, peer.into(), 0, false, None, None);
         registry.remove(&first);
         let (stream, peer) = pair();
-        let second = registry.insert(stream, peer, 0, false, None, None);
+        let second = registry.insert(stream, peer.into(), 0, false, None, None);
         assert_eq!(
             first.key & 0xffff_ffff,
             second.key & 0xffff_ffff,

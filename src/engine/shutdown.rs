@@ -26,7 +26,6 @@
 //! calls on the same handle that tests and embedders use.
 
 use std::io;
-use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +33,8 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use rustix::event::{eventfd, EventfdFlags};
+
+use crate::engine::socket_file::SocketFile;
 
 /// A switch that wakes every waiter when thrown: the sender is dropped and
 /// the receiver, which never gets a message, reports disconnection.
@@ -89,7 +90,10 @@ pub(crate) struct Shutdown {
     force: Switch,
     /// The listeners the server bound itself (or was handed for good),
     /// which the drain shuts down; taken (and so released) by the drain.
-    own_listeners: Mutex<Vec<Arc<TcpListener>>>,
+    own_listeners: Mutex<Vec<Arc<socket2::Socket>>>,
+    /// The Unix socket files the server made, removed by the drain once
+    /// their listeners stop accepting.
+    socket_files: Mutex<Vec<SocketFile>>,
     /// Written by the drain to wake the acceptor, which polls it together
     /// with the listener.
     waker: OwnedFd,
@@ -101,7 +105,8 @@ pub(crate) struct Shutdown {
 
 impl Shutdown {
     pub(crate) fn new(
-        own_listeners: Vec<Arc<TcpListener>>,
+        own_listeners: Vec<Arc<socket2::Socket>>,
+        socket_files: Vec<SocketFile>,
         listening: Listening,
         delayed: bool,
     ) -> io::Result<Self> {
@@ -111,6 +116,7 @@ impl Shutdown {
             drain: Switch::new(),
             force: Switch::new(),
             own_listeners: Mutex::new(own_listeners),
+            socket_files: Mutex::new(socket_files),
             waker,
             delayed,
             listening,
@@ -134,7 +140,11 @@ impl Shutdown {
             // net.ipv4.tcp_migrate_req = 1, hands the ones it had queued to
             // another listener of the group). An inherited one is left alone.
             for listener in std::mem::take(&mut *self.own_listeners.lock()) {
-                let _ = socket2::SockRef::from(&*listener).shutdown(std::net::Shutdown::Read);
+                let _ = listener.shutdown(std::net::Shutdown::Read);
+            }
+            // Nobody can connect through a path that is gone.
+            for file in std::mem::take(&mut *self.socket_files.lock()) {
+                file.remove();
             }
             // Wakes the acceptor, wherever it waits for the listener.
             let _ = rustix::io::write(&self.waker, &1u64.to_ne_bytes());

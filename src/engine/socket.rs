@@ -8,13 +8,16 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 
 use socket2::SockRef;
 
+/// A client's socket, TCP or Unix: the engine reads and writes both the
+/// same way (`&Stream` implements `Read` and `Write`, so no lock is needed).
+pub(crate) use socket2::Socket as Stream;
+
 /// One `recv` that does not block.
-pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv_now(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `recv` only writes initialised bytes, so viewing the
     // initialised buffer as possibly-uninitialised memory is sound.
     let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
@@ -22,7 +25,7 @@ pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> 
 }
 
 /// One `recv` that looks without taking and does not block.
-pub(crate) fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn peek_now(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: as in `recv_now`.
     let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
     SockRef::from(stream).recv_with_flags(buf, libc::MSG_DONTWAIT | libc::MSG_PEEK)
@@ -30,7 +33,7 @@ pub(crate) fn peek_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> 
 
 /// Asks the kernel to stamp each received packet with its arrival time, for
 /// [`recv_stamped`].
-pub(crate) fn stamp_arrivals(stream: &TcpStream) -> io::Result<()> {
+pub(crate) fn stamp_arrivals(stream: &Stream) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: setsockopt with an int of the size given, on a socket we own.
     let rc = unsafe {
@@ -52,7 +55,7 @@ pub(crate) fn stamp_arrivals(stream: &TcpStream) -> io::Result<()> {
 /// read arrived, if the socket stamps arrivals ([`stamp_arrivals`]): how
 /// long they waited for this read. `None` for bytes that came unstamped
 /// (Linux starts stamping a moment after the first socket asks).
-pub(crate) fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+pub(crate) fn recv_stamped(stream: &Stream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
     // Room for one timespec control message.
     let mut control = [0u64; 8];
     let mut iov = libc::iovec {
@@ -96,7 +99,7 @@ pub(crate) fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(us
 }
 
 /// Bytes waiting to be read.
-pub(crate) fn queued(stream: &TcpStream) -> io::Result<usize> {
+pub(crate) fn queued(stream: &Stream) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer, which is valid.
     let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
@@ -111,7 +114,7 @@ pub(crate) fn queued(stream: &TcpStream) -> io::Result<usize> {
 /// the client closes. Linux caps it at half the largest receive buffer and
 /// grows the socket's buffer to fit it. Returns whether all of `bytes` was
 /// granted.
-pub(crate) fn set_lowat(stream: &TcpStream, bytes: usize) -> io::Result<bool> {
+pub(crate) fn set_lowat(stream: &Stream, bytes: usize) -> io::Result<bool> {
     let want = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
     let fd = stream.as_raw_fd();
     let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -149,15 +152,16 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
+    use std::net::TcpStream;
     use std::time::Duration;
 
     #[test]
     fn the_low_water_mark_holds_readiness_back_until_enough_has_arrived() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
+        let server = Stream::from(listener.accept().unwrap().0);
         assert!(set_lowat(&server, 10).unwrap());
-        let readable = |s: &TcpStream| {
+        let readable = |s: &Stream| {
             let mut fds = [rustix::event::PollFd::new(s, rustix::event::PollFlags::IN)];
             let zero = rustix::event::Timespec {
                 tv_sec: 0,
@@ -182,7 +186,7 @@ mod tests {
     fn a_stamped_read_says_how_long_its_bytes_waited() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
+        let server = Stream::from(listener.accept().unwrap().0);
         stamp_arrivals(&server).unwrap();
         // Linux turns arrival stamps on for the whole machine a moment after
         // the first socket asks (deferred work): the first packets may come

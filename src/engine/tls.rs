@@ -24,13 +24,13 @@
 //! (rustls#2556).
 
 use std::io::{self, ErrorKind, Read as _, Write as _};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::engine::socket::recv_now;
+use crate::engine::socket::Stream;
 use crate::engine::writer;
 use crate::tls::{ClientIdentity, TlsInfo, TlsVersion};
 
@@ -68,7 +68,7 @@ pub(crate) enum TlsRead {
 /// socket holds (processing it, and answering the handshake if it wants).
 pub(crate) fn read(
     session: &mut ServerConnection,
-    stream: &TcpStream,
+    stream: &Stream,
     buf: &mut [u8],
     write_timeout: Duration,
     scratch: &mut Vec<u8>,
@@ -124,7 +124,7 @@ pub(crate) fn read(
 /// to send, within `limit`.
 pub(crate) fn write_all(
     session: &mut ServerConnection,
-    stream: &TcpStream,
+    stream: &Stream,
     plaintext: &[u8],
     limit: Duration,
     scratch: &mut Vec<u8>,
@@ -136,7 +136,7 @@ pub(crate) fn write_all(
 /// Writes what the session has to send within `limit`.
 pub(crate) fn flush(
     session: &mut ServerConnection,
-    stream: &TcpStream,
+    stream: &Stream,
     limit: Duration,
     scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
@@ -185,7 +185,7 @@ pub(crate) fn established(session: &ServerConnection) -> TlsInfo {
 /// The socket as rustls reads it: one non-blocking `recv`, remembering
 /// whether it took less than there was room for (the socket was drained).
 struct Socket<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     short: bool,
 }
 

@@ -6,8 +6,8 @@
 //! timeout, so a client that does not read, or reads a trickle at a time,
 //! is dropped rather than holding a worker.
 
+use crate::engine::socket::Stream;
 use std::io::{self, ErrorKind, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// Writes all of `buf` within `limit` in total. The socket's send timeout
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// little at a time would make every call succeed partially and hold the
 /// worker for ever, so after a partial write each call may only block for
 /// what is left. The common case, one complete write, costs one clock read.
-pub(crate) fn write_within(stream: &TcpStream, mut buf: &[u8], limit: Duration) -> io::Result<()> {
+pub(crate) fn write_within(stream: &Stream, mut buf: &[u8], limit: Duration) -> io::Result<()> {
     let deadline = Instant::now() + limit;
     let mut shortened = false;
     let result = loop {

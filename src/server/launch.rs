@@ -5,7 +5,7 @@
 //! thread count is fixed.
 
 use std::collections::VecDeque;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,7 +14,7 @@ use log::{info, warn};
 use parking_lot::Mutex;
 
 use super::listen::{fit_descriptors, listen, METRICS_BACKLOG};
-use super::{Listener, Security, Server};
+use super::{Address, Security, Server};
 use crate::config::Config;
 use crate::engine::acceptor::{self, Listen};
 use crate::engine::budget::Budget;
@@ -28,6 +28,7 @@ use crate::engine::reaper;
 use crate::engine::registry::Registry;
 use crate::engine::shared::Shared;
 use crate::engine::shutdown::{Listening, Shutdown, ShutdownHandle};
+use crate::engine::socket_file::SocketFile;
 use crate::error::Error;
 use crate::frame::Framing;
 use crate::observe::alive::Alive;
@@ -40,21 +41,33 @@ use crate::tls::reload::Tls;
 use crate::watch::metrics;
 use crate::watch::monitor::Monitor;
 
+/// A listening socket handed to [`launch`], and who else holds it (see
+/// [`super::Listener`]).
+pub(super) enum Socket {
+    Own(socket2::Socket),
+    Inherited(socket2::Socket),
+}
+
 /// A listener ready to serve.
 struct Bound {
-    listener: Arc<TcpListener>,
-    addr: SocketAddr,
+    listener: Arc<socket2::Socket>,
+    addr: Address,
     inherited: bool,
     security: Security,
 }
 
-/// Starts everything; `timed`: record the latency histograms.
+/// Starts everything; `timed`: record the latency histograms. `files`:
+/// the Unix socket files the server made, removed when it stops (or now,
+/// if it cannot start).
 pub(super) fn launch<S: Service>(
-    listeners: Vec<(Listener, Security)>,
+    listeners: Vec<(Socket, Security)>,
+    files: Vec<SocketFile>,
     config: Config,
     service: S,
     timed: bool,
 ) -> Result<Server, Error> {
+    // Until the drain owns them, the socket files go if the start fails.
+    let files = Files(files);
     let (config, max_lingering) = fit_descriptors(config);
     let bound = listeners
         .into_iter()
@@ -78,9 +91,12 @@ pub(super) fn launch<S: Service>(
     let mut metrics_addr = None;
     let metrics_listener = match config.metrics {
         Some(addr) => {
-            let listener = listen(addr, METRICS_BACKLOG, config.reuse_port)?;
+            let listener: TcpListener = listen(addr, METRICS_BACKLOG, config.reuse_port)?.into();
             let real = listener.local_addr();
-            metrics_addr = Some(real.map_err(|source| Error::Listen { addr, source })?);
+            metrics_addr = Some(real.map_err(|source| Error::Listen {
+                addr: addr.into(),
+                source,
+            })?);
             Some(listener)
         }
         None => None,
@@ -96,18 +112,18 @@ pub(super) fn launch<S: Service>(
     } else {
         Listening::Own
     };
-    let own: Vec<Arc<TcpListener>> = bound
+    let own: Vec<Arc<socket2::Socket>> = bound
         .iter()
         .filter(|b| !b.inherited)
         .map(|b| Arc::clone(&b.listener))
         .collect();
     let shutdown = Arc::new(
-        Shutdown::new(own, listening, !config.drain_delay.is_zero()).map_err(|source| {
-            Error::Setup {
+        Shutdown::new(own, files.take(), listening, !config.drain_delay.is_zero()).map_err(
+            |source| Error::Setup {
                 what: "the acceptor's wake-up eventfd",
                 source,
-            }
-        })?,
+            },
+        )?,
     );
     let alive = Arc::new(Alive::default());
     let (closer, closing) = closer::channel(Arc::clone(&registry), config.framing, max_lingering);
@@ -166,8 +182,8 @@ pub(super) fn launch<S: Service>(
         }
     };
     drop(done_tx);
-    let local_addrs: Vec<(SocketAddr, Security)> =
-        bound.iter().map(|b| (b.addr, b.security)).collect();
+    let local_addrs: Vec<(Address, Security)> =
+        bound.iter().map(|b| (b.addr.clone(), b.security)).collect();
     let inherited: Vec<bool> = bound.iter().map(|b| b.inherited).collect();
     let listens = bound
         .into_iter()
@@ -246,7 +262,7 @@ pub(super) fn launch<S: Service>(
     if let Some(metrics_addr) = metrics_addr {
         info!("metrics on {metrics_addr} (/metrics, /ready, /live)");
     }
-    for (&(addr, security), inherited) in local_addrs.iter().zip(inherited) {
+    for ((addr, security), inherited) in local_addrs.iter().zip(inherited) {
         info!(
             "listening on {addr} ({}{}, {}{} workers, queue {}, max-connections {}, {} framing)",
             match security {
@@ -276,19 +292,47 @@ pub(super) fn launch<S: Service>(
     })
 }
 
+/// The Unix socket files a server made, removed if it cannot start; the
+/// drain takes them once it can (see `shutdown`).
+struct Files(Vec<SocketFile>);
+
+impl Files {
+    fn take(mut self) -> Vec<SocketFile> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        self.0.iter().for_each(SocketFile::remove);
+    }
+}
+
 /// Reads a listener's address and makes it non-blocking: the acceptor waits
 /// for it in poll(2), with the drain's eventfd.
-fn prepare(listener: Listener, security: Security) -> Result<Bound, Error> {
+fn prepare(listener: Socket, security: Security) -> Result<Bound, Error> {
     let (listener, inherited) = match listener {
-        Listener::Own(listener) => (listener, false),
-        Listener::Inherited(listener) => (listener, true),
+        Socket::Own(listener) => (listener, false),
+        Socket::Inherited(listener) => (listener, true),
     };
-    let addr = listener
+    let local = listener
         .local_addr()
         .map_err(|e| Error::InvalidListener(format!("cannot read its address: {e}")))?;
+    let addr = match (local.as_socket(), local.as_pathname()) {
+        (Some(addr), _) => Address::Tcp(addr),
+        (None, Some(path)) => Address::Unix(path.to_owned()),
+        (None, None) => {
+            return Err(Error::InvalidListener(
+                "an unnamed or abstract Unix socket (only sockets with a path are served)".into(),
+            ))
+        }
+    };
     listener
         .set_nonblocking(true)
-        .map_err(|source| Error::Listen { addr, source })?;
+        .map_err(|source| Error::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
     Ok(Bound {
         listener: Arc::new(listener),
         addr,

@@ -1,7 +1,7 @@
 //! The listening socket: binding it, checking one handed over, and fitting
 //! the limits to the descriptors the process may open.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use log::warn;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -55,12 +55,8 @@ pub(super) const METRICS_BACKLOG: u32 = 128;
 /// A listening socket with `SO_REUSEADDR` (a restart does not wait for old
 /// connections in TIME_WAIT), `SO_REUSEPORT` if asked, and the configured
 /// backlog.
-pub(super) fn listen(
-    addr: SocketAddr,
-    backlog: u32,
-    reuse_port: bool,
-) -> Result<TcpListener, Error> {
-    let setup = || -> std::io::Result<TcpListener> {
+pub(super) fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> Result<Socket, Error> {
+    let setup = || -> std::io::Result<Socket> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         if reuse_port {
@@ -68,9 +64,12 @@ pub(super) fn listen(
         }
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-        Ok(socket.into())
+        Ok(socket)
     };
-    setup().map_err(|source| Error::Listen { addr, source })
+    setup().map_err(|source| Error::Listen {
+        addr: addr.into(),
+        source,
+    })
 }
 
 /// Where Linux says whether a listener closing in a `SO_REUSEPORT` group
@@ -93,10 +92,9 @@ pub(super) fn check_migrate_req() {
     );
 }
 
-/// Checks that a socket handed over is a listening IPv4 or IPv6 stream
-/// socket.
-pub(super) fn check_listening_tcp(listener: &TcpListener) -> Result<(), Error> {
-    let socket = socket2::SockRef::from(listener);
+/// Checks that a socket handed over is a listening IPv4, IPv6 or Unix
+/// stream socket.
+pub(crate) fn check_listening(socket: &Socket) -> Result<(), Error> {
     let invalid = |what: String| Err(Error::InvalidListener(what));
     match socket.r#type() {
         Ok(t) if t == Type::STREAM => {}
@@ -104,13 +102,13 @@ pub(super) fn check_listening_tcp(listener: &TcpListener) -> Result<(), Error> {
         Err(e) => return invalid(format!("not a socket ({e})")),
     }
     match socket.domain() {
-        Ok(d) if d == Domain::IPV4 || d == Domain::IPV6 => {}
-        Ok(_) => return invalid("not an IPv4 or IPv6 socket".into()),
+        Ok(d) if d == Domain::IPV4 || d == Domain::IPV6 || d == Domain::UNIX => {}
+        Ok(_) => return invalid("not an IPv4, IPv6 or Unix socket".into()),
         Err(e) => return invalid(e.to_string()),
     }
     match socket.is_listener() {
         Ok(true) => Ok(()),
-        Ok(false) => invalid("a TCP socket, but not listening".into()),
+        Ok(false) => invalid("a stream socket, but not listening".into()),
         Err(e) => invalid(e.to_string()),
     }
 }

@@ -8,6 +8,7 @@
 //! clients. Stopping is the drain's business (see `drain`).
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,14 +23,17 @@ use crate::observe::stats::{Report, Stats};
 use crate::service::Service;
 use crate::watch::monitor::Monitor;
 
+mod address;
 mod launch;
 mod listen;
 mod reloads;
+pub(crate) mod unix;
 
+pub use address::{Address, AddressError};
 pub use reloads::TlsHandle;
 
 use launch::checked;
-use listen::{check_listening_tcp, check_migrate_req, listen, resolve};
+use listen::{check_listening, check_migrate_req, listen, resolve};
 
 /// A running server. Stop it with [`Server::handle`] and wait for it with
 /// [`Server::join`]; dropping it without joining starts a drain (at once,
@@ -43,7 +47,7 @@ use listen::{check_listening_tcp, check_migrate_req, listen, resolve};
 /// shutdown, join.
 #[derive(Debug)]
 pub struct Server {
-    local_addrs: Vec<(SocketAddr, Security)>,
+    local_addrs: Vec<(Address, Security)>,
     metrics_addr: Option<SocketAddr>,
     config: Box<Config>,
     handle: ShutdownHandle,
@@ -72,7 +76,7 @@ pub struct Server {
 /// let config = Config { workers: 2, ..Config::default() };
 ///
 /// let old = Server::from_listener(
-///     Listener::Inherited(socket.try_clone()?),
+///     Listener::Inherited(socket.try_clone()?.into()),
 ///     config.clone(),
 ///     Echo::default(),
 /// )?;
@@ -85,7 +89,7 @@ pub struct Server {
 /// client.send(b"sent between two servers")?;
 /// client.flush()?;
 ///
-/// let new = Server::from_listener(Listener::Inherited(socket), config, Echo::default())?;
+/// let new = Server::from_listener(Listener::Inherited(socket.into()), config, Echo::default())?;
 /// assert_eq!(client.recv()?, wharf::Reply::Data(b"sent between two servers".to_vec()));
 ///
 /// drop(client);
@@ -97,14 +101,46 @@ pub struct Server {
 pub enum Listener {
     /// The server's alone: the drain shuts it down, so new connections are
     /// refused at once (what [`Server::start`] does with the socket it
-    /// binds).
-    Own(TcpListener),
+    /// binds). A Unix socket's file is not removed: the server removes only
+    /// the files it made itself (see [`Server::start_all`]).
+    Own(ListenSocket),
     /// Shared with a holder that outlives this server, such as systemd's
     /// socket unit (socket activation): the drain only stops accepting and
     /// closes this server's descriptor. The socket stays open, and
     /// connections that arrive meanwhile wait in its backlog for the next
     /// instance.
-    Inherited(TcpListener),
+    Inherited(ListenSocket),
+}
+
+/// A listening stream socket already bound: TCP (IPv4 or IPv6) or Unix.
+#[derive(Debug)]
+pub enum ListenSocket {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix stream socket listener; its clients are known by their
+    /// credentials ([`crate::Peer::Unix`]).
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for ListenSocket {
+    fn from(listener: TcpListener) -> Self {
+        ListenSocket::Tcp(listener)
+    }
+}
+
+impl From<UnixListener> for ListenSocket {
+    fn from(listener: UnixListener) -> Self {
+        ListenSocket::Unix(listener)
+    }
+}
+
+impl From<ListenSocket> for socket2::Socket {
+    fn from(listener: ListenSocket) -> Self {
+        match listener {
+            ListenSocket::Tcp(l) => l.into(),
+            ListenSocket::Unix(l) => l.into(),
+        }
+    }
 }
 
 /// What a listener speaks.
@@ -120,10 +156,11 @@ pub enum Security {
 
 /// An address to listen on, and what the listener speaks, for
 /// [`Server::start_all`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
-    /// The address (port 0 picks a free port; IPv4 or IPv6).
-    pub addr: SocketAddr,
+    /// The address: TCP (port 0 picks a free port; IPv4 or IPv6), or a
+    /// Unix socket's path.
+    pub addr: Address,
     /// Plain or TLS.
     pub security: Security,
 }
@@ -145,7 +182,7 @@ impl Server {
         let addr = resolve(addr)?;
         Server::start_all(
             &[Bind {
-                addr,
+                addr: Address::Tcp(addr),
                 security: Security::Plain,
             }],
             config,
@@ -155,9 +192,15 @@ impl Server {
 
     /// Binds every address of `binds`, in order, and serves them all with
     /// one pool, one set of limits and one drain: plain listeners beside
-    /// TLS ones (which need [`Config::tls`]). Otherwise as
+    /// TLS ones (which need [`Config::tls`]), TCP beside Unix. Otherwise as
     /// [`Server::start`]; the server logs one `listening on` line per
     /// listener, in order.
+    ///
+    /// A Unix socket's file gets the mode [`Config::unix_mode`] before the
+    /// server accepts on it. A stale socket file at the path (nobody
+    /// accepts on it) is replaced; a live one, or a file that is not a
+    /// socket, fails the start ([`Error::Listen`]) and is left as it was.
+    /// The server removes the files it made when it stops.
     pub fn start_all<S: Service>(
         binds: &[Bind],
         config: Config,
@@ -168,12 +211,33 @@ impl Server {
             check_migrate_req();
         }
         let mut listeners = Vec::with_capacity(binds.len());
+        let mut files = Vec::new();
+        let remove_all = |files: &[crate::engine::socket_file::SocketFile]| {
+            files.iter().for_each(|f| f.remove())
+        };
         for bind in binds {
-            let listener = listen(bind.addr, config.backlog, config.reuse_port)?;
-            listeners.push((Listener::Own(listener), bind.security));
+            let socket = match &bind.addr {
+                Address::Tcp(addr) => listen(*addr, config.backlog, config.reuse_port),
+                Address::Unix(path) => unix::listen(path, config.backlog, config.unix_mode)
+                    .map(|(socket, file)| {
+                        files.push(file);
+                        socket
+                    })
+                    .map_err(|source| Error::Listen {
+                        addr: bind.addr.clone(),
+                        source,
+                    }),
+            };
+            match socket {
+                Ok(socket) => listeners.push((launch::Socket::Own(socket), bind.security)),
+                Err(e) => {
+                    remove_all(&files);
+                    return Err(e);
+                }
+            }
         }
         let timed = config.metrics.is_some();
-        launch::launch(listeners, config, service, timed)
+        launch::launch(listeners, files, config, service, timed)
     }
 
     /// [`Server::start`] on `127.0.0.1:0`, recording the queue-wait and
@@ -190,14 +254,15 @@ impl Server {
         let addr = resolve("127.0.0.1:0")?;
         let listener = listen(addr, config.backlog, config.reuse_port)?;
         launch::launch(
-            vec![(Listener::Own(listener), security)],
+            vec![(launch::Socket::Own(listener), security)],
+            Vec::new(),
             config,
             service,
             true,
         )
     }
 
-    /// Serves a listening TCP socket that is already bound, with plain
+    /// Serves a listening socket (TCP or Unix) that is already bound, with plain
     /// connections, such as one inherited from systemd (socket activation):
     /// `Listener::Inherited` for a socket that others hold too, which the
     /// drain leaves open. The socket's own backlog stays as it is
@@ -207,7 +272,7 @@ impl Server {
     /// for an example.
     ///
     /// Fails with [`Error::InvalidListener`] if the socket is not a
-    /// listening IPv4 or IPv6 stream socket.
+    /// listening IPv4, IPv6 or Unix stream socket.
     pub fn from_listener<S: Service>(
         listener: Listener,
         config: Config,
@@ -225,22 +290,33 @@ impl Server {
         service: S,
     ) -> Result<Server, Error> {
         let config = checked(config)?;
-        for (listener, _) in &listeners {
-            let (Listener::Own(socket) | Listener::Inherited(socket)) = listener;
-            check_listening_tcp(socket)?;
+        let mut sockets = Vec::with_capacity(listeners.len());
+        for (listener, security) in listeners {
+            let socket = match listener {
+                Listener::Own(socket) => launch::Socket::Own(socket.into()),
+                Listener::Inherited(socket) => launch::Socket::Inherited(socket.into()),
+            };
+            let (launch::Socket::Own(s) | launch::Socket::Inherited(s)) = &socket;
+            check_listening(s)?;
+            sockets.push((socket, security));
         }
         let timed = config.metrics.is_some();
-        launch::launch(listeners, config, service, timed)
+        launch::launch(sockets, Vec::new(), config, service, timed)
     }
 
-    /// The address of the first listener, with the real port.
+    /// The address of the first TCP listener, with the real port
+    /// (`0.0.0.0:0` for a server with Unix listeners only: see
+    /// [`Server::local_addrs`]).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0].0
+        self.local_addrs
+            .iter()
+            .find_map(|(addr, _)| addr.tcp())
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Every listener's address, with the real port, and what it speaks, in
-    /// the order given.
-    pub fn local_addrs(&self) -> &[(SocketAddr, Security)] {
+    /// Every listener's address (TCP with the real port, or a Unix
+    /// socket's path) and what it speaks, in the order given.
+    pub fn local_addrs(&self) -> &[(Address, Security)] {
         &self.local_addrs
     }
 

@@ -20,16 +20,16 @@
 //! A panic inside a service is caught by the worker: the client gets ERROR,
 //! the panic is logged, and the worker goes on serving.
 
-use std::net::SocketAddr;
-
 use crate::tls::TlsInfo;
 
 mod echo;
 mod erased;
+mod peer;
 mod response;
 
 pub use echo::Echo;
 pub(crate) use erased::ErasedService;
+pub use peer::{Credentials, Peer};
 pub use response::{Response, ServiceError};
 
 /// Maps one request to one response. One value serves every connection:
@@ -239,9 +239,15 @@ pub struct ConnInfo {
     /// number too. The server's log lines about a connection name it the
     /// same way: `conn 12 from 127.0.0.1:40312`.
     pub id: u64,
-    /// The client's address, as the server's socket sees it: behind a TCP
-    /// proxy or load balancer, the proxy's address.
-    pub peer: SocketAddr,
+    /// Who the client is: its address, or a Unix-socket client's
+    /// credentials. Behind a load balancer that sends a PROXY protocol
+    /// header (and is listed in [`Config::proxy_from`](crate::Config::proxy_from)),
+    /// the client the header names; behind any other proxy, the proxy.
+    pub peer: Peer,
+    /// The load balancer the connection came through, when its PROXY
+    /// header named the client in [`peer`](ConnInfo::peer); `None`
+    /// otherwise (the socket's peer is the client).
+    pub via: Option<Peer>,
     /// On a TLS listener, what the completed handshake established: the
     /// version and, with mutual TLS, the client's verified identity. `None`
     /// on a plain listener. (A service is opened only after the handshake.)

@@ -54,11 +54,11 @@ impl Drop for Certs {
 /// Starts a server with one plain and one TLS listener on 127.0.0.1:0;
 /// returns it and the TLS listener's address.
 pub fn start_tls<S: Service>(config: Config, service: S) -> (Server, SocketAddr) {
-    let localhost = "127.0.0.1:0".parse().unwrap();
+    let localhost: wharf::Address = "127.0.0.1:0".parse().unwrap();
     let server = Server::start_all(
         &[
             Bind {
-                addr: localhost,
+                addr: localhost.clone(),
                 security: Security::Plain,
             },
             Bind {
@@ -70,7 +70,7 @@ pub fn start_tls<S: Service>(config: Config, service: S) -> (Server, SocketAddr)
         service,
     )
     .expect("server starts");
-    let tls = server.local_addrs()[1].0;
+    let tls = server.local_addrs()[1].0.tcp().expect("a TCP listener");
     (server, tls)
 }
 

@@ -37,7 +37,7 @@ use simplelog::{
     format_description, ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger,
     TerminalMode, WriteLogger,
 };
-use wharf::{Bind, Config, Echo, Listener, Overload, Security, Server};
+use wharf::{Address, Bind, Config, Echo, Listener, Overload, Security, Server};
 
 use crate::cli::{OverloadArg, ServeArgs};
 use crate::logfile::LogFile;
@@ -129,20 +129,29 @@ fn serve(
     };
     let server = match activation {
         Some(activation) => {
-            let server =
-                Server::from_listener(Listener::Inherited(activation.listener), config, echo)
-                    .context("socket activation: descriptor 3")?;
-            // Logged once the descriptor has proved usable, so that a
+            let descriptors: Vec<String> = activation
+                .listeners
+                .iter()
+                .map(|l| format!("{} ({})", l.fd, l.name))
+                .collect();
+            let listeners = activation
+                .listeners
+                .into_iter()
+                .map(|l| (Listener::Inherited(l.socket), l.security))
+                .collect();
+            let server = Server::from_listeners(listeners, config, echo).with_context(|| {
+                format!(
+                    "socket activation: descriptor(s) {}",
+                    descriptors.join(", ")
+                )
+            })?;
+            // Logged once the descriptors have proved usable, so that a
             // failure stays a one-line error.
-            info!(
-                "socket activation: serving descriptor 3 ({}) instead of --bind",
-                activation.name
-            );
-            for (fd, name) in &activation.ignored {
-                warn!(
-                    "socket activation: ignoring descriptor {fd} ({name}); wharf serves only \
-                     the first"
-                );
+            for described in &descriptors {
+                info!("socket activation: serving descriptor {described} instead of --bind");
+            }
+            for (fd, name, why) in &activation.skipped {
+                warn!("socket activation: skipping descriptor {fd} ({name}): {why}");
             }
             if !activation.missing.is_empty() {
                 warn!(
@@ -213,24 +222,25 @@ fn config(args: &ServeArgs) -> Config {
         metrics: args.metrics,
         tls: args.tls.settings(),
         handshake_timeout: args.handshake_timeout,
+        unix_mode: args.unix_mode,
     }
 }
 
 /// The listeners to bind, in order: every `--bind`, then every
 /// `--tls-bind`; `127.0.0.1:7878` when neither is given.
 fn binds(args: &ServeArgs) -> Vec<Bind> {
-    let plain = args.bind.iter().map(|&addr| Bind {
-        addr,
+    let plain = args.bind.iter().map(|addr| Bind {
+        addr: addr.clone(),
         security: Security::Plain,
     });
-    let tls = args.tls.bind.iter().map(|&addr| Bind {
-        addr,
+    let tls = args.tls.bind.iter().map(|addr| Bind {
+        addr: addr.clone(),
         security: Security::Tls,
     });
     let binds: Vec<Bind> = plain.chain(tls).collect();
     if binds.is_empty() {
         vec![Bind {
-            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            addr: Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 7878))),
             security: Security::Plain,
         }]
     } else {

@@ -21,11 +21,11 @@
 //! nothing to answer count, and a carry counts all of its bytes until a
 //! worker takes it back.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use crate::engine::budget::Budget;
 use crate::engine::socket;
+use crate::engine::socket::Stream;
 use crate::frame::{DecodeError, Decoded, Frame, Framing, HEADER_LEN};
 
 /// Buffer size a worker starts with, and returns to after a frame larger
@@ -63,7 +63,7 @@ pub(crate) fn holds_complete_request(
     framing: Framing,
     max_frame: u32,
     carry: Option<&Carry>,
-    stream: Option<&TcpStream>,
+    stream: Option<&Stream>,
 ) -> bool {
     let carried: &[u8] = carry.map_or(&[], |c| &c.bytes);
     let mut bytes = carried.to_vec();

@@ -191,7 +191,7 @@ pub(crate) fn respond(
         out.extend_from_slice(body);
     }
     if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok() {
-        let _ = write_within(stream, &out, WRITE_TIMEOUT);
+        let _ = write_within(&socket2::SockRef::from(stream), &out, WRITE_TIMEOUT);
     }
 }
 

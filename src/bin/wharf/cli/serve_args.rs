@@ -4,22 +4,27 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
 use std::time::Duration;
+use wharf::Address;
 
 use clap::{Args, ValueEnum};
 use log::LevelFilter;
 
 use super::tls_args::TlsArgs;
 use super::values::{
-    byte_size, duration, frame_size, max_connections, positive_duration, queue_capacity,
-    socket_addr, FramingArg,
+    byte_size, duration, frame_size, listen_addr, max_connections, octal_mode, positive_duration,
+    queue_capacity, socket_addr, FramingArg,
 };
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Listen address (repeatable, or comma-separated); port 0 picks a free port; IPv6 as [::1]:0 [default: 127.0.0.1:7878 when no --bind or --tls-bind is given].
-    #[arg(long, env = "WHARF_BIND", value_name = "ADDR", value_parser = socket_addr, value_delimiter = ',')]
-    pub bind: Vec<SocketAddr>,
+    /// Listen address (repeatable, or comma-separated): HOST:PORT (port 0 picks a free port; IPv6 as [::1]:0) or unix:PATH [default: 127.0.0.1:7878 when no --bind or --tls-bind is given].
+    #[arg(long, env = "WHARF_BIND", value_name = "ADDR", value_parser = listen_addr, value_delimiter = ',')]
+    pub bind: Vec<Address>,
+    /// Permissions of the socket files of unix:PATH listeners, in octal, set before the server accepts on them.
+    #[arg(long, env = "WHARF_UNIX_MODE", default_value = "0660", value_name = "OCTAL", value_parser = octal_mode)]
+    pub unix_mode: u32,
     /// Fixed size of the worker pool: connections worked on at once (default: number of CPUs).
     #[arg(long, env = "WHARF_WORKERS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=wharf::config::MAX_WORKERS as i64))]

@@ -2,22 +2,21 @@
 //! listeners and the files and choices they share (one certificate set for
 //! every TLS listener), mapped onto [`wharf::tls::TlsSettings`].
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use wharf::tls::{ClientAuth, TlsSettings, TlsVersion};
 
-use super::values::{duration, socket_addr};
+use super::values::{duration, listen_addr};
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "TLS")]
 pub struct TlsArgs {
     /// TLS listen address (repeatable, or comma-separated; same forms as --bind); needs --tls-cert and --tls-key.
-    #[arg(long = "tls-bind", id = "tls_bind", env = "WHARF_TLS_BIND", value_name = "ADDR", value_parser = socket_addr,
+    #[arg(long = "tls-bind", id = "tls_bind", env = "WHARF_TLS_BIND", value_name = "ADDR", value_parser = listen_addr,
           value_delimiter = ',', requires_all = ["tls_cert", "tls_key"])]
-    pub bind: Vec<SocketAddr>,
+    pub bind: Vec<wharf::Address>,
     /// PEM certificate chain, the server's own certificate first.
     #[arg(
         long = "tls-cert",

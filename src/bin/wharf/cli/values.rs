@@ -41,6 +41,26 @@ pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "resolves to no address".to_owned())
 }
 
+/// `--bind` and `--tls-bind`: an address as [`socket_addr`] reads it, or
+/// `unix:PATH` for a Unix socket.
+pub(super) fn listen_addr(text: &str) -> Result<wharf::Address, String> {
+    if text.starts_with("unix:") {
+        return text.parse().map_err(|e: wharf::AddressError| e.to_string());
+    }
+    socket_addr(text)
+        .map(wharf::Address::Tcp)
+        .map_err(|e| format!("{e}, or unix:PATH"))
+}
+
+/// `--unix-mode`: file permissions in octal, e.g. `0660` or `660`.
+pub(super) fn octal_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err("expected a file mode in octal, e.g. 0660".to_owned()),
+    }
+}
+
 /// `--metrics-url`: `http://HOST:PORT/metrics`, `http://HOST:PORT` or
 /// `HOST:PORT` (plain HTTP, the only kind `wharf serve --metrics` speaks).
 pub(super) fn metrics_url(text: &str) -> Result<SocketAddr, String> {

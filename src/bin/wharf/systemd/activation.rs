@@ -1,5 +1,10 @@
-//! Socket activation: the listening socket systemd passes as descriptor 3
-//! (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`).
+//! Socket activation: the listening sockets systemd passes from
+//! descriptor 3 on (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`).
+//!
+//! Every descriptor that is a listening stream socket, TCP or Unix, is
+//! served; one named `tls` in `LISTEN_FDNAMES` (systemd's
+//! `FileDescriptorName=tls`) is a TLS listener. Others are skipped with a
+//! warning; if none is usable, the server does not start.
 //!
 //! The variables are parsed here, not by a crate, so that a `LISTEN_FDS`
 //! counting descriptors that are not open is a warning rather than a
@@ -9,25 +14,42 @@ use std::env;
 use std::io;
 use std::net::TcpListener;
 use std::ops::RangeInclusive;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+
+use socket2::{Domain, SockRef, Type};
+use wharf::{ListenSocket, Security};
 
 /// The first descriptor passed by socket activation.
 const LISTEN_FDS_START: RawFd = 3;
 
-/// A listening socket passed by socket activation.
+/// The `LISTEN_FDNAMES` name that makes a descriptor a TLS listener.
+const TLS_NAME: &str = "tls";
+
+/// A listening socket passed by socket activation, to be served.
 #[derive(Debug)]
-pub struct Activation {
-    /// Descriptor 3, not yet checked (the server checks that it is a
-    /// listening TCP socket).
-    pub listener: TcpListener,
+pub struct Inherited {
+    /// Its descriptor number.
+    pub fd: RawFd,
     /// Its name from `LISTEN_FDNAMES` (systemd's `FileDescriptorName=`).
     pub name: String,
+    pub socket: ListenSocket,
+    /// TLS if its name is `tls`.
+    pub security: Security,
+}
+
+/// The sockets passed by socket activation.
+#[derive(Debug)]
+pub struct Activation {
+    /// The listening stream sockets, in descriptor order.
+    pub listeners: Vec<Inherited>,
     /// `LISTEN_FDS`: how many descriptors were said to be passed.
     pub count: u32,
-    /// Further descriptors passed, which wharf does not serve.
-    pub ignored: Vec<(RawFd, String)>,
-    /// Further descriptors that `LISTEN_FDS` counts but that are not open,
-    /// as ranges: ignored too.
+    /// Descriptors passed that are not listening stream sockets: number,
+    /// name and why. Left open (close-on-exec), not served.
+    pub skipped: Vec<(RawFd, String, &'static str)>,
+    /// Descriptors that `LISTEN_FDS` counts but that are not open, as
+    /// ranges: ignored.
     pub missing: Vec<RangeInclusive<RawFd>>,
 }
 
@@ -36,10 +58,9 @@ impl Activation {
     /// process and `LISTEN_FDS` at least 1), and removes the variables.
     /// Must run before any thread is started.
     ///
-    /// Descriptor 3 must be open (whether it is a listening TCP socket is
-    /// checked by the server). Descriptors 4 and up are only set
-    /// close-on-exec and listed in `ignored`, or in `missing` if they are not
-    /// open: a `LISTEN_FDS` larger than what was passed is not fatal.
+    /// Fails if none of the descriptors is a listening stream socket. A
+    /// `LISTEN_FDS` larger than what was passed is not fatal: the
+    /// descriptors that are not open are listed in `missing`.
     pub fn take() -> anyhow::Result<Option<Activation>> {
         let pid = env::var("LISTEN_PID").ok();
         let count = env::var("LISTEN_FDS").ok();
@@ -76,16 +97,6 @@ impl Activation {
             let i = usize::try_from(fd - LISTEN_FDS_START).unwrap_or(usize::MAX);
             names.get(i).copied().unwrap_or("unknown").to_owned()
         };
-        set_cloexec(LISTEN_FDS_START).map_err(|e| match e.raw_os_error() {
-            Some(libc::EBADF) => {
-                anyhow::anyhow!("socket activation: descriptor 3 is not open (LISTEN_FDS={count})")
-            }
-            _ => anyhow::Error::new(e).context("socket activation: descriptor 3"),
-        })?;
-        // SAFETY: descriptor 3 is open (set close-on-exec just above), and
-        // LISTEN_PID and LISTEN_FDS say that it was passed to this process;
-        // nothing else in the process owns it.
-        let listener = unsafe { TcpListener::from_raw_fd(LISTEN_FDS_START) };
 
         let end = i64::from(LISTEN_FDS_START) + i64::from(count);
         let end = RawFd::try_from(end).unwrap_or(RawFd::MAX);
@@ -94,27 +105,86 @@ impl Activation {
         let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(RawFd::MAX, |(_, hard)| {
             RawFd::try_from(hard).unwrap_or(RawFd::MAX)
         });
-        let first = LISTEN_FDS_START + 1;
-        let scanned = end.min(limit).max(first);
-        let mut ignored = Vec::new();
+        let scanned = end.min(limit).max(LISTEN_FDS_START);
+        let mut listeners = Vec::new();
+        let mut skipped = Vec::new();
         let mut missing: Vec<RangeInclusive<RawFd>> = Vec::new();
-        for fd in first..scanned {
-            if set_cloexec(fd).is_ok() {
-                ignored.push((fd, name(fd)));
-            } else {
+        for fd in LISTEN_FDS_START..scanned {
+            if set_cloexec(fd).is_err() {
                 add_to_ranges(&mut missing, fd..=fd);
+                continue;
+            }
+            match listening_stream(fd) {
+                Ok(domain) => {
+                    // SAFETY: `fd` is open (set close-on-exec just above),
+                    // LISTEN_PID and LISTEN_FDS say that it was passed to
+                    // this process, and nothing else in the process owns it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                    let socket = if domain == Domain::UNIX {
+                        ListenSocket::Unix(UnixListener::from(owned))
+                    } else {
+                        ListenSocket::Tcp(TcpListener::from(owned))
+                    };
+                    let name = name(fd);
+                    let security = if name == TLS_NAME {
+                        Security::Tls
+                    } else {
+                        Security::Plain
+                    };
+                    listeners.push(Inherited {
+                        fd,
+                        name,
+                        socket,
+                        security,
+                    });
+                }
+                Err(why) => skipped.push((fd, name(fd), why)),
             }
         }
         if scanned < end {
             add_to_ranges(&mut missing, scanned..=end - 1);
         }
+        if listeners.is_empty() {
+            let why = match skipped.first() {
+                Some((fd, name, why)) if skipped.len() == 1 => {
+                    format!("descriptor {fd} ({name}) is {why}")
+                }
+                Some(_) => format!(
+                    "none of descriptors {} is a listening TCP or Unix stream socket",
+                    describe_ranges(&[LISTEN_FDS_START..=scanned - 1])
+                ),
+                None => format!("descriptor 3 is not open (LISTEN_FDS={count})"),
+            };
+            anyhow::bail!("socket activation: {why}");
+        }
         Ok(Some(Activation {
-            listener,
-            name: name(LISTEN_FDS_START),
+            listeners,
             count,
-            ignored,
+            skipped,
             missing,
         }))
+    }
+}
+
+/// Whether descriptor `fd` is a listening stream socket, TCP or Unix: its
+/// domain if so, else what it is instead.
+fn listening_stream(fd: RawFd) -> Result<Domain, &'static str> {
+    // SAFETY: `fd` is open for the duration of this call (checked by the
+    // caller), and is only borrowed here.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let socket = SockRef::from(&borrowed);
+    match socket.r#type() {
+        Ok(t) if t == Type::STREAM => {}
+        Ok(_) => return Err("not a stream socket (UDP?)"),
+        Err(_) => return Err("not a socket"),
+    }
+    let domain = match socket.domain() {
+        Ok(d) if d == Domain::IPV4 || d == Domain::IPV6 || d == Domain::UNIX => d,
+        _ => return Err("not a TCP or Unix socket"),
+    };
+    match socket.is_listener() {
+        Ok(true) => Ok(domain),
+        _ => Err("a stream socket that does not listen"),
     }
 }
 
