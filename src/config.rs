@@ -100,14 +100,21 @@ pub struct Config {
     /// [`crate::tls`]).
     pub tls: Option<TlsSettings>,
     /// The longest a TLS connection may take from its accept to a completed
-    /// handshake; until then this is its only deadline (the heartbeat
-    /// starts with the completed handshake). Past it, the connection is
-    /// closed without the server sending anything.
+    /// handshake, and a connection from a balancer in `proxy_from` to send
+    /// its PROXY header (both, when both apply); until then this is its only
+    /// deadline (the heartbeat starts once they are done). Past it, the
+    /// connection is closed without the server sending anything.
     pub handshake_timeout: Duration,
     /// The permissions of the socket files of Unix listeners the server
     /// binds (`--unix-mode`, default `0o660`: the owner and its group may
     /// connect), set before the server accepts on them.
     pub unix_mode: u32,
+    /// The load balancers whose connections start with a PROXY protocol
+    /// header naming the client (`--proxy-from`): from them a complete
+    /// header must come first, within `handshake_timeout`; from any other
+    /// peer the first bytes are the protocol itself. `None` (the default):
+    /// no peer sends one.
+    pub proxy_from: Option<crate::proxy::ProxyFrom>,
 }
 
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
@@ -150,6 +157,7 @@ impl Default for Config {
             tls: None,
             handshake_timeout: Duration::from_secs(10),
             unix_mode: 0o660,
+            proxy_from: None,
         }
     }
 }

@@ -124,10 +124,7 @@ mod error;
 pub mod frame;
 pub mod human;
 mod observe;
-// PROXY protocol parsing and the `--proxy-from` trust list: the engine reads
-// headers with it next; until then nothing calls it.
-#[allow(dead_code)]
-mod proxy;
+pub mod proxy;
 mod server;
 pub mod service;
 pub mod tls;

@@ -207,7 +207,7 @@ fn source_of(header: &ProxyHeader<'_>) -> Source {
 /// host) and the word `unix` for Unix-socket peers. Displays as it parses,
 /// with every address written as a CIDR.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProxyFrom {
+pub struct ProxyFrom {
     nets: Vec<IpNet>,
     unix: bool,
 }
@@ -217,7 +217,7 @@ impl ProxyFrom {
     /// `None` is a Unix-socket peer. An IPv4-mapped IPv6 peer
     /// (`::ffff:10.1.2.3`, as accepted on a `[::]` listener) matches the
     /// IPv4 CIDRs as well as any IPv6 CIDR written for the mapped form.
-    pub(crate) fn trusts(&self, peer: Option<IpAddr>) -> bool {
+    pub fn trusts(&self, peer: Option<IpAddr>) -> bool {
         match peer {
             None => self.unix,
             Some(ip) => {
@@ -232,15 +232,24 @@ impl ProxyFrom {
 
 /// A `--proxy-from` value that does not parse: which entry, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ProxyFromError {
+pub enum ProxyFromError {
+    /// Nothing was given.
     #[error("--proxy-from is empty: name at least one CIDR (such as 10.0.0.0/8) or `unix`")]
     Empty,
+    /// An entry that is neither an address, a CIDR nor `unix`.
     #[error(
         "--proxy-from entry `{0}` is not an IP address, a CIDR (such as 10.0.0.0/8 or ::1/128) or `unix`"
     )]
     Entry(String),
+    /// A CIDR with bits set past its prefix (`10.1.2.3/8`), most likely a
+    /// typo for its network.
     #[error("--proxy-from entry `{entry}` has host bits set: the network is `{network}`")]
-    HostBits { entry: String, network: IpNet },
+    HostBits {
+        /// The entry as written.
+        entry: String,
+        /// The network it would stand for.
+        network: IpNet,
+    },
 }
 
 impl FromStr for ProxyFrom {

@@ -174,10 +174,19 @@ fn wait_for_connection(listens: &[Listen], shared: &Shared) {
 /// without a handshake or a GOAWAY: overload costs no handshake CPU).
 fn admit(stream: Stream, peer: Peer, tls: bool, shared: &Shared) {
     let now = shared.clock.now_ms();
+    // From a balancer the client is named by the PROXY header, which a
+    // worker reads: the per-address limits are decided then.
+    let proxied = shared
+        .config
+        .proxy_from
+        .as_ref()
+        .is_some_and(|from| from.trusts(peer.ip()));
     let (slot, place) = match take_room(shared) {
         Ok(room) => room,
         Err(refusal) => {
-            let conn = shared.registry.insert(stream, peer, now, tls, None, None);
+            let conn = shared
+                .registry
+                .insert(stream, peer, now, tls, proxied, None, None);
             let why = match refusal {
                 Refusal::Busy(why) => why,
                 Refusal::Draining => {
@@ -195,7 +204,7 @@ fn admit(stream: Stream, peer: Peer, tls: bool, shared: &Shared) {
     };
     let conn = shared
         .registry
-        .insert(stream, peer, now, tls, Some(slot), Some(place));
+        .insert(stream, peer, now, tls, proxied, Some(slot), Some(place));
     if let Err(e) = shared.line.admit(&conn) {
         error!("{}: cannot put a new connection in line: {e}", conn.who());
         shared.closer.turn_away(&conn, Why::Trouble);

@@ -36,6 +36,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use log::error;
@@ -46,7 +47,7 @@ use crate::engine::inbox::Carry;
 use crate::engine::limits::{OpenSlot, QueuePlace};
 use crate::engine::socket::Stream;
 use crate::observe::access::{Access, Ending, Who};
-use crate::service::ConnInfo;
+use crate::service::{ConnInfo, Peer};
 
 /// Waiting in line for a worker: new, or sent back by the batch budget.
 pub(crate) const QUEUED: u8 = 0;
@@ -136,10 +137,17 @@ impl Drop for Travel {
 
 /// One client connection.
 pub(crate) struct Conn {
-    /// The socket. `&Stream` reads and writes, so no lock is needed.
+    /// The socket, TCP or Unix. `&Stream` reads and writes, so no lock is
+    /// needed.
     pub(crate) stream: Stream,
-    /// Who it is: id and peer address.
+    /// Who it is as its socket says: id and peer (the balancer, for a
+    /// connection from one listed in `--proxy-from`).
     pub(crate) info: ConnInfo,
+    /// The client its PROXY header named, once read (see `header`).
+    named: OnceLock<Peer>,
+    /// It came from a balancer listed in `--proxy-from`, and its header
+    /// has not been read yet.
+    header_pending: AtomicBool,
     /// Its key in the registry and the poller: slot and generation.
     pub(crate) key: usize,
     state: AtomicU8,
@@ -153,7 +161,8 @@ pub(crate) struct Conn {
     pub(crate) tls: bool,
     /// When it was accepted (for the handshake's duration).
     pub(crate) accepted: Instant,
-    /// Whether its TLS handshake has completed (always, on a plain one).
+    /// Whether what comes before its first request is over: the PROXY
+    /// header, from a balancer, and the TLS handshake, on a TLS listener.
     established: AtomicBool,
     pub(crate) travel: Mutex<Travel>,
     /// When it last joined the line (see `line`), for the queue-wait
@@ -169,26 +178,31 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// A connection accepted at `now_ms`, whose first deadline falls `limit`
-    /// later; `tls`: it came through a TLS listener.
+    /// later; `tls`: it came through a TLS listener; `proxied`: it comes
+    /// from a balancer and starts with a PROXY header.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         stream: Stream,
         info: ConnInfo,
         key: usize,
         (now_ms, limit): (u64, Duration),
         tls: bool,
+        proxied: bool,
         slot: Option<OpenSlot>,
         place: Option<QueuePlace>,
     ) -> Self {
         Conn {
             stream,
             info,
+            named: OnceLock::new(),
+            header_pending: AtomicBool::new(proxied),
             key,
             state: AtomicU8::new(QUEUED),
             last_active: AtomicU64::new(now_ms),
             limit_ms: AtomicU64::new(millis(limit)),
             tls,
             accepted: Instant::now(),
-            established: AtomicBool::new(!tls),
+            established: AtomicBool::new(!tls && !proxied),
             travel: Mutex::new(Travel {
                 carry: None,
                 session: None,
@@ -204,9 +218,52 @@ impl Conn {
         }
     }
 
-    /// `conn 12 from 127.0.0.1:40312`, for log lines.
+    /// `conn 12 from 127.0.0.1:40312` (`... via 10.0.0.2:41000` behind a
+    /// balancer), for log lines.
     pub(crate) fn who(&self) -> Who<'_> {
-        Who(&self.info)
+        match self.named.get() {
+            Some(client) => Who::new(self.info.id, client, Some(&self.info.peer)),
+            None => Who::new(self.info.id, &self.info.peer, None),
+        }
+    }
+
+    /// Who it is, as the service is told: with the client its PROXY header
+    /// named, if any.
+    pub(crate) fn view(&self) -> ConnInfo {
+        match self.named.get() {
+            Some(client) => ConnInfo {
+                peer: *client,
+                via: Some(self.info.peer),
+                ..self.info.clone()
+            },
+            None => self.info.clone(),
+        }
+    }
+
+    /// The client, as limits count it: the one its PROXY header named, or
+    /// the socket's peer.
+    pub(crate) fn client(&self) -> &Peer {
+        self.named.get().unwrap_or(&self.info.peer)
+    }
+
+    /// Whether it comes from a balancer and its PROXY header is still to
+    /// be read.
+    pub(crate) fn awaits_header(&self) -> bool {
+        self.header_pending.load(Ordering::Acquire)
+    }
+
+    /// Its PROXY header has been read at `now_ms`, naming `client` (or the
+    /// socket's own peer, for `None`). On a plain listener the heartbeat
+    /// takes over now; on a TLS one the handshake comes next, within the
+    /// same deadline.
+    pub(crate) fn header_read(&self, client: Option<Peer>, now_ms: u64, heartbeat: Duration) {
+        if let Some(client) = client {
+            let _ = self.named.set(client);
+        }
+        self.header_pending.store(false, Ordering::Release);
+        if !self.tls {
+            self.establish(now_ms, heartbeat);
+        }
     }
 
     /// Access log (debug level): a worker has taken it from the line.
@@ -274,7 +331,7 @@ impl Conn {
     /// Whether it is on a TLS listener and its handshake has not completed:
     /// it is closed without a word (no GOAWAY, no handshake) if it ends now.
     pub(crate) fn handshaking(&self) -> bool {
-        !self.established.load(Ordering::Acquire)
+        self.tls && !self.established.load(Ordering::Acquire)
     }
 
     /// Its TLS handshake completed at `now_ms`: from now on the heartbeat
@@ -301,7 +358,7 @@ impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
             .field("id", &self.info.id)
-            .field("peer", &self.info.peer)
+            .field("peer", self.client())
             .field("state", &state_name(self.state()))
             .finish()
     }

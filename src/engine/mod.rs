@@ -10,7 +10,8 @@
 //!   ([`epoll`]), the workers' states, and the bench ([`parking`]) where idle
 //!   workers beyond one per CPU wait.
 //! - [`pool`]: the worker threads, and what becomes of a connection after
-//!   its turn; [`worker`]: one turn, the hot path, reading ([`reading`])
+//!   its turn; [`worker`]: one turn, the hot path, after a balancer's PROXY
+//!   [`header`] if one is due, reading ([`reading`])
 //!   into an [`inbox`] with the calls of [`socket`], through [`tls`] on a
 //!   TLS listener, answering each frame ([`reply`]) and writing the
 //!   replies ([`writer`]).
@@ -33,6 +34,7 @@ pub(crate) mod closer;
 pub(crate) mod conn;
 pub(crate) mod drain;
 pub(crate) mod epoll;
+pub(crate) mod header;
 pub(crate) mod inbox;
 pub(crate) mod limits;
 pub(crate) mod line;

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
-use log::{debug, error, trace, warn};
+use log::{debug, error, info, trace, warn};
 
 use crate::engine::closer::Closing;
 use crate::engine::conn::{Conn, Travel, ACTIVE, QUEUED, RESTING};
@@ -298,6 +298,15 @@ impl Worker {
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
             }
+            End::BadHeader(why) => {
+                Stats::bump(&shared.stats.protocol_errors);
+                info!(
+                    "{}: protocol error ({why}), closed without a reply",
+                    conn.who()
+                );
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+            }
             End::Tls(e) => {
                 Stats::bump(&shared.stats.tls_handshakes_failed);
                 let detail = format!("{}: {e}", conn.who());
@@ -338,6 +347,7 @@ impl Worker {
             End::Malformed(e) => Ending::GoAway(Why::from_code(e.goaway_code())),
             End::Forced => Ending::Forced,
             End::Unshaken => Ending::Unshaken(Why::Shutdown),
+            End::BadHeader(_) => Ending::BadHeader,
             End::Tls(_) => Ending::TlsRefused,
             End::WriteTimeout => Ending::WriteTimeout,
             End::Failed(_) if self.shared.shutdown.is_forced() => Ending::Forced,

@@ -77,7 +77,7 @@ impl Worker {
         conn.log_tls(&info);
         travel.info = Some(ConnInfo {
             tls: Some(info),
-            ..conn.info.clone()
+            ..conn.view()
         });
     }
 

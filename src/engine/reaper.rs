@@ -100,6 +100,18 @@ pub(crate) fn reap_resting(shared: &Shared, conn: &Arc<Conn>) -> bool {
     if !conn.transition(RESTING, CLOSING) {
         return false;
     }
+    // From a balancer, its PROXY header did not come in time: a protocol
+    // error, closed without a word.
+    if conn.awaits_header() {
+        Stats::bump(&shared.stats.protocol_errors);
+        info!(
+            "{}: protocol error (no PROXY header within the handshake timeout), closed \
+             without a reply",
+            conn.who()
+        );
+        shared.closer.close_silently(conn, Ending::BadHeader);
+        return true;
+    }
     // Its TLS handshake did not complete in time: closed without a word.
     if conn.handshaking() {
         Stats::bump(&shared.stats.tls_handshakes_timeout);

@@ -60,14 +60,17 @@ impl Registry {
     }
 
     /// Registers a newly accepted connection in the QUEUED state; `tls`:
-    /// it came through a TLS listener, and its first deadline is the
-    /// handshake timeout.
+    /// it came through a TLS listener, `proxied`: from a balancer in
+    /// `--proxy-from`, so it starts with a PROXY header. Either way its
+    /// first deadline is the handshake timeout.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &self,
         stream: Stream,
         peer: Peer,
         now_ms: u64,
         tls: bool,
+        proxied: bool,
         slot: Option<OpenSlot>,
         place: Option<QueuePlace>,
     ) -> Arc<Conn> {
@@ -81,7 +84,7 @@ impl Registry {
             via: None,
             tls: None,
         };
-        let limit = if tls {
+        let limit = if tls || proxied {
             self.config.handshake_timeout
         } else {
             self.config.heartbeat_timeout
@@ -92,6 +95,7 @@ impl Registry {
             key,
             (now_ms, limit),
             tls,
+            proxied,
             slot,
             place,
         ));
@@ -174,7 +178,7 @@ mod tests {
     fn states_change_only_from_the_expected_state() {
         let registry = registry();
         let (stream, peer) = pair();
-        let conn = registry.insert(stream, peer.into(), 0, false, None, None);
+        let conn = registry.insert(stream, peer.into(), 0, false, false, None, None);
         assert!(conn.transition(QUEUED, ACTIVE));
         assert!(!conn.transition(QUEUED, CLOSING));
         assert!(conn.transition(ACTIVE, RESTING));
@@ -186,7 +190,7 @@ mod tests {
     fn deadline_moves_with_touch() {
         let registry = registry();
         let (stream, peer) = pair();
-        let conn = registry.insert(stream, peer.into(), 100, false, None, None);
+        let conn = registry.insert(stream, peer.into(), 100, false, false, None, None);
         let heartbeat = registry.config.heartbeat_timeout.as_millis() as u64;
         assert!(!conn.expired(100 + heartbeat - 1));
         assert!(conn.expired(100 + heartbeat));
@@ -202,10 +206,10 @@ mod tests {
     fn a_reused_slot_has_a_new_key() {
         let registry = registry();
         let (stream, peer) = pair();
-        let first = registry.insert(stream, peer.into(), 0, false, None, None);
+        let first = registry.insert(stream, peer.into(), 0, false, false, None, None);
         registry.remove(&first);
         let (stream, peer) = pair();
-        let second = registry.insert(stream, peer.into(), 0, false, None, None);
+        let second = registry.insert(stream, peer.into(), 0, false, false, None, None);
         assert_eq!(
             first.key & 0xffff_ffff,
             second.key & 0xffff_ffff,

@@ -100,7 +100,7 @@ fn call_service(cx: &mut Context<'_>, request: &[u8], out: &mut Vec<u8>) {
             Stats::bump(&cx.stats.service_panics);
             error!(
                 "{}: service panicked: {}; answered with ERROR",
-                Who(conn),
+                Who::of(conn),
                 panic_message(&panic)
             );
             "internal error".to_owned()

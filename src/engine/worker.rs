@@ -38,6 +38,7 @@ use std::sync::Arc;
 use log::{info, log_enabled, trace, Level};
 
 use crate::engine::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
+use crate::engine::header::Header;
 use crate::engine::inbox::Inbox;
 use crate::engine::line::Event;
 use crate::engine::reply::{self, Context};
@@ -98,6 +99,9 @@ pub(crate) enum End {
     /// A TLS connection whose handshake had not completed: closed without
     /// a word (the drain, say).
     Unshaken,
+    /// From a balancer, it did not start with a valid PROXY header: a
+    /// protocol error, closed without a reply.
+    BadHeader(&'static str),
 }
 
 /// What one read attempt found.
@@ -163,6 +167,23 @@ impl Worker {
     /// bytes are taken from `travel`; whatever is left unanswered stays in
     /// the inbox for the caller to stash or clear.
     pub(crate) fn serve(&mut self, conn: &Conn, travel: &mut Travel) -> Outcome {
+        if conn.awaits_header() {
+            match self.read_header(conn) {
+                Header::Read(client) => {
+                    let shared = &self.shared;
+                    conn.header_read(
+                        client,
+                        shared.clock.now_ms(),
+                        shared.config.heartbeat_timeout,
+                    );
+                    travel.info = Some(conn.view());
+                }
+                Header::Wait(need) => return Outcome::Rest(Some(need)),
+                Header::Closed => return Outcome::End(End::PeerClosed),
+                Header::Bad(why) => return Outcome::End(End::BadHeader(why)),
+                Header::Failed(e) => return Outcome::End(End::Failed(e)),
+            }
+        }
         if let Some(carry) = travel.carry.take() {
             self.inbox.restore(carry);
         }

@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::frame::{self, GoAwayCode};
 use crate::human;
 use crate::observe::turned_away::Busy;
-use crate::service::ConnInfo;
+use crate::service::{ConnInfo, Peer};
 use crate::tls::TlsInfo;
 
 /// Why the server sends a GOAWAY, in more detail than its code.
@@ -120,10 +120,13 @@ pub(crate) enum Ending {
     TlsRefused,
     /// Its TLS handshake did not complete within the handshake timeout.
     HandshakeTimeout,
+    /// From a balancer in `--proxy-from`, it did not start with a valid
+    /// PROXY header within the handshake timeout: closed without a word.
+    BadHeader,
 }
 
 /// Every ending, for storing one in an atomic byte (its index plus one).
-const ENDINGS: [Ending; 21] = [
+const ENDINGS: [Ending; 22] = [
     Ending::PeerClosed,
     Ending::GoAway(Why::Shutdown),
     Ending::GoAway(Why::HeartbeatTimeout),
@@ -145,6 +148,7 @@ const ENDINGS: [Ending; 21] = [
     Ending::Unshaken(Why::Trouble),
     Ending::TlsRefused,
     Ending::HandshakeTimeout,
+    Ending::BadHeader,
 ];
 
 /// No ending recorded yet.
@@ -174,6 +178,10 @@ impl Ending {
             Ending::TlsRefused => "its TLS handshake failed".to_owned(),
             Ending::HandshakeTimeout => format!(
                 "no completed TLS handshake within the handshake timeout ({})",
+                human::duration(config.handshake_timeout)
+            ),
+            Ending::BadHeader => format!(
+                "no valid PROXY header within the handshake timeout ({}), closed without a word",
                 human::duration(config.handshake_timeout)
             ),
             Ending::WriteTimeout => format!(
@@ -215,11 +223,32 @@ impl Access {
 
 /// `conn 12 from 127.0.0.1:40312`, the prefix of every line about one
 /// connection.
-pub(crate) struct Who<'a>(pub(crate) &'a ConnInfo);
+pub(crate) struct Who<'a> {
+    id: u64,
+    peer: &'a Peer,
+    via: Option<&'a Peer>,
+}
 
+impl<'a> Who<'a> {
+    pub(crate) fn new(id: u64, peer: &'a Peer, via: Option<&'a Peer>) -> Self {
+        Who { id, peer, via }
+    }
+
+    /// The connection a service was told about.
+    pub(crate) fn of(info: &'a ConnInfo) -> Self {
+        Who::new(info.id, &info.peer, info.via.as_ref())
+    }
+}
+
+/// `conn 12 from 203.0.113.7:52000`, and behind a balancer that sent a
+/// PROXY header, ` via 10.0.0.2:41000`.
 impl fmt::Display for Who<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "conn {} from {}", self.0.id, self.0.peer)
+        write!(f, "conn {} from {}", self.id, self.peer)?;
+        if let Some(via) = self.via {
+            write!(f, " via {via}")?;
+        }
+        Ok(())
     }
 }
 
