@@ -39,6 +39,9 @@ pub(crate) mod inbox;
 pub(crate) mod limits;
 pub(crate) mod line;
 pub(crate) mod parking;
+// The acceptor and the PROXY-header path are wired to it next.
+#[allow(dead_code)]
+pub(crate) mod per_address;
 pub(crate) mod pool;
 pub(crate) mod reading;
 pub(crate) mod reaper;
