@@ -5,6 +5,7 @@
 //! [`Config::validate`] turns impossible settings into a typed error and
 //! lowers a reap interval that could not keep the heartbeat promise.
 
+pub use crate::engine::per_address::{ParseRateError, PerAddressSettings, Rate, RateUnit};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -115,6 +116,13 @@ pub struct Config {
     /// peer the first bytes are the protocol itself. `None` (the default):
     /// no peer sends one.
     pub proxy_from: Option<crate::proxy::ProxyFrom>,
+    /// The per-address limits (`--max-connections-per-address`,
+    /// `--connect-rate-per-address`, `--connect-burst`), both off by
+    /// default. A client address is an IPv4 address, an IPv6 /64 or a Unix
+    /// uid; behind a balancer in `proxy_from`, the client its header names.
+    /// A connection over either is sent GOAWAY 6 (LIMITED) with a retry
+    /// hint, or on a TLS listener closed without a handshake.
+    pub per_address: PerAddressSettings,
 }
 
 /// The largest `max_frame` accepted: one frame is buffered whole, per worker.
@@ -158,6 +166,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             unix_mode: 0o660,
             proxy_from: None,
+            per_address: PerAddressSettings::default(),
         }
     }
 }
@@ -217,6 +226,9 @@ impl Config {
         }
         if self.heartbeat_timeout.is_zero() {
             return invalid("heartbeat-timeout must be greater than 0".into());
+        }
+        if let Err(what) = self.per_address.validate() {
+            return invalid(what);
         }
         if self.unix_mode > 0o7777 {
             return invalid(format!(

@@ -1,7 +1,12 @@
 //! The acceptor thread: accepts connections, applies the limits on new
 //! connections, and puts the admitted ones in line for a worker.
 //!
-//! Two limits apply, and only here (see `limits`): `--max-connections`
+//! The per-address limits (see `per_address`) are decided here too, for a
+//! connection whose client is known at accept (one from a balancer in
+//! `--proxy-from` is decided by the worker that reads its PROXY header):
+//! over one, it is sent GOAWAY 6 (LIMITED) with a retry hint.
+//!
+//! Two server-wide limits apply, and only here (see `limits`): `--max-connections`
 //! clients connected at once, and `--queue` new connections waiting for a
 //! worker at once (with `--queue 0`, only as many as there are workers idle
 //! in line). What happens at a limit:
@@ -46,9 +51,12 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use crate::config::Overload;
+use crate::engine::conn::Conn;
 use crate::engine::limits::{OpenSlot, QueuePlace};
+use crate::engine::per_address::{ClientKey, Limited};
 use crate::engine::shared::Shared;
 use crate::engine::socket::{self, Stream};
+use crate::frame::limited_reason;
 use crate::observe::access::Why;
 use crate::observe::alive::ALIVE_TICK;
 use crate::observe::stats::Stats;
@@ -202,12 +210,45 @@ fn admit(stream: Stream, peer: Peer, tls: bool, shared: &Shared) {
             return;
         }
     };
+    // Otherwise its address is known now: the per-address limits decide.
+    let address = if proxied {
+        None
+    } else {
+        match shared.per_address.admit(ClientKey::from(&peer)) {
+            Ok(address) => Some(address),
+            Err(limited) => {
+                drop((slot, place));
+                let conn = shared
+                    .registry
+                    .insert(stream, peer, now, tls, proxied, None, None);
+                turn_away_limited(shared, &conn, &limited, now);
+                return;
+            }
+        }
+    };
     let conn = shared
         .registry
         .insert(stream, peer, now, tls, proxied, Some(slot), Some(place));
+    if let Some(address) = address {
+        conn.hold_address(address);
+    }
     if let Err(e) = shared.line.admit(&conn) {
         error!("{}: cannot put a new connection in line: {e}", conn.who());
         shared.closer.turn_away(&conn, Why::Trouble);
+    }
+}
+
+/// Turns away with GOAWAY 6 (LIMITED) a connection whose address is over a
+/// per-address limit: its reason starts with the retry hint.
+fn turn_away_limited(shared: &Shared, conn: &Arc<Conn>, limited: &Limited, now: u64) {
+    let why = Busy::of_limit(limited.limit);
+    let reason = limited_reason(limited.retry_after, &why.describe(&shared.config));
+    if shared
+        .closer
+        .turn_away_saying(conn, Why::Busy(why), reason.into())
+    {
+        Stats::bump(shared.stats.rejected(why));
+        shared.turned_away.record(why, now, &shared.config);
     }
 }
 

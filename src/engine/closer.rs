@@ -14,6 +14,7 @@
 //! this thread hold descriptors without bound: past the cap, a connection is
 //! closed at once (GOAWAY is best effort, as the protocol says).
 
+use std::borrow::Cow;
 use std::io::{ErrorKind, Read};
 use std::net::Shutdown as How;
 use std::os::fd::AsRawFd;
@@ -44,9 +45,10 @@ pub(crate) const MAX_LINGERING: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Closing {
     pub(crate) conn: Arc<Conn>,
-    /// A GOAWAY still to be sent (best effort, non-blocking); `None` when the
-    /// owner already wrote it after its last response.
-    pub(crate) goaway: Option<GoAwayCode>,
+    /// A GOAWAY still to be sent (best effort, non-blocking), with its
+    /// reason; `None` when the owner already wrote it after its last
+    /// response.
+    pub(crate) goaway: Option<(GoAwayCode, Cow<'static, str>)>,
 }
 
 /// The sending side: cheap to clone, one per thread that closes connections.
@@ -78,11 +80,22 @@ impl Closer {
     /// kernel's line, is skipped by the worker that takes it). Returns
     /// whether this call closed it.
     pub(crate) fn turn_away(&self, conn: &Arc<Conn>, why: Why) -> bool {
+        self.turn_away_saying(conn, why, why.code().reason().into())
+    }
+
+    /// [`Closer::turn_away`] with a reason of its own, such as a GOAWAY 6's
+    /// retry hint.
+    pub(crate) fn turn_away_saying(
+        &self,
+        conn: &Arc<Conn>,
+        why: Why,
+        reason: Cow<'static, str>,
+    ) -> bool {
         if !conn.transition(QUEUED, CLOSING) {
             return false;
         }
         conn.leave_queue();
-        self.close_taken(conn, why);
+        self.close_taken_saying(conn, why, reason);
         true
     }
 
@@ -102,13 +115,17 @@ impl Closer {
     /// completed is closed without a word instead (no handshake for a
     /// connection turned away, no GOAWAY before the keys are agreed).
     pub(crate) fn close_taken(&self, conn: &Arc<Conn>, why: Why) {
+        self.close_taken_saying(conn, why, why.code().reason().into());
+    }
+
+    fn close_taken_saying(&self, conn: &Arc<Conn>, why: Why, reason: Cow<'static, str>) {
         if conn.handshaking() {
             return self.close_silently(conn, Ending::Unshaken(why));
         }
         conn.log_ended(Ending::GoAway(why));
         self.close(Closing {
             conn: Arc::clone(conn),
-            goaway: Some(why.code()),
+            goaway: Some((why.code(), reason)),
         });
     }
 
@@ -125,8 +142,8 @@ impl Closer {
 
 /// Sends the pending GOAWAY and shuts the write side.
 fn begin(closing: &Closing, framing: Framing) {
-    if let Some(code) = closing.goaway {
-        send_goaway_nonblocking(&closing.conn, framing, code);
+    if let Some((code, reason)) = &closing.goaway {
+        send_goaway_nonblocking(&closing.conn, framing, *code, reason);
     }
     closing.conn.shutdown(How::Write);
 }
@@ -137,9 +154,14 @@ fn begin(closing: &Closing, framing: Framing) {
 /// goes to a TLS connection whose handshake has not completed, or whose
 /// session a worker holds (which does not happen to a connection in line
 /// or resting, the only ones closed this way).
-pub(crate) fn send_goaway_nonblocking(conn: &Conn, framing: Framing, code: GoAwayCode) {
+pub(crate) fn send_goaway_nonblocking(
+    conn: &Conn,
+    framing: Framing,
+    code: GoAwayCode,
+    reason: &str,
+) {
     let mut frame = Vec::with_capacity(64);
-    framing.encode_goaway(code, code.reason(), &mut frame);
+    framing.encode_goaway(code, reason, &mut frame);
     if conn.tls {
         let Some(mut travel) = conn.travel.try_lock() else {
             return;

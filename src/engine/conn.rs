@@ -45,6 +45,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::engine::inbox::Carry;
 use crate::engine::limits::{OpenSlot, QueuePlace};
+use crate::engine::per_address::{AddressSlot, ClientKey};
 use crate::engine::socket::Stream;
 use crate::observe::access::{Access, Ending, Who};
 use crate::service::{ConnInfo, Peer};
@@ -174,6 +175,10 @@ pub(crate) struct Conn {
     /// Counts against `--max-connections` until the socket is closed;
     /// `None` for a connection turned away at accept.
     _slot: Option<OpenSlot>,
+    /// Counts against its address's `--max-connections-per-address` until
+    /// the socket is closed, once let in (at accept, or after its PROXY
+    /// header).
+    address: OnceLock<AddressSlot>,
 }
 
 impl Conn {
@@ -215,7 +220,14 @@ impl Conn {
             queued_ns: AtomicU64::new(0),
             access: Access::start(),
             _slot: slot,
+            address: OnceLock::new(),
         }
+    }
+
+    /// Its address was let in by the per-address limits: it counts against
+    /// them until the socket closes.
+    pub(crate) fn hold_address(&self, slot: AddressSlot) {
+        let _ = self.address.set(slot);
     }
 
     /// `conn 12 from 127.0.0.1:40312` (`... via 10.0.0.2:41000` behind a
@@ -351,6 +363,17 @@ impl Conn {
     /// or turned away from the line).
     pub(crate) fn leave_queue(&self) {
         drop(self.travel.lock().place.take());
+    }
+}
+
+impl From<&Peer> for ClientKey {
+    /// Per-address limits count a TCP client by its address, a Unix one by
+    /// its uid.
+    fn from(peer: &Peer) -> Self {
+        match peer {
+            Peer::Ip(addr) => ClientKey::from_ip(addr.ip()),
+            Peer::Unix(creds) => ClientKey::from_uid(creds.uid),
+        }
     }
 }
 

@@ -270,7 +270,8 @@ fn force_close(shared: &Shared) -> usize {
         let state = conn.state();
         conn.log_ended(Ending::Forced);
         if matches!(state, QUEUED | RESTING) && conn.transition(state, FORCED) {
-            send_goaway_nonblocking(&conn, framing, GoAwayCode::Shutdown);
+            let code = GoAwayCode::Shutdown;
+            send_goaway_nonblocking(&conn, framing, code, code.reason());
         } else if !conn.transition(BUSY, FORCED) {
             let _ = conn.transition(ACTIVE, FORCED);
         }

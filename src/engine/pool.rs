@@ -38,11 +38,12 @@ use crate::engine::socket;
 use crate::engine::tls;
 use crate::engine::worker::{taken, End, Outcome, Worker};
 use crate::error::Error;
-use crate::frame::GoAwayCode;
+use crate::frame::{limited_reason, GoAwayCode};
 use crate::human;
 use crate::observe::access::{Ending, Why};
 use crate::observe::refused::Cause;
 use crate::observe::stats::Stats;
+use crate::observe::turned_away::Busy;
 
 /// Starts `shared.config.workers` workers and returns once every one of
 /// them is about to wait in line. Each holds a clone of `done`, so the
@@ -280,7 +281,7 @@ impl Worker {
             end => end,
         };
         if conn.access.is_some() {
-            conn.log_ended(self.ending(&end));
+            conn.log_ended(self.ending(&conn, &end));
             conn.log_answered(travel.requests);
         }
         match end {
@@ -295,6 +296,18 @@ impl Worker {
             End::GoAway(code) => return self.goodbye(conn, travel, code, code.reason()),
             End::Forced => {}
             End::Unshaken => {
+                conn.shutdown(How::Both);
+                shared.registry.remove(&conn);
+            }
+            End::Limited(limited) => {
+                let why = Busy::of_limit(limited.limit);
+                Stats::bump(shared.stats.rejected(why));
+                let now = shared.clock.now_ms();
+                shared.turned_away.record(why, now, &shared.config);
+                if !conn.handshaking() {
+                    let reason = limited_reason(limited.retry_after, &why.describe(&shared.config));
+                    return self.goodbye(conn, travel, GoAwayCode::Limited, &reason);
+                }
                 conn.shutdown(How::Both);
                 shared.registry.remove(&conn);
             }
@@ -340,7 +353,7 @@ impl Worker {
     }
 
     /// How `end` reads in the access log.
-    fn ending(&self, end: &End) -> Ending {
+    fn ending(&self, conn: &Conn, end: &End) -> Ending {
         match end {
             End::PeerClosed => Ending::PeerClosed,
             End::GoAway(code) => Ending::GoAway(Why::from_code(*code)),
@@ -348,6 +361,14 @@ impl Worker {
             End::Forced => Ending::Forced,
             End::Unshaken => Ending::Unshaken(Why::Shutdown),
             End::BadHeader(_) => Ending::BadHeader,
+            End::Limited(limited) => {
+                let why = Why::Busy(Busy::of_limit(limited.limit));
+                if conn.handshaking() {
+                    Ending::Unshaken(why)
+                } else {
+                    Ending::GoAway(why)
+                }
+            }
             End::Tls(_) => Ending::TlsRefused,
             End::WriteTimeout => Ending::WriteTimeout,
             End::Failed(_) if self.shared.shutdown.is_forced() => Ending::Forced,

@@ -55,6 +55,9 @@ pub(crate) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
             .turned_away
             .report_due(shared.clock.now_ms(), &shared.config);
         shared.refused.report(shared.clock.now_ms(), false);
+        // Forgets the rate state of addresses whose bucket is full again,
+        // so the table holds only addresses seen lately.
+        shared.per_address.prune();
         if Instant::now() >= next_scan {
             scan(&shared);
             next_scan = Instant::now() + interval;

@@ -13,6 +13,7 @@ use crate::engine::closer::Closer;
 use crate::engine::conn::{Clock, Conn};
 use crate::engine::limits::Limits;
 use crate::engine::line::Line;
+use crate::engine::per_address::PerAddress;
 use crate::engine::registry::Registry;
 use crate::engine::shutdown::Shutdown;
 use crate::observe::alive::Alive;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     /// on, or the in-process benchmark reads them).
     pub(crate) timed: bool,
     pub(crate) limits: Arc<Limits>,
+    /// `--max-connections-per-address` and `--connect-rate-per-address`.
+    pub(crate) per_address: PerAddress,
     pub(crate) budget: Arc<Budget>,
     /// Resting connections held unarmed while the budget is spent (see
     /// `resting`). Weak, so a held connection that is reaped meanwhile closes

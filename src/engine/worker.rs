@@ -41,6 +41,7 @@ use crate::engine::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
 use crate::engine::header::Header;
 use crate::engine::inbox::Inbox;
 use crate::engine::line::Event;
+use crate::engine::per_address::{ClientKey, Limited};
 use crate::engine::reply::{self, Context};
 use crate::engine::shared::Shared;
 use crate::engine::{tls, writer};
@@ -102,6 +103,9 @@ pub(crate) enum End {
     /// From a balancer, it did not start with a valid PROXY header: a
     /// protocol error, closed without a reply.
     BadHeader(&'static str),
+    /// The client its PROXY header named is over a per-address limit:
+    /// GOAWAY 6, or on a TLS listener closed without a handshake.
+    Limited(Limited),
 }
 
 /// What one read attempt found.
@@ -177,6 +181,11 @@ impl Worker {
                         shared.config.heartbeat_timeout,
                     );
                     travel.info = Some(conn.view());
+                    // The client is known now: the per-address limits decide.
+                    match shared.per_address.admit(ClientKey::from(conn.client())) {
+                        Ok(address) => conn.hold_address(address),
+                        Err(limited) => return Outcome::End(End::Limited(limited)),
+                    }
                 }
                 Header::Wait(need) => return Outcome::Rest(Some(need)),
                 Header::Closed => return Outcome::End(End::PeerClosed),

@@ -98,7 +98,6 @@ impl GoAwayCode {
 /// The reason of a GOAWAY 6 (LIMITED): `retry after N ms: ` and what was
 /// over its limit, N being the milliseconds (rounded up) until the client's
 /// address would be let in again.
-#[allow(dead_code)] // used by the per-address limits, wired next
 pub(crate) fn limited_reason(retry_after: std::time::Duration, what: &str) -> String {
     let ms = retry_after.as_nanos().div_ceil(1_000_000);
     format!("retry after {ms} ms: {what}")

@@ -24,6 +24,7 @@ mod decode;
 mod goaway;
 
 pub use decode::{DecodeError, Decoded};
+pub(crate) use goaway::limited_reason;
 pub use goaway::{GoAway, GoAwayCode};
 
 /// Bytes in a length frame's header: the `u32` length and the kind byte.

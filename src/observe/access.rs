@@ -43,7 +43,7 @@ pub(crate) enum Why {
     Shutdown,
     /// GOAWAY 2: no complete frame within the heartbeat timeout.
     HeartbeatTimeout,
-    /// GOAWAY 3: a limit (see `turned_away`).
+    /// GOAWAY 3, or 6 for a per-address limit (see `turned_away`).
     Busy(Busy),
     /// GOAWAY 3: the server could not keep the connection (the line was
     /// full, or the poller could not watch it), which should not happen.
@@ -75,7 +75,8 @@ impl Why {
         match self {
             Why::Shutdown => GoAwayCode::Shutdown,
             Why::HeartbeatTimeout => GoAwayCode::HeartbeatTimeout,
-            Why::Busy(_) | Why::Trouble => GoAwayCode::Busy,
+            Why::Busy(busy) => busy.code(),
+            Why::Trouble => GoAwayCode::Busy,
             Why::ProtocolError => GoAwayCode::ProtocolError,
             Why::FrameTooLarge => GoAwayCode::FrameTooLarge,
         }
@@ -86,9 +87,9 @@ impl Why {
         match code {
             GoAwayCode::Shutdown => Why::Shutdown,
             GoAwayCode::HeartbeatTimeout => Why::HeartbeatTimeout,
-            // A worker never sends GOAWAY 6 through this path (the limits
-            // are decided before a connection is served).
-            GoAwayCode::Busy | GoAwayCode::Limited => Why::Trouble,
+            GoAwayCode::Busy => Why::Trouble,
+            // A worker's GOAWAY 6 is recorded with its limit (see `pool`).
+            GoAwayCode::Limited => Why::Busy(Busy::PerAddressConnections),
             GoAwayCode::ProtocolError => Why::ProtocolError,
             GoAwayCode::FrameTooLarge => Why::FrameTooLarge,
         }
@@ -126,13 +127,17 @@ pub(crate) enum Ending {
 }
 
 /// Every ending, for storing one in an atomic byte (its index plus one).
-const ENDINGS: [Ending; 22] = [
+const ENDINGS: [Ending; 26] = [
     Ending::PeerClosed,
     Ending::GoAway(Why::Shutdown),
     Ending::GoAway(Why::HeartbeatTimeout),
     Ending::GoAway(Why::Busy(Busy::MaxConnections)),
     Ending::GoAway(Why::Busy(Busy::QueueFull)),
     Ending::GoAway(Why::Busy(Busy::QueueDeadline)),
+    Ending::GoAway(Why::Busy(Busy::PerAddressConnections)),
+    Ending::GoAway(Why::Busy(Busy::PerAddressRate)),
+    Ending::Unshaken(Why::Busy(Busy::PerAddressConnections)),
+    Ending::Unshaken(Why::Busy(Busy::PerAddressRate)),
     Ending::GoAway(Why::Trouble),
     Ending::GoAway(Why::ProtocolError),
     Ending::GoAway(Why::FrameTooLarge),
@@ -181,7 +186,8 @@ impl Ending {
                 human::duration(config.handshake_timeout)
             ),
             Ending::BadHeader => format!(
-                "no valid PROXY header within the handshake timeout ({}), closed without a word",
+                "no valid PROXY header (malformed, or none within the handshake timeout of {}), \
+                 closed without a word",
                 human::duration(config.handshake_timeout)
             ),
             Ending::WriteTimeout => format!(

@@ -38,6 +38,8 @@ pub(crate) struct Stats {
     pub(crate) rejected_max_connections: AtomicU64,
     pub(crate) rejected_queue_full: AtomicU64,
     pub(crate) rejected_queue_deadline: AtomicU64,
+    pub(crate) rejected_per_address_connections: AtomicU64,
+    pub(crate) rejected_per_address_rate: AtomicU64,
     pub(crate) reaped: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) write_timeouts: AtomicU64,
@@ -164,6 +166,8 @@ impl Stats {
             Busy::MaxConnections => &self.rejected_max_connections,
             Busy::QueueFull => &self.rejected_queue_full,
             Busy::QueueDeadline => &self.rejected_queue_deadline,
+            Busy::PerAddressConnections => &self.rejected_per_address_connections,
+            Busy::PerAddressRate => &self.rejected_per_address_rate,
         }
     }
 
@@ -173,6 +177,8 @@ impl Stats {
             rejected_max_connections: AtomicU64::new(0),
             rejected_queue_full: AtomicU64::new(0),
             rejected_queue_deadline: AtomicU64::new(0),
+            rejected_per_address_connections: AtomicU64::new(0),
+            rejected_per_address_rate: AtomicU64::new(0),
             reaped: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             write_timeouts: AtomicU64::new(0),
@@ -267,6 +273,8 @@ impl Stats {
             rejected_max_connections: max_connections,
             rejected_queue_full: queue_full,
             rejected_queue_deadline: queue_deadline,
+            rejected_per_address_connections: get(&self.rejected_per_address_connections),
+            rejected_per_address_rate: get(&self.rejected_per_address_rate),
             reaped: get(&self.reaped),
             requests: sum(|w| &w.requests),
             data_requests: sum(|w| &w.data_requests),
@@ -332,6 +340,12 @@ pub struct Report {
     pub rejected_queue_full: u64,
     /// ... because they waited in line past their heartbeat deadline.
     pub rejected_queue_deadline: u64,
+    /// Connections sent GOAWAY 6 (or, on a TLS listener, closed without a
+    /// handshake) because `--max-connections-per-address` connections from
+    /// their address were open. Not part of `rejected_busy`.
+    pub rejected_per_address_connections: u64,
+    /// ... because their address was over `--connect-rate-per-address`.
+    pub rejected_per_address_rate: u64,
     /// Connections closed with GOAWAY 2 for missing their heartbeat deadline.
     pub reaped: u64,
     /// Requests answered: every complete frame that got a reply (DATA, PONG or ERROR).
@@ -364,7 +378,8 @@ impl fmt::Display for Report {
         write!(
             f,
             "accepted={} rejected_busy={} rejected_max_connections={} rejected_queue_full={} \
-             rejected_queue_deadline={} reaped={} requests={} data_requests={} protocol_errors={} \
+             rejected_queue_deadline={} rejected_per_address_connections={} \
+             rejected_per_address_rate={} reaped={} requests={} data_requests={} protocol_errors={} \
              write_timeouts={} accept_errors={} service_panics={} rests={} wakeups={} \
              requeues={}",
             self.accepted,
@@ -372,6 +387,8 @@ impl fmt::Display for Report {
             self.rejected_max_connections,
             self.rejected_queue_full,
             self.rejected_queue_deadline,
+            self.rejected_per_address_connections,
+            self.rejected_per_address_rate,
             self.reaped,
             self.requests,
             self.data_requests,

@@ -1,5 +1,6 @@
 //! Overload in the log at the default level: connections turned away with
-//! GOAWAY 3 (BUSY), counted by reason and reported at warn level in at
+//! GOAWAY 3 (BUSY) or, over a per-address limit, GOAWAY 6 (LIMITED),
+//! counted by reason and reported at warn level in at
 //! most about one line a second per reason, e.g.
 //!
 //! ```text
@@ -20,11 +21,14 @@
 use log::warn;
 
 use crate::config::Config;
+use crate::engine::per_address::Limit;
+use crate::frame::GoAwayCode;
 use crate::human;
 use crate::observe::throttle::{Due, Throttle};
 
-/// Why a connection was turned away with GOAWAY 3: the three
-/// `rejected_*` counts of the summary.
+/// Why a connection was turned away by a limit: the `rejected_*` counts of
+/// the summary. The server-wide limits send GOAWAY 3 (BUSY), the
+/// per-address ones GOAWAY 6 (LIMITED).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Busy {
     /// `--max-connections` clients were connected.
@@ -34,10 +38,37 @@ pub(crate) enum Busy {
     QueueFull = 1,
     /// It waited in line for a worker past its heartbeat deadline.
     QueueDeadline = 2,
+    /// `--max-connections-per-address` connections from its address were
+    /// open.
+    PerAddressConnections = 3,
+    /// Its address was over `--connect-rate-per-address`.
+    PerAddressRate = 4,
 }
 
 impl Busy {
-    const ALL: [Busy; 3] = [Busy::MaxConnections, Busy::QueueFull, Busy::QueueDeadline];
+    const ALL: [Busy; 5] = [
+        Busy::MaxConnections,
+        Busy::QueueFull,
+        Busy::QueueDeadline,
+        Busy::PerAddressConnections,
+        Busy::PerAddressRate,
+    ];
+
+    /// The per-address limit, as the limits name it.
+    pub(crate) fn of_limit(limit: Limit) -> Busy {
+        match limit {
+            Limit::Connections => Busy::PerAddressConnections,
+            Limit::Rate => Busy::PerAddressRate,
+        }
+    }
+
+    /// The code a connection turned away for this reason is sent.
+    pub(crate) fn code(self) -> GoAwayCode {
+        match self {
+            Busy::PerAddressConnections | Busy::PerAddressRate => GoAwayCode::Limited,
+            _ => GoAwayCode::Busy,
+        }
+    }
 
     /// The reason in words, with the setting that decided it.
     pub(crate) fn describe(self, config: &Config) -> String {
@@ -54,6 +85,17 @@ impl Busy {
                 "waited in line for a worker past the heartbeat timeout ({})",
                 human::duration(config.heartbeat_timeout)
             ),
+            Busy::PerAddressConnections => format!(
+                "max connections per address reached ({})",
+                config.per_address.max_connections.unwrap_or(0)
+            ),
+            Busy::PerAddressRate => match config.per_address.connect_rate {
+                Some(rate) => format!(
+                    "over the connect rate per address ({rate}, burst {})",
+                    config.per_address.burst().unwrap_or(1)
+                ),
+                None => "over the connect rate per address".to_owned(),
+            },
         }
     }
 }
@@ -61,13 +103,13 @@ impl Busy {
 /// Turn-aways not yet reported, by reason.
 #[derive(Debug)]
 pub(crate) struct TurnedAway {
-    reasons: [Throttle; 3],
+    reasons: [Throttle; Busy::ALL.len()],
 }
 
 impl TurnedAway {
     pub(crate) fn new() -> Self {
         TurnedAway {
-            reasons: [Throttle::new(), Throttle::new(), Throttle::new()],
+            reasons: std::array::from_fn(|_| Throttle::new()),
         }
     }
 
@@ -101,22 +143,27 @@ impl TurnedAway {
 }
 
 fn write((count, span_ms): Due, why: Busy, config: &Config) {
-    warn!("{}", line(count, span_ms, &why.describe(config)));
+    warn!(
+        "{}",
+        line(count, span_ms, why.code(), &why.describe(config))
+    );
 }
 
-/// `turned away 287 connections with BUSY in the last 1.0 s: <reason>`; no
-/// time span for connections turned away within the same millisecond.
-fn line(count: u64, span_ms: u64, reason: &str) -> String {
+/// `turned away 287 connections with BUSY in the last 1.0 s: <reason>`
+/// (`LIMITED` for a per-address limit); no time span for connections
+/// turned away within the same millisecond.
+fn line(count: u64, span_ms: u64, code: GoAwayCode, reason: &str) -> String {
+    let name = code.name();
     let connections = if count == 1 {
         "connection"
     } else {
         "connections"
     };
     if span_ms == 0 {
-        format!("turned away {count} {connections} with BUSY: {reason}")
+        format!("turned away {count} {connections} with {name}: {reason}")
     } else {
         let span = human::duration(std::time::Duration::from_millis(span_ms));
-        format!("turned away {count} {connections} with BUSY in the last {span}: {reason}")
+        format!("turned away {count} {connections} with {name} in the last {span}: {reason}")
     }
 }
 
@@ -127,13 +174,27 @@ mod tests {
     #[test]
     fn lines_in_words() {
         assert_eq!(
-            line(287, 1000, "max connections reached (10000)"),
+            line(
+                287,
+                1000,
+                GoAwayCode::Busy,
+                "max connections reached (10000)"
+            ),
             "turned away 287 connections with BUSY in the last 1.0 s: max connections \
              reached (10000)"
         );
         assert_eq!(
-            line(1, 0, "no idle worker (queue 0)"),
+            line(1, 0, GoAwayCode::Busy, "no idle worker (queue 0)"),
             "turned away 1 connection with BUSY: no idle worker (queue 0)"
+        );
+        assert_eq!(
+            line(
+                3,
+                0,
+                GoAwayCode::Limited,
+                "max connections per address reached (2)"
+            ),
+            "turned away 3 connections with LIMITED: max connections per address reached (2)"
         );
     }
 }

@@ -23,6 +23,7 @@ use crate::engine::conn::Clock;
 use crate::engine::drain::{Drain, Threads};
 use crate::engine::limits::Limits;
 use crate::engine::line::Line;
+use crate::engine::per_address::PerAddress;
 use crate::engine::pool;
 use crate::engine::reaper;
 use crate::engine::registry::Registry;
@@ -140,6 +141,7 @@ pub(super) fn launch<S: Service>(
         line,
         timed,
         limits: Limits::new(config.max_connections, config.queue),
+        per_address: PerAddress::new(&config.per_address, config.max_connections),
         budget: Arc::new(Budget::new(config.max_buffered, on_room)),
         held: Mutex::new(VecDeque::new()),
         shutdown: Arc::clone(&shutdown),

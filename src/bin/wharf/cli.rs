@@ -12,6 +12,7 @@
 mod bench_args;
 mod client_args;
 mod client_tls_args;
+mod listen_args;
 mod serve_args;
 mod tls_args;
 mod values;

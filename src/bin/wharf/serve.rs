@@ -222,7 +222,9 @@ fn config(args: &ServeArgs) -> Config {
         metrics: args.metrics,
         tls: args.tls.settings(),
         handshake_timeout: args.handshake_timeout,
-        unix_mode: args.unix_mode,
+        unix_mode: args.listen.unix_mode,
+        proxy_from: args.listen.proxy_from.clone(),
+        per_address: args.listen.per_address(),
     }
 }
 

@@ -152,13 +152,19 @@ impl Collector for Counts {
         )?;
         enc.counters(
             "wharf_connections_rejected",
-            "Connections turned away with GOAWAY 3 (BUSY), by reason: max-connections \
-             reached, queue full, or waited in line past the heartbeat deadline.",
+            "Connections turned away, by reason: with GOAWAY 3 (BUSY) max-connections \
+             reached, queue full, or waited in line past the heartbeat deadline; with GOAWAY 6 \
+             (LIMITED) a per-address connection cap or connect rate.",
             "reason",
             &[
                 ("max_connections", report.rejected_max_connections),
                 ("queue_full", report.rejected_queue_full),
                 ("queue_deadline", report.rejected_queue_deadline),
+                (
+                    "per_address_connections",
+                    report.rejected_per_address_connections,
+                ),
+                ("per_address_rate", report.rejected_per_address_rate),
             ],
         )?;
         enc.counter(

@@ -1,6 +1,8 @@
 //! `wharf serve`'s flags, each with its `WHARF_*` variable: every one maps
 //! onto one [`wharf::Config`] field, or onto how the process runs (the
-//! drain delay, the log). The TLS flags are in `tls_args`.
+//! drain delay, the log). The TLS flags are in `tls_args`, those about
+//! clients' addresses (Unix sockets, PROXY protocol, per-address limits)
+//! in `listen_args`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +13,10 @@ use wharf::Address;
 use clap::{Args, ValueEnum};
 use log::LevelFilter;
 
+use super::listen_args::ListenArgs;
 use super::tls_args::TlsArgs;
 use super::values::{
-    byte_size, duration, frame_size, listen_addr, max_connections, octal_mode, positive_duration,
+    byte_size, duration, frame_size, listen_addr, max_connections, positive_duration,
     queue_capacity, socket_addr, FramingArg,
 };
 
@@ -22,9 +25,6 @@ pub struct ServeArgs {
     /// Listen address (repeatable, or comma-separated): HOST:PORT (port 0 picks a free port; IPv6 as [::1]:0) or unix:PATH [default: 127.0.0.1:7878 when no --bind or --tls-bind is given].
     #[arg(long, env = "WHARF_BIND", value_name = "ADDR", value_parser = listen_addr, value_delimiter = ',')]
     pub bind: Vec<Address>,
-    /// Permissions of the socket files of unix:PATH listeners, in octal, set before the server accepts on them.
-    #[arg(long, env = "WHARF_UNIX_MODE", default_value = "0660", value_name = "OCTAL", value_parser = octal_mode)]
-    pub unix_mode: u32,
     /// Fixed size of the worker pool: connections worked on at once (default: number of CPUs).
     #[arg(long, env = "WHARF_WORKERS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=wharf::config::MAX_WORKERS as i64))]
@@ -83,6 +83,8 @@ pub struct ServeArgs {
     /// Longest time from accept to a completed TLS handshake; a connection past it is closed without a word.
     #[arg(long, env = "WHARF_HANDSHAKE_TIMEOUT", default_value = "10s", value_name = "D", value_parser = positive_duration)]
     pub handshake_timeout: Duration,
+    #[command(flatten)]
+    pub listen: ListenArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// Log level.
