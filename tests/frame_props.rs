@@ -464,9 +464,9 @@ fn goaway_codes_round_trip_through_u16() {
         assert_eq!(GoAwayCode::from_u16(code.as_u16()), Some(code));
     }
     let wire: Vec<u16> = GoAwayCode::ALL.iter().map(|c| c.as_u16()).collect();
-    assert_eq!(wire, [1, 2, 3, 4, 5]);
+    assert_eq!(wire, [1, 2, 3, 4, 5, 6]);
     assert_eq!(GoAwayCode::from_u16(0), None);
-    assert_eq!(GoAwayCode::from_u16(6), None);
+    assert_eq!(GoAwayCode::from_u16(7), None);
 }
 
 proptest! {
