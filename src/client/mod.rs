@@ -44,19 +44,32 @@
 //!
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
 //! the server's promise (docs/protocol.md, "Retrying safely"): after GOAWAY 1
-//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was
+//! (SHUTDOWN), GOAWAY 3 (BUSY) or GOAWAY 6 (LIMITED: the client's address
+//! was over a per-address limit), no request after the last reply was
 //! started. [`Client::recv`] then reconnects to the same address and
 //! resends exactly the requests that were not answered, in order (pipelined
 //! ones included; heartbeat PINGs are dropped, not resent), and goes on
 //! returning replies in order as if nothing had happened; a request that
 //! was answered is never sent twice. The payload of every unanswered
 //! request is kept for that, next to the queue of owed replies. Up to
-//! `retries` reconnects are tried in a row, counting each GOAWAY 1 or 3 and
-//! each failed reconnect; a reply starts the count again. Before each, the
-//! client sleeps a time drawn uniformly from `[b/2, b]`, where `b` starts
-//! at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
-//! [`ClientOptions::retry_backoff_max`] (2 s). When the attempts run out,
-//! `recv` returns the last failure.
+//! `retries` reconnects are tried in a row, counting each GOAWAY 1, 3 or 6
+//! and each failed reconnect; a reply starts the count again. Before each,
+//! the client sleeps a time drawn uniformly from `[b/2, b]`, where `b`
+//! starts at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
+//! [`ClientOptions::retry_backoff_max`] (2 s); after a GOAWAY 6 it sleeps
+//! at least the `retry after N ms` its reason starts with
+//! ([`ClientError::retry_after`]), since the server would turn it away
+//! again before then. When the attempts run out, `recv` returns the last
+//! failure.
+//!
+//! ## Unix sockets
+//!
+//! [`Client::connect_unix`] reaches a server's Unix stream listener
+//! (`unix:PATH`), and [`Client::connect_to`] takes an address as `wharf
+//! client --connect` does: `unix:PATH` or `host:port`. Everything else is
+//! the same over either kind of socket, retries and TLS included (TLS
+//! there needs [`ClientTls::server_name`], since a path names no host).
+//! [`Client::server_addr`] says where the client is connected.
 //!
 //! A connection lost without a GOAWAY ([`ClientError::Closed`]) is not
 //! retried, since the server may have run the unanswered requests, unless
@@ -121,7 +134,8 @@
 //! writing half (the lock every writer shares, the queue of owed replies,
 //! the heartbeat thread) is in `writer`; the reading half ([`Client::recv`]
 //! and [`Reply`]) in `reader`; the reconnect and resend in `retry`; the
-//! failures in `error`. TLS ([`ClientOptions::tls`]) is in `tls` (what to
+//! failures in `error`; the address and socket of either kind (TCP or
+//! Unix, [`ServerAddr`]) in `socket`. TLS ([`ClientOptions::tls`]) is in `tls` (what to
 //! trust, read once), `handshake` (each connection's), `transport` (the
 //! two halves sharing one session) and `failure` (why a handshake failed,
 //! in words). Everything public is re-exported here, so every item is used
@@ -360,7 +374,7 @@ impl Client {
     }
 
     /// Sends one DATA request and waits for its response. An ERROR reply
-    /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1 or 3
+    /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1, 3 or 6
     /// before the response is handled inside (see [`Client::recv`]).
     ///
     /// Meant for a client with nothing outstanding: it returns the next
