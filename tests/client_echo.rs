@@ -33,7 +33,7 @@ fn fail_on_request(request: &[u8], response: &mut Response<'_>) -> Result<(), Se
 fn connects_over_ipv4_and_echoes() {
     let server = start(config());
     let mut client = connect(server.local_addr());
-    assert_eq!(client.peer_addr(), server.local_addr());
+    assert_eq!(client.peer_addr(), Some(server.local_addr()));
     assert_eq!(client.request(b"hello").unwrap(), b"hello");
     // Length framing carries any bytes: newlines, NULs, an empty payload.
     let binary = b"a\nb\r\n\0\xff".to_vec();
@@ -58,7 +58,7 @@ fn connects_over_ipv6_when_available() {
     let addr = server.local_addr();
     assert!(addr.is_ipv6(), "{addr}");
     let mut client = connect(addr);
-    assert_eq!(client.peer_addr(), addr);
+    assert_eq!(client.peer_addr(), Some(addr));
     assert_eq!(client.request(b"over ipv6").unwrap(), b"over ipv6");
     // Also by its text form, as a user would write it.
     let mut by_name =

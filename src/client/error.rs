@@ -9,13 +9,13 @@ use std::io;
 use std::time::Duration;
 
 use super::TlsFailure;
-use crate::frame::GoAwayCode;
+use crate::frame::{GoAway, GoAwayCode};
 use crate::tls::TlsError;
 
 /// Why a client call failed.
 ///
 /// With [`ClientOptions::retries`](super::ClientOptions::retries) above 0,
-/// a GOAWAY 1 or 3 (and, for idempotent requests, a lost connection) is
+/// a GOAWAY 1, 3 or 6 (and, for idempotent requests, a lost connection) is
 /// returned only once the attempts have run out; with retries off, at once.
 ///
 /// A quiet client whose server drains gets GOAWAY 1:
@@ -47,9 +47,11 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The server ended the connection with GOAWAY. Its promise depends on
-    /// the code: after 1 (SHUTDOWN) and 3 (BUSY) no request after the last
-    /// reply was started, so those may be sent again; 2, 4 and 5 say what
-    /// the client did wrong.
+    /// the code: after 1 (SHUTDOWN), 3 (BUSY) and 6 (LIMITED) no request
+    /// after the last reply was started, so those may be sent again (see
+    /// [`GoAwayCode::retryable`]; after 6 not before
+    /// [`ClientError::retry_after`]); 2, 4 and 5 say what the client did
+    /// wrong.
     #[error("GOAWAY {code} {}: {reason}", code_name(*.code))]
     GoAway {
         /// The GOAWAY code (see [`GoAwayCode`]).
@@ -92,6 +94,15 @@ pub enum ClientError {
     /// DNS name or an IP address.
     #[error("TLS server name \"{}\": not a DNS name or an IP address", .0.escape_default())]
     TlsServerName(String),
+    /// TLS over a Unix socket was asked for without
+    /// [`ClientTls::server_name`](super::ClientTls::server_name): a path
+    /// names no host to verify the server's certificate for. Nothing was
+    /// connected.
+    #[error("TLS to {addr} needs a server name to verify the certificate for (a Unix socket path names no host)")]
+    TlsNeedsServerName {
+        /// The address, `unix:PATH`.
+        addr: String,
+    },
     /// Any other I/O error.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -109,5 +120,37 @@ impl ClientError {
             ClientError::GoAway { code, .. } => Some(*code),
             _ => None,
         }
+    }
+
+    /// How long the server asked the client to wait before connecting
+    /// again: the `retry after N ms` hint of a GOAWAY 6 (LIMITED), when
+    /// this is one and its reason carries the hint.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wharf::ClientError;
+    ///
+    /// let limited = ClientError::GoAway { code: 6, reason: "retry after 250 ms: rate".into() };
+    /// assert_eq!(limited.retry_after(), Some(Duration::from_millis(250)));
+    /// assert_eq!(ClientError::Closed.retry_after(), None);
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::GoAway { code, reason } => GoAway {
+                code: *code,
+                reason: reason.clone(),
+            }
+            .retry_after(),
+            _ => None,
+        }
+    }
+
+    /// Whether the server promised that no request after its last reply
+    /// started: a GOAWAY whose code is [retryable](GoAwayCode::retryable)
+    /// (1, 3 or 6).
+    pub fn goaway_retryable(&self) -> bool {
+        self.goaway_code()
+            .and_then(GoAwayCode::from_u16)
+            .is_some_and(GoAwayCode::retryable)
     }
 }

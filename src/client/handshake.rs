@@ -17,7 +17,6 @@
 //! once the client is accepted) or an alert, within a second.
 
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ProtocolVersion, SignatureScheme};
 
 use super::failure::{classify, Facts, TlsFailure};
+use super::socket::{ServerAddr, Socket};
 use super::tls::Connector;
 use super::transport::TlsShared;
 use super::ClientError;
@@ -63,7 +63,7 @@ impl ResolvesClientCert for Asked {
 }
 
 impl Connector {
-    /// Runs the handshake on `tcp` (connected to `peer`) to its end, every
+    /// Runs the handshake on `sock` (connected to `peer`) to its end, every
     /// read and write within what is left of `timeout`, then waits for the
     /// server's verdict on a client certificate if it asked for one. A
     /// failure says why ([`ClientError::Tls`]), after sending the alert
@@ -71,8 +71,8 @@ impl Connector {
     /// unset.
     pub(super) fn handshake(
         &self,
-        tcp: &TcpStream,
-        peer: SocketAddr,
+        sock: &Socket,
+        peer: &ServerAddr,
         timeout: Duration,
     ) -> Result<Arc<TlsShared>, ClientError> {
         let fail = |failure| ClientError::Tls {
@@ -85,10 +85,15 @@ impl Connector {
         });
         let mut config = (*self.config).clone();
         config.client_auth_cert_resolver = Arc::clone(&asked) as Arc<dyn ResolvesClientCert>;
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(peer.ip().into()));
+        let name = match (&self.name, peer) {
+            (Some(name), _) => name.clone(),
+            (None, ServerAddr::Tcp(addr)) => ServerName::IpAddress(addr.ip().into()),
+            (None, ServerAddr::Unix(_)) => {
+                return Err(ClientError::TlsNeedsServerName {
+                    addr: peer.to_string(),
+                })
+            }
+        };
         let mut conn = ClientConnection::new(Arc::new(config), name)
             .map_err(|e| fail(TlsFailure::Other(e.to_string())))?;
         let facts = || Facts {
@@ -101,17 +106,17 @@ impl Connector {
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
         };
-        let mut socket = tcp;
+        let mut socket = sock;
         while conn.is_handshaking() || conn.wants_write() {
             let Some(wait) = left() else {
                 return Err(fail(TlsFailure::TimedOut(timeout)));
             };
             let reading = !conn.wants_write();
             let step = if reading {
-                tcp.set_read_timeout(Some(wait))
+                sock.set_read_timeout(Some(wait))
                     .and_then(|()| conn.read_tls(&mut socket))
             } else {
-                tcp.set_write_timeout(Some(wait))
+                sock.set_write_timeout(Some(wait))
                     .and_then(|()| conn.write_tls(&mut socket))
             };
             let ended = match step {
@@ -120,12 +125,12 @@ impl Connector {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // The server may have said why before it closed.
-                    let said = explain(&mut conn, tcp, facts());
+                    let said = explain(&mut conn, sock, facts());
                     return Err(fail(said.unwrap_or_else(|| io_failure(&e, timeout))));
                 }
             };
             if let Err(e) = conn.process_new_packets() {
-                last_gasp(&mut conn, tcp);
+                last_gasp(&mut conn, sock);
                 return Err(fail(classify(&e, facts())));
             }
             if ended && conn.is_handshaking() {
@@ -134,12 +139,12 @@ impl Connector {
         }
         if facts().asked && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3) {
             let wait = left().map_or(Duration::ZERO, |left| left.min(VERDICT_WAIT));
-            if let Some(failure) = verdict(&mut conn, tcp, wait, facts()) {
+            if let Some(failure) = verdict(&mut conn, sock, wait, facts()) {
                 return Err(fail(failure));
             }
         }
-        tcp.set_write_timeout(None)?;
-        tcp.set_read_timeout(None)?;
+        sock.set_write_timeout(None)?;
+        sock.set_read_timeout(None)?;
         Ok(TlsShared::new(conn, facts()))
     }
 }
@@ -150,18 +155,18 @@ impl Connector {
 /// the session for the reading half.
 fn verdict(
     conn: &mut ClientConnection,
-    tcp: &TcpStream,
+    sock: &Socket,
     wait: Duration,
     facts: Facts,
 ) -> Option<TlsFailure> {
-    if wait.is_zero() || tcp.set_read_timeout(Some(wait)).is_err() {
+    if wait.is_zero() || sock.set_read_timeout(Some(wait)).is_err() {
         return None;
     }
-    let mut socket = tcp;
+    let mut socket = sock;
     loop {
         let read = conn.read_tls(&mut socket);
         if let Err(e) = conn.process_new_packets() {
-            last_gasp(conn, tcp);
+            last_gasp(conn, sock);
             return Some(classify(&e, facts));
         }
         match read {
@@ -188,10 +193,10 @@ fn io_failure(e: &io::Error, timeout: Duration) -> TlsFailure {
 
 /// After a failed write or read, what the server sent before it closed,
 /// if that was an alert (a refusal says why before the close).
-fn explain(conn: &mut ClientConnection, tcp: &TcpStream, facts: Facts) -> Option<TlsFailure> {
-    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+fn explain(conn: &mut ClientConnection, sock: &Socket, facts: Facts) -> Option<TlsFailure> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
         .ok()?;
-    let mut socket = tcp;
+    let mut socket = sock;
     for _ in 0..8 {
         match conn.read_tls(&mut socket) {
             Ok(0) | Err(_) => return None,
@@ -207,9 +212,9 @@ fn explain(conn: &mut ClientConnection, tcp: &TcpStream, facts: Facts) -> Option
 
 /// Sends the alert rustls has queued to say why the handshake failed, if
 /// the socket takes it.
-fn last_gasp(conn: &mut ClientConnection, tcp: &TcpStream) {
-    let mut socket = tcp;
-    let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
+fn last_gasp(conn: &mut ClientConnection, sock: &Socket) {
+    let mut socket = sock;
+    let _ = sock.set_write_timeout(Some(Duration::from_millis(100)));
     while conn.wants_write() {
         if conn.write_tls(&mut socket).is_err() {
             break;

@@ -44,19 +44,32 @@
 //!
 //! Off by default. With [`ClientOptions::retries`] above 0 the client uses
 //! the server's promise (docs/protocol.md, "Retrying safely"): after GOAWAY 1
-//! (SHUTDOWN) or GOAWAY 3 (BUSY), no request after the last reply was
+//! (SHUTDOWN), GOAWAY 3 (BUSY) or GOAWAY 6 (LIMITED: the client's address
+//! was over a per-address limit), no request after the last reply was
 //! started. [`Client::recv`] then reconnects to the same address and
 //! resends exactly the requests that were not answered, in order (pipelined
 //! ones included; heartbeat PINGs are dropped, not resent), and goes on
 //! returning replies in order as if nothing had happened; a request that
 //! was answered is never sent twice. The payload of every unanswered
 //! request is kept for that, next to the queue of owed replies. Up to
-//! `retries` reconnects are tried in a row, counting each GOAWAY 1 or 3 and
-//! each failed reconnect; a reply starts the count again. Before each, the
-//! client sleeps a time drawn uniformly from `[b/2, b]`, where `b` starts
-//! at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
-//! [`ClientOptions::retry_backoff_max`] (2 s). When the attempts run out,
-//! `recv` returns the last failure.
+//! `retries` reconnects are tried in a row, counting each GOAWAY 1, 3 or 6
+//! and each failed reconnect; a reply starts the count again. Before each,
+//! the client sleeps a time drawn uniformly from `[b/2, b]`, where `b`
+//! starts at [`ClientOptions::retry_backoff`] (100 ms) and doubles up to
+//! [`ClientOptions::retry_backoff_max`] (2 s); after a GOAWAY 6 it sleeps
+//! at least the `retry after N ms` its reason starts with
+//! ([`ClientError::retry_after`]), since the server would turn it away
+//! again before then. When the attempts run out, `recv` returns the last
+//! failure.
+//!
+//! ## Unix sockets
+//!
+//! [`Client::connect_unix`] reaches a server's Unix stream listener
+//! (`unix:PATH`), and [`Client::connect_to`] takes an address as `wharf
+//! client --connect` does: `unix:PATH` or `host:port`. Everything else is
+//! the same over either kind of socket, retries and TLS included (TLS
+//! there needs [`ClientTls::server_name`], since a path names no host).
+//! [`Client::server_addr`] says where the client is connected.
 //!
 //! A connection lost without a GOAWAY ([`ClientError::Closed`]) is not
 //! retried, since the server may have run the unanswered requests, unless
@@ -121,7 +134,8 @@
 //! writing half (the lock every writer shares, the queue of owed replies,
 //! the heartbeat thread) is in `writer`; the reading half ([`Client::recv`]
 //! and [`Reply`]) in `reader`; the reconnect and resend in `retry`; the
-//! failures in `error`. TLS ([`ClientOptions::tls`]) is in `tls` (what to
+//! failures in `error`; the address and socket of either kind (TCP or
+//! Unix, [`ServerAddr`]) in `socket`. TLS ([`ClientOptions::tls`]) is in `tls` (what to
 //! trust, read once), `handshake` (each connection's), `transport` (the
 //! two halves sharing one session) and `failure` (why a handshake failed,
 //! in words). Everything public is re-exported here, so every item is used
@@ -134,12 +148,15 @@ mod options;
 mod reader;
 mod retry;
 mod sender;
+mod socket;
 mod tls;
 mod transport;
 mod writer;
 
 use std::io::{self, BufReader, ErrorKind};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -155,6 +172,8 @@ pub use reader::Reply;
 pub use retry::Reconnect;
 use retry::RetryState;
 pub use sender::RequestSender;
+pub use socket::ServerAddr;
+use socket::Socket;
 pub use tls::ClientTls;
 use tls::Connector;
 use transport::ReadHalf;
@@ -176,7 +195,7 @@ use writer::{check_request, heartbeat, Link, Owed, Pending, Writer};
 #[derive(Debug)]
 pub struct Client {
     options: ClientOptions,
-    peer: SocketAddr,
+    peer: ServerAddr,
     reader: BufReader<ReadHalf>,
     /// The TLS configuration, read once, for every (re)connect.
     tls: Option<Arc<Connector>>,
@@ -192,7 +211,8 @@ impl Client {
     /// connect timeout, then, with [`ClientOptions::tls`], runs the TLS
     /// handshake within it too. This first connect is not retried;
     /// reconnects (with [`ClientOptions::retries`]) go to the address
-    /// connected here.
+    /// connected here. For a Unix socket use [`Client::connect_unix`], or
+    /// [`Client::connect_to`] with `unix:PATH`.
     pub fn connect<A: ToSocketAddrs>(
         addr: A,
         options: ClientOptions,
@@ -210,7 +230,9 @@ impl Client {
         for addr in addrs {
             tried = addr.to_string();
             match TcpStream::connect_timeout(&addr, options.connect_timeout) {
-                Ok(stream) => return Client::from_parts(stream, options, tls),
+                Ok(stream) => {
+                    return Client::from_parts(Socket::Tcp(stream), addr.into(), options, tls)
+                }
                 Err(e) => last = e,
             }
         }
@@ -220,21 +242,102 @@ impl Client {
         })
     }
 
+    /// Connects to the Unix stream socket at `path` (a server's
+    /// `unix:PATH` listener) within the connect timeout; otherwise like
+    /// [`Client::connect`], reconnects going to the same path.
+    ///
+    /// With [`ClientOptions::tls`], [`ClientTls::server_name`] must be
+    /// set: a path names no host to verify the server's certificate for,
+    /// so without it this fails with [`ClientError::TlsNeedsServerName`]
+    /// before connecting.
+    ///
+    /// ```
+    /// use wharf::{Client, ClientOptions};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("wharf-doc-client-unix-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("wharf.sock");
+    /// let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    /// let server = std::thread::spawn(move || -> std::io::Result<()> {
+    ///     // A one-request stand-in for a server's `unix:` listener.
+    ///     use std::io::{Read, Write};
+    ///     let (mut conn, _) = listener.accept()?;
+    ///     let mut frame = [0u8; 4 + 1 + 5];
+    ///     conn.read_exact(&mut frame)?;
+    ///     conn.write_all(&frame)
+    /// });
+    /// let mut client = Client::connect_unix(&path, ClientOptions::default())?;
+    /// assert_eq!(client.request(b"hello")?, b"hello");
+    /// assert_eq!(client.server_addr().to_string(), format!("unix:{}", path.display()));
+    /// server.join().unwrap()?;
+    /// std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_unix<P: AsRef<Path>>(
+        path: P,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let peer = ServerAddr::Unix(path.as_ref().to_path_buf());
+        if options
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.server_name.is_none())
+        {
+            return Err(ClientError::TlsNeedsServerName {
+                addr: peer.to_string(),
+            });
+        }
+        let tls = Connector::for_options(&options)?;
+        let stream =
+            socket::connect_unix(path.as_ref(), options.connect_timeout).map_err(|source| {
+                ClientError::Connect {
+                    addr: peer.to_string(),
+                    source,
+                }
+            })?;
+        Client::from_parts(Socket::Unix(stream), peer, options, tls)
+    }
+
+    /// Connects to an address written as `wharf client --connect` takes
+    /// it: `unix:PATH` for a Unix socket ([`Client::connect_unix`]),
+    /// anything else as `host:port`, resolved now ([`Client::connect`]).
+    pub fn connect_to(addr: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        match addr.strip_prefix("unix:") {
+            Some(path) => Client::connect_unix(path, options),
+            None => Client::connect(addr, options),
+        }
+    }
+
     /// Wraps an already connected socket (running the TLS handshake on it
     /// with [`ClientOptions::tls`]). Reconnects, if any, go to its peer
     /// address.
     pub fn from_stream(stream: TcpStream, options: ClientOptions) -> Result<Client, ClientError> {
         let tls = Connector::for_options(&options)?;
-        Client::from_parts(stream, options, tls)
+        let peer = stream.peer_addr()?.into();
+        Client::from_parts(Socket::Tcp(stream), peer, options, tls)
+    }
+
+    /// Wraps an already connected Unix socket, like
+    /// [`Client::from_stream`]. Reconnects, if any, go to its peer's path;
+    /// a peer without one (a socket pair) cannot be reconnected to, so
+    /// there a reconnect fails like a refused connect.
+    pub fn from_unix_stream(
+        stream: UnixStream,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let tls = Connector::for_options(&options)?;
+        let path = stream.peer_addr()?.as_pathname().map(Path::to_path_buf);
+        let peer = ServerAddr::Unix(path.unwrap_or_default());
+        Client::from_parts(Socket::Unix(stream), peer, options, tls)
     }
 
     fn from_parts(
-        stream: TcpStream,
+        stream: Socket,
+        peer: ServerAddr,
         options: ClientOptions,
         tls: Option<Arc<Connector>>,
     ) -> Result<Client, ClientError> {
-        let peer = stream.peer_addr()?;
-        let (stream, reader) = transport::split(stream, tls.as_deref(), &options)?;
+        let (stream, reader) = transport::split(stream, &peer, tls.as_deref(), &options)?;
         let reader = BufReader::with_capacity(64 * 1024, reader);
         let owed = Owed::default();
         let retrying = options.retries > 0;
@@ -259,13 +362,19 @@ impl Client {
         })
     }
 
-    /// The server's address (the same after a reconnect).
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+    /// The server's TCP address (the same after a reconnect); `None` for
+    /// a client connected to a Unix socket (see [`Client::server_addr`]).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.tcp()
+    }
+
+    /// The server's address, TCP or Unix (the same after a reconnect).
+    pub fn server_addr(&self) -> &ServerAddr {
+        &self.peer
     }
 
     /// Sends one DATA request and waits for its response. An ERROR reply
-    /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1 or 3
+    /// becomes [`ClientError::Server`]. With retries on, a GOAWAY 1, 3 or 6
     /// before the response is handled inside (see [`Client::recv`]).
     ///
     /// Meant for a client with nothing outstanding: it returns the next

@@ -22,7 +22,7 @@ use crate::frame::Framing;
 ///
 /// let options = ClientOptions {
 ///     read_timeout: Some(Duration::from_secs(5)),
-///     // Up to 5 reconnects in a row after GOAWAY 1 or 3, sleeping up to
+///     // Up to 5 reconnects in a row after GOAWAY 1, 3 or 6, sleeping up to
 ///     // 50 ms before the first, doubling up to 1 s.
 ///     retries: 5,
 ///     retry_backoff: Duration::from_millis(50),
@@ -59,8 +59,8 @@ pub struct ClientOptions {
     /// requests. A larger one is a [`ClientError::Protocol`](crate::client::ClientError::Protocol); a length
     /// frame's header alone decides, before any of its payload is read.
     pub max_frame: u32,
-    /// How many reconnects [`Client::recv`](crate::client::Client::recv) may make in a row after GOAWAY 1
-    /// or 3 (or, with `idempotent`, a lost connection), each failed
+    /// How many reconnects [`Client::recv`](crate::client::Client::recv) may make in a row after GOAWAY 1,
+    /// 3 or 6 (or, with `idempotent`, a lost connection), each failed
     /// reconnect counting as one; a reply starts the count again. 0 (the
     /// default) turns retries off: every failure is returned at once. See
     /// the [module documentation](crate::client) for the rule.
@@ -71,12 +71,16 @@ pub struct ClientOptions {
     /// requests it did not answer. Only used when `retries` is above 0.
     pub idempotent: bool,
     /// The upper bound of the first reconnect's backoff sleep (each sleep is
-    /// drawn from `[b/2, b]`); it doubles with each further attempt.
+    /// drawn from `[b/2, b]`); it doubles with each further attempt. After
+    /// a GOAWAY 6 the sleep is at least the server's `retry after` hint,
+    /// however short the backoff.
     pub retry_backoff: Duration,
     /// The largest backoff bound.
     pub retry_backoff_max: Duration,
     /// Speak TLS, verifying the server as this says (see [`ClientTls`]);
-    /// `None` (the default) speaks plain TCP. The handshake counts against
+    /// `None` (the default) speaks plain TCP (or plain Unix-socket
+    /// streams; over a Unix socket TLS needs [`ClientTls::server_name`]).
+    /// The handshake counts against
     /// [`connect_timeout`](ClientOptions::connect_timeout).
     pub tls: Option<ClientTls>,
 }

@@ -50,8 +50,9 @@ impl Client {
     /// swallowed. A GOAWAY is returned as [`ClientError::GoAway`].
     ///
     /// With [`ClientOptions::retries`](super::ClientOptions::retries) above
-    /// 0, a GOAWAY 1 or 3 (or, with `idempotent`, a connection lost without
-    /// GOAWAY) is not returned: this call sleeps its backoff, reconnects,
+    /// 0, a GOAWAY 1, 3 or 6 (or, with `idempotent`, a connection lost
+    /// without GOAWAY) is not returned: this call sleeps its backoff (after
+    /// GOAWAY 6, at least the server's hint), reconnects,
     /// resends the unanswered requests in order and reads on, so the caller
     /// sees every reply once, in order, across the reconnect. Only when the
     /// attempts run out is the last failure returned.

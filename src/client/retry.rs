@@ -1,6 +1,7 @@
-//! Safe retries (docs/protocol.md, "Retrying safely"): after GOAWAY 1 (SHUTDOWN) or
-//! GOAWAY 3 (BUSY) the server promises that no request after its last reply was
-//! started, so the client reconnects and resends exactly those, in order.
+//! Safe retries (docs/protocol.md, "Retrying safely"): after GOAWAY 1 (SHUTDOWN),
+//! GOAWAY 3 (BUSY) or GOAWAY 6 (LIMITED) the server promises that no request after
+//! its last reply was started, so the client reconnects and resends exactly those,
+//! in order; after GOAWAY 6 not before the time its reason hints at.
 //!
 //! Separate from the reading half, which only decides *that* a failure is
 //! retried; this file holds *how*: the backoff, the reconnect loop, putting
@@ -11,6 +12,8 @@
 use std::fmt;
 use std::io::BufReader;
 use std::net::{Shutdown, TcpStream};
+
+use super::socket::{self, ServerAddr, Socket};
 
 use super::transport::{self, ReadHalf, WriteHalf};
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use crate::frame::GoAwayCode;
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Reconnect<'a> {
-    /// The failure being retried: a GOAWAY 1 or 3, a reconnect that
+    /// The failure being retried: a GOAWAY 1, 3 or 6, a reconnect that
     /// failed ([`ClientError::Connect`]), or, with [`ClientOptions::idempotent`](super::ClientOptions::idempotent),
     /// [`ClientError::Closed`].
     pub cause: &'a ClientError,
@@ -43,8 +46,12 @@ pub struct Reconnect<'a> {
     /// How many requests will be resent (heartbeat PINGs are not counted:
     /// they are dropped, not resent).
     pub resend: usize,
-    /// How long the client sleeps before connecting again.
+    /// How long the client sleeps before connecting again: the backoff,
+    /// or the server's hint when that is longer.
     pub delay: Duration,
+    /// The server's hint, from a GOAWAY 6 (LIMITED): the least time to
+    /// wait before its address is let in again. `delay` is never shorter.
+    pub retry_after: Option<Duration>,
 }
 
 impl fmt::Display for Reconnect<'_> {
@@ -54,6 +61,9 @@ impl fmt::Display for Reconnect<'_> {
             ClientError::GoAway { code, .. } => {
                 let name = GoAwayCode::from_u16(*code).map_or("UNKNOWN", GoAwayCode::name);
                 write!(f, "GOAWAY {code} {name}")?;
+                if let Some(hint) = self.retry_after {
+                    write!(f, ", retry after {} ms", hint.as_millis())?;
+                }
             }
             other => write!(f, "{other}")?,
         }
@@ -123,15 +133,14 @@ pub(super) fn jitter(b: Duration) -> Duration {
 }
 
 impl Client {
-    /// Whether `failure` may be retried under the retry rule: GOAWAY 1
-    /// and 3 (nothing after the last reply was started), a reconnect that
-    /// failed, and a connection lost without GOAWAY only when the caller
-    /// declared its requests idempotent.
+    /// Whether `failure` may be retried under the retry rule: GOAWAY 1, 3
+    /// and 6 (nothing after the last reply was started:
+    /// [`GoAwayCode::retryable`]), a reconnect that failed, and a
+    /// connection lost without GOAWAY only when the caller declared its
+    /// requests idempotent.
     fn retryable(&self, failure: &ClientError) -> bool {
         match failure {
-            ClientError::GoAway { code, .. } => {
-                *code == GoAwayCode::Shutdown.as_u16() || *code == GoAwayCode::Busy.as_u16()
-            }
+            ClientError::GoAway { .. } => failure.goaway_retryable(),
             ClientError::Closed => self.options.idempotent,
             _ => false,
         }
@@ -181,13 +190,16 @@ impl Client {
                 self.options.retry_backoff_max,
                 self.retry.attempt,
             );
-            let delay = jitter(bound);
+            // A GOAWAY 6 says when the address is let in again: not before.
+            let retry_after = failure.retry_after();
+            let delay = jitter(bound).max(retry_after.unwrap_or_default());
             let report = Reconnect {
                 cause: &failure,
                 attempt: self.retry.attempt,
                 retries: self.options.retries,
                 resend,
                 delay,
+                retry_after,
             };
             log::debug!("wharf client: {report}");
             if let Some(hook) = self.retry.hook.0.as_mut() {
@@ -220,12 +232,18 @@ impl Client {
             addr: self.peer.to_string(),
             source,
         };
-        let stream = TcpStream::connect_timeout(&self.peer, self.options.connect_timeout)
-            .map_err(connect_error)?;
-        transport::split(stream, self.tls.as_deref(), &self.options).map_err(|e| match e {
-            ClientError::Io(source) => connect_error(source),
-            e => e,
-        })
+        let timeout = self.options.connect_timeout;
+        let stream = match &self.peer {
+            ServerAddr::Tcp(addr) => TcpStream::connect_timeout(addr, timeout).map(Socket::Tcp),
+            ServerAddr::Unix(path) => socket::connect_unix(path, timeout).map(Socket::Unix),
+        }
+        .map_err(connect_error)?;
+        transport::split(stream, &self.peer, self.tls.as_deref(), &self.options).map_err(
+            |e| match e {
+                ClientError::Io(source) => connect_error(source),
+                e => e,
+            },
+        )
     }
 
     /// Puts the new connection in place: under the writer's lock the
@@ -346,10 +364,27 @@ mod tests {
             retries: 5,
             resend: 3,
             delay: 150 * MS,
+            retry_after: None,
         };
         assert_eq!(
             report.to_string(),
             "reconnecting after GOAWAY 1 SHUTDOWN (attempt 2 of 5), 3 request(s) to resend"
+        );
+        let cause = ClientError::GoAway {
+            code: 6,
+            reason: "retry after 300 ms: connections per address".into(),
+        };
+        let report = Reconnect {
+            cause: &cause,
+            attempt: 1,
+            retries: 2,
+            resend: 4,
+            delay: 300 * MS,
+            retry_after: cause.retry_after(),
+        };
+        assert_eq!(
+            report.to_string(),
+            "reconnecting after GOAWAY 6 LIMITED, retry after 300 ms (attempt 1 of 2), 4 request(s) to resend"
         );
         let cause = ClientError::Closed;
         let report = Reconnect {
@@ -358,6 +393,7 @@ mod tests {
             retries: 1,
             resend: 0,
             delay: MS,
+            retry_after: None,
         };
         assert_eq!(
             report.to_string(),

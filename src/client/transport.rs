@@ -14,13 +14,14 @@
 //! rustls#2556).
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustls::ClientConnection;
 
 use super::failure::{classify, Facts};
+use super::socket::{ServerAddr, Socket};
 use super::tls::Connector;
 use super::{ClientError, ClientOptions};
 
@@ -33,13 +34,14 @@ const CIPHER_READ: usize = 16 * 1024 + 256;
 /// Sets up a connected socket as the client wants it and splits it into
 /// its writing and reading halves, after the TLS handshake if `tls`.
 pub(super) fn split(
-    stream: TcpStream,
+    stream: Socket,
+    peer: &ServerAddr,
     tls: Option<&Connector>,
     options: &ClientOptions,
 ) -> Result<(WriteHalf, ReadHalf), ClientError> {
-    stream.set_nodelay(true)?;
+    stream.set_nodelay()?;
     let shared = match tls {
-        Some(tls) => Some(tls.handshake(&stream, stream.peer_addr()?, options.connect_timeout)?),
+        Some(tls) => Some(tls.handshake(&stream, peer, options.connect_timeout)?),
         None => None,
     };
     stream.set_read_timeout(options.read_timeout)?;
@@ -48,7 +50,7 @@ pub(super) fn split(
         None => (WriteHalf::Plain(stream), ReadHalf::Plain(reader)),
         Some(shared) => (
             WriteHalf::Tls {
-                tcp: stream,
+                sock: stream,
                 shared: Arc::clone(&shared),
             },
             ReadHalf::tls(reader, shared),
@@ -77,7 +79,7 @@ impl TlsShared {
 
     /// Seals whatever the session has queued (an alert, a key update) and
     /// writes it; the caller holds the send lock.
-    fn write_queued(&self, tcp: &TcpStream) -> io::Result<()> {
+    fn write_queued(&self, sock: &Socket) -> io::Result<()> {
         let mut records = Vec::new();
         {
             let mut conn = self.conn.lock();
@@ -85,16 +87,16 @@ impl TlsShared {
                 conn.write_tls(&mut records)?;
             }
         }
-        (&*tcp).write_all(&records)
+        (&*sock).write_all(&records)
     }
 }
 
 /// The reading half of a connection.
 #[derive(Debug)]
 pub(super) enum ReadHalf {
-    Plain(TcpStream),
+    Plain(Socket),
     Tls {
-        tcp: TcpStream,
+        sock: Socket,
         shared: Arc<TlsShared>,
         /// Ciphertext read from the socket and not yet taken by the session.
         held: Vec<u8>,
@@ -103,9 +105,9 @@ pub(super) enum ReadHalf {
 }
 
 impl ReadHalf {
-    pub(super) fn tls(tcp: TcpStream, shared: Arc<TlsShared>) -> ReadHalf {
+    pub(super) fn tls(sock: Socket, shared: Arc<TlsShared>) -> ReadHalf {
         ReadHalf::Tls {
-            tcp,
+            sock,
             shared,
             held: Vec::new(),
             used: 0,
@@ -113,9 +115,9 @@ impl ReadHalf {
     }
 
     /// The socket, to shut it down.
-    pub(super) fn socket(&self) -> &TcpStream {
+    pub(super) fn socket(&self) -> &Socket {
         match self {
-            ReadHalf::Plain(tcp) | ReadHalf::Tls { tcp, .. } => tcp,
+            ReadHalf::Plain(sock) | ReadHalf::Tls { sock, .. } => sock,
         }
     }
 }
@@ -123,13 +125,13 @@ impl ReadHalf {
 impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            ReadHalf::Plain(tcp) => tcp.read(buf),
+            ReadHalf::Plain(sock) => sock.read(buf),
             ReadHalf::Tls {
-                tcp,
+                sock,
                 shared,
                 held,
                 used,
-            } => read_tls(tcp, shared, held, used, buf),
+            } => read_tls(sock, shared, held, used, buf),
         }
     }
 }
@@ -137,7 +139,7 @@ impl Read for ReadHalf {
 /// Plaintext from the session, reading ciphertext from the socket (outside
 /// the session's lock) while it has none.
 fn read_tls(
-    tcp: &TcpStream,
+    sock: &Socket,
     shared: &TlsShared,
     held: &mut Vec<u8>,
     used: &mut usize,
@@ -152,7 +154,7 @@ fn read_tls(
                     drop(conn);
                     // The alert that says why goes out if it can.
                     if let Some(_sending) = shared.send.try_lock() {
-                        let _ = shared.write_queued(tcp);
+                        let _ = shared.write_queued(sock);
                     }
                     return Err(tls_error(&e, shared.facts));
                 }
@@ -170,7 +172,7 @@ fn read_tls(
         // which case its write carries it.
         if queued {
             if let Some(_sending) = shared.send.try_lock() {
-                shared.write_queued(tcp)?;
+                shared.write_queued(sock)?;
             }
         }
         if *used < held.len() {
@@ -178,7 +180,7 @@ fn read_tls(
         }
         held.resize(CIPHER_READ, 0);
         *used = 0;
-        let n = (&*tcp).read(held).inspect_err(|_| held.clear())?;
+        let n = (&*sock).read(held).inspect_err(|_| held.clear())?;
         held.truncate(n);
         if n == 0 {
             // The socket's end: the session decides whether it was a clean
@@ -200,9 +202,9 @@ fn tls_error(e: &rustls::Error, facts: Facts) -> io::Error {
 /// The writing half of a connection.
 #[derive(Debug)]
 pub(super) enum WriteHalf {
-    Plain(TcpStream),
+    Plain(Socket),
     Tls {
-        tcp: TcpStream,
+        sock: Socket,
         shared: Arc<TlsShared>,
     },
 }
@@ -210,9 +212,9 @@ pub(super) enum WriteHalf {
 impl WriteHalf {
     /// Writes all of `bytes` (sealed, with TLS).
     pub(super) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let (tcp, shared) = match self {
-            WriteHalf::Plain(tcp) => return tcp.write_all(bytes),
-            WriteHalf::Tls { tcp, shared } => (tcp, shared),
+        let (sock, shared) = match self {
+            WriteHalf::Plain(sock) => return sock.write_all(bytes),
+            WriteHalf::Tls { sock, shared } => (sock, shared),
         };
         let _sending = shared.send.lock();
         let mut records = Vec::new();
@@ -230,7 +232,7 @@ impl WriteHalf {
             if records.is_empty() {
                 return Err(ErrorKind::WriteZero.into());
             }
-            tcp.write_all(&records)?;
+            sock.write_all(&records)?;
         }
         Ok(())
     }
@@ -239,12 +241,12 @@ impl WriteHalf {
     /// socket's write shutdown. The server answers what it has, then closes.
     pub(super) fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
-            WriteHalf::Plain(tcp) => tcp.shutdown(Shutdown::Write),
-            WriteHalf::Tls { tcp, shared } => {
+            WriteHalf::Plain(sock) => sock.shutdown(Shutdown::Write),
+            WriteHalf::Tls { sock, shared } => {
                 let _sending = shared.send.lock();
                 shared.conn.lock().send_close_notify();
-                shared.write_queued(tcp)?;
-                tcp.shutdown(Shutdown::Write)
+                shared.write_queued(sock)?;
+                sock.shutdown(Shutdown::Write)
             }
         }
     }

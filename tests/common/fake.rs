@@ -144,8 +144,14 @@ impl Conn {
     /// sending side, then discard input until the client closes (bounded),
     /// so the GOAWAY is not destroyed by a reset.
     pub fn goaway(&mut self, code: GoAwayCode) {
+        self.goaway_saying(code, code.reason());
+    }
+
+    /// [`Conn::goaway`] with a reason of the test's choosing (a GOAWAY 6's
+    /// `retry after N ms` hint, say).
+    pub fn goaway_saying(&mut self, code: GoAwayCode, reason: &str) {
         let mut out = Vec::new();
-        Framing::Length.encode_goaway(code, code.reason(), &mut out);
+        Framing::Length.encode_goaway(code, reason, &mut out);
         self.stream
             .write_all(&out)
             .expect("fake server sends GOAWAY");

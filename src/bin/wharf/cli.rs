@@ -36,10 +36,17 @@ pub struct Cli {
 /// flag wins over its variable), or exits 2 with clap's message, naming the
 /// variable when the bad value came from one.
 pub fn parse() -> Cli {
-    match Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => name_the_variable(e).exit(),
+    };
+    // The rules between flags that clap cannot state.
+    if let Command::Client(args) = &cli.command {
+        if let Err(e) = args.check() {
+            e.exit();
+        }
     }
+    cli
 }
 
 /// clap says `invalid value 'x' for '--workers <N>'` whether the value came

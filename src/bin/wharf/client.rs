@@ -4,20 +4,25 @@
 //! printed as it arrives, PINGs while stdin is idle), `--send TEXT`
 //! (repeatable: send, print, exit) and `--ping` (round-trip times).
 //!
+//! `--connect` takes `host:port` or `unix:PATH` (a Unix socket listener).
+//!
 //! Exit codes: 0 success; 1 other failure (a TLS file among them); 2 bad
 //! flags; 3 cannot connect, or the TLS handshake failed;
 //! 4 the server closed without GOAWAY or a reply timed out; 5 a request got
 //! ERROR; 10 + code for a GOAWAY (11 SHUTDOWN, 12 HEARTBEAT_TIMEOUT, 13 BUSY,
-//! 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE).
+//! 14 PROTOCOL_ERROR, 15 FRAME_TOO_LARGE, 16 LIMITED).
 //!
-//! With `--retries N` the library's [`Client`] reconnects after GOAWAY 1 or
-//! 3 (and, with `--idempotent`, after a connection lost without GOAWAY) and
-//! resends the unanswered requests, in every mode; each reconnect is one
-//! line on stderr, and when retries run out the exit status is the last
-//! failure's (11, 13, 3, or 4).
+//! With `--retries N` the library's [`Client`] reconnects after GOAWAY 1,
+//! 3 or 6 (and, with `--idempotent`, after a connection lost without
+//! GOAWAY) and resends the unanswered requests, in every mode; after
+//! GOAWAY 6 it waits at least the server's `retry after N ms` hint. Each
+//! reconnect is one line on stderr, and when retries run out the exit
+//! status is the last failure's (11, 13, 16, 3, or 4).
 //!
-//! After a GOAWAY 1 or 3 that leaves requests unanswered, a second line
-//! says how many, and that they were never started. A reply
+//! A GOAWAY 6 is described in words, with its hint ("turned away:
+//! per-address limit ..."). After a GOAWAY 1, 3 or 6 that leaves requests
+//! unanswered, a second line says how many, and that they were never
+//! started. A reply
 //! timeout before any reply in length framing asks whether the server uses
 //! line framing: such a server waits for a newline that never comes.
 
@@ -63,7 +68,7 @@ pub fn run(args: ClientArgs) -> ExitCode {
         tls: args.tls.settings(&args.connect),
         ..ClientOptions::default()
     };
-    let outcome = Client::connect(args.connect.as_str(), options).and_then(|mut client| {
+    let outcome = Client::connect_to(&args.connect, options).and_then(|mut client| {
         client.on_reconnect(|reconnect| eprintln!("{reconnect}"));
         let outcome = if args.ping {
             ping(&mut client, &args, &mut tally)
@@ -97,6 +102,9 @@ pub fn run(args: ClientArgs) -> ExitCode {
 /// The line printed on stderr for a failure.
 fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
     match e {
+        ClientError::GoAway { code, reason } if *code == GoAwayCode::Limited.as_u16() => {
+            turned_away(e, reason)
+        }
         ClientError::GoAway { .. } => e.to_string(),
         ClientError::Tls { failure, .. } => format!("wharf client: {e}{}", tls_hint(failure)),
         // A `--framing line` server waits for a newline that length frames
@@ -106,6 +114,28 @@ fn describe(e: &ClientError, framing: Framing, tally: &Tally) -> String {
             format!("wharf client: {e} (no reply at all yet: is the server using --framing line?)")
         }
         _ => format!("wharf client: {e}"),
+    }
+}
+
+/// The line for a GOAWAY 6 (LIMITED): the server turned this client's
+/// address away, and when it may come back, e.g. `wharf client: turned
+/// away: per-address limit (GOAWAY 6 LIMITED), retry after 250 ms
+/// (connections per address)`.
+fn turned_away(e: &ClientError, reason: &str) -> String {
+    let head = "wharf client: turned away: per-address limit (GOAWAY 6 LIMITED)";
+    let Some(hint) = e.retry_after() else {
+        return format!("{head}: {reason}");
+    };
+    // The reason's words after the hint, if any.
+    let detail = reason
+        .split_once(" ms")
+        .map(|(_, rest)| rest.trim_start_matches(':').trim())
+        .unwrap_or_default();
+    let ms = hint.as_millis();
+    if detail.is_empty() {
+        format!("{head}, retry after {ms} ms")
+    } else {
+        format!("{head}, retry after {ms} ms ({detail})")
     }
 }
 
@@ -120,16 +150,16 @@ fn tls_hint(failure: &TlsFailure) -> &'static str {
     }
 }
 
-/// After a GOAWAY 1 or 3 that cut a batch short (a drain, or a busy
-/// server), the line saying how many requests were not answered, e.g.
-/// `wharf client: GOAWAY 1 SHUTDOWN: 3 of 10 request(s) not answered (never
-/// started; safe to resend)`. Those two codes carry the server's promise
-/// that nothing after the last reply was started (docs/protocol.md,
-/// "Retrying safely");
-/// the others end a connection the client got wrong, not a batch.
+/// After a GOAWAY 1, 3 or 6 that cut a batch short (a drain, a busy
+/// server, a per-address limit), the line saying how many requests were
+/// not answered, e.g. `wharf client: GOAWAY 1 SHUTDOWN: 3 of 10 request(s)
+/// not answered (never started; safe to resend)`. Those codes carry the
+/// server's promise that nothing after the last reply was started
+/// (docs/protocol.md, "Retrying safely"); the others end a connection the
+/// client got wrong, not a batch.
 fn unanswered(e: &ClientError, tally: &Tally) -> Option<String> {
     let code = GoAwayCode::from_u16(e.goaway_code()?)?;
-    if !matches!(code, GoAwayCode::Shutdown | GoAwayCode::Busy) {
+    if !code.retryable() {
         return None;
     }
     let sent = tally.sent();
@@ -143,9 +173,13 @@ fn unanswered(e: &ClientError, tally: &Tally) -> Option<String> {
 /// The documented exit status for each cause.
 pub fn exit_code(e: &ClientError) -> u8 {
     match e {
-        ClientError::GoAway { code, .. } => 10 + (*code).min(5) as u8,
+        // 11 to 16 for the codes 1 to 6; a code this client does not know
+        // is another failure.
+        ClientError::GoAway { code, .. } => GoAwayCode::from_u16(*code)
+            .and_then(|c| u8::try_from(c.as_u16()).ok())
+            .map_or(1, |c| 10 + c),
         ClientError::Connect { .. } | ClientError::Tls { .. } => 3,
-        ClientError::TlsServerName(_) => 2,
+        ClientError::TlsServerName(_) | ClientError::TlsNeedsServerName { .. } => 2,
         ClientError::TlsFile(_) => 1,
         ClientError::Closed | ClientError::Timeout(_) => 4,
         ClientError::Server(_) => EXIT_SERVER_ERROR,
@@ -249,7 +283,7 @@ fn interactive(
 
 /// `--ping`: round-trip times like ping(8), then a summary.
 fn ping(client: &mut Client, args: &ClientArgs, tally: &mut Tally) -> Result<u64, ClientError> {
-    let peer = client.peer_addr();
+    let peer = client.server_addr().clone();
     let mut times = Vec::new();
     let mut out = io::stdout().lock();
     for seq in 0..args.count {

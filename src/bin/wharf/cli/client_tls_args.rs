@@ -20,7 +20,7 @@ pub struct ClientTlsArgs {
     /// PEM bundle of the CAs the server's certificate must chain to [default: the system's trusted CAs].
     #[arg(long = "tls-ca", value_name = "PATH", requires = "enabled")]
     pub ca: Option<PathBuf>,
-    /// The name the server's certificate must carry, a DNS name or an IP address [default: the host in --connect].
+    /// The name the server's certificate must carry, a DNS name or an IP address [default: the host in --connect; required with unix:PATH].
     #[arg(long = "tls-server-name", value_name = "NAME", requires = "enabled",
           value_parser = server_name)]
     pub server_name: Option<String>,
@@ -37,10 +37,20 @@ pub struct ClientTlsArgs {
 impl ClientTlsArgs {
     /// The library's TLS choices, with `--tls`; the server name defaults to
     /// the host of `connect` (`host:port` or `[v6]:port`), since the
-    /// library only sees the addresses it resolves to.
+    /// library only sees the addresses it resolves to. A `unix:PATH` has no
+    /// host: there the name is `--tls-server-name` or none (which the
+    /// client refuses before connecting).
     pub fn settings(&self, connect: &str) -> Option<ClientTls> {
         if !self.enabled {
             return None;
+        }
+        if connect.starts_with("unix:") {
+            return Some(ClientTls {
+                ca: self.ca.clone(),
+                server_name: self.server_name.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            });
         }
         let host = match connect.strip_prefix('[') {
             Some(v6) => v6.split_once(']').map_or(v6, |(host, _)| host),

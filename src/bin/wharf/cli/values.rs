@@ -75,10 +75,17 @@ pub(super) fn metrics_url(text: &str) -> Result<SocketAddr, String> {
     socket_addr(authority)
 }
 
-/// `--connect`: an address that parses or resolves now (a bad one is a bad
-/// flag, as for `--bind`), kept as written so that connecting resolves it
-/// again and tries each address.
+/// `--connect`: `unix:PATH` (a Unix socket; the path must not be empty),
+/// or an address that parses or resolves now (a bad one is a bad flag, as
+/// for `--bind`), kept as written so that connecting resolves it again and
+/// tries each address.
 pub(super) fn connect_addr(text: &str) -> Result<String, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err("unix: needs the socket's path, e.g. unix:/run/wharf.sock".to_owned());
+        }
+        return Ok(text.to_owned());
+    }
     socket_addr(text).map(|_| text.to_owned())
 }
 
@@ -199,6 +206,18 @@ mod tests {
         assert_eq!(duration("0"), Ok(Duration::ZERO));
         assert!(duration("soon").is_err());
         assert!(positive_duration("0").is_err());
+    }
+
+    #[test]
+    fn connect_takes_host_port_or_a_unix_path() {
+        assert_eq!(connect_addr("127.0.0.1:7878"), Ok("127.0.0.1:7878".into()));
+        assert_eq!(
+            connect_addr("unix:/run/w.sock"),
+            Ok("unix:/run/w.sock".into())
+        );
+        assert_eq!(connect_addr("unix:rel.sock"), Ok("unix:rel.sock".into()));
+        assert!(connect_addr("unix:").is_err());
+        assert!(connect_addr("nowhere").is_err());
     }
 
     #[test]
