@@ -358,3 +358,28 @@ fn a_tls_listener_on_a_unix_socket_speaks_tls() {
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(20)), 0);
     assert!(!path.exists());
 }
+
+/// Operations: when one listener cannot be set up the server does not
+/// start, and removes the socket file it had already made for another.
+#[test]
+fn a_failed_start_removes_the_socket_files_it_made() {
+    let dir = SocketDir::new("undo");
+    let made = dir.path("made.sock");
+    let taken = dir.path("taken.sock");
+    let _holder = UnixListener::bind(&taken).unwrap();
+    let finished = run_to_exit(
+        serve_command(
+            &bind_arg(&made),
+            &["--workers", "1", "--bind", &bind_arg(&taken)],
+        ),
+        Duration::from_secs(20),
+    );
+    let output = format!("{}{}", finished.stdout, finished.stderr);
+    assert_eq!(finished.status.code(), Some(1), "{output}");
+    assert!(output.contains("address in use"), "{output}");
+    assert!(
+        !made.exists(),
+        "the file made for the first listener stayed"
+    );
+    assert!(taken.exists(), "the holder's file was removed");
+}
