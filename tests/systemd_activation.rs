@@ -2,7 +2,10 @@
 //! activation. Every descriptor passed that is a listening stream socket is
 //! served instead of `--bind` and left open at exit, others are skipped
 //! with a warning (also when they are not open), and a lone descriptor 3
-//! that is not a listening socket is a startup failure with one line. The same-port restarts under load are in
+//! that is not a listening socket is a startup failure with one line. A
+//! descriptor named `tls` in `LISTEN_FDNAMES` is a TLS listener, and a Unix
+//! listening socket is served like a TCP one, its file left in place at
+//! exit (it is the holder's). The same-port restarts under load are in
 //! `restart.rs`.
 //!
 //! The test plays systemd: it binds listening sockets and passes them as
@@ -17,8 +20,12 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::unix::net::{UnixListener, UnixStream};
+
 use common::ops::{exit_code, listening_socket, wait_log};
 use common::systemd::activated_command;
+use common::tls::{Certs, ClientSetup};
+use common::unix::{bind_arg, SocketDir, UnixClient};
 use common::{serve_command, spawn_wharf_command, Client};
 use wharf::GoAwayCode;
 
@@ -177,4 +184,77 @@ fn socket_activation_ignores_counted_descriptors_that_are_not_open() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
     assert!(lines[0].contains("descriptor 3 is not open"), "{stderr}");
+}
+
+/// Operations: "Socket activation with several sockets": a descriptor
+/// named `tls` (systemd's `FileDescriptorName=tls`) is a TLS listener
+/// serving `--tls-cert`, beside a plain one (`web`) and a Unix one
+/// (`local`). At exit the inherited Unix socket's file stays: it belongs to
+/// the holder, whose socket still takes connections.
+#[test]
+fn socket_activation_serves_a_tls_descriptor_and_a_unix_one() {
+    let certs = Certs::new();
+    let dir = SocketDir::new("act");
+    let path = dir.path("local.sock");
+    let web = listening_socket();
+    let tls = listening_socket();
+    let local = UnixListener::bind(&path).unwrap();
+    let cert = certs.path("server.pem");
+    let key = certs.path("server.key");
+    let mut command = activated_command(
+        &[web.as_raw_fd(), tls.as_raw_fd(), local.as_raw_fd()],
+        &[
+            "--workers",
+            "2",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    command.env("LISTEN_FDNAMES", "web:tls:local");
+    let mut wharf = spawn_wharf_command(command);
+    assert_eq!(wharf.addr, web.local_addr().unwrap(), "{}", wharf.log());
+    wait_log(&wharf, "serving descriptor 3 (web)");
+    wait_log(&wharf, "serving descriptor 4 (tls)");
+    wait_log(&wharf, "serving descriptor 5 (local)");
+    wait_log(
+        &wharf,
+        &format!("listening on {} (tls, ", tls.local_addr().unwrap()),
+    );
+    wait_log(&wharf, &format!("listening on {} (", bind_arg(&path)));
+
+    Client::connect(web.local_addr().unwrap()).echo(b"plain on web");
+    let mut secure = ClientSetup::new(&certs)
+        .connect(tls.local_addr().unwrap())
+        .unwrap_or_else(|e| panic!("TLS handshake on the tls descriptor: {e}\n{}", wharf.log()));
+    secure.echo(b"inside TLS on the tls descriptor");
+    drop(secure);
+    UnixClient::connect(&path).echo(b"plain on the inherited Unix socket");
+
+    wharf.signal(libc::SIGTERM);
+    assert_eq!(exit_code(&mut wharf, Duration::from_secs(20)), 0);
+    assert!(
+        path.exists(),
+        "the inherited socket's file was removed:\n{}",
+        wharf.log()
+    );
+    // Still the holder's socket, listening: a client waits in its backlog.
+    let _waiting = UnixStream::connect(&path).expect("the holder's socket still listens");
+    local.set_nonblocking(false).unwrap();
+    local.accept().expect("accept from the backlog");
+}
+
+/// Operations: a descriptor named `tls` without `--tls-cert`/`--tls-key`
+/// cannot be served: exit 1 with one line.
+#[test]
+fn socket_activation_with_a_tls_descriptor_needs_a_certificate() {
+    let tls = listening_socket();
+    let mut command = activated_command(&[tls.as_raw_fd()], &["--workers", "1"]);
+    command.env("LISTEN_FDNAMES", "tls");
+    let (code, stderr) = run_to_exit(command);
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
+    assert!(lines[0].contains("certificate"), "{stderr}");
 }

@@ -5,7 +5,7 @@
 //! Most other submodules hold what one group of test files shares, named
 //! after it: [`client`] for `client_*.rs` (the library's client),
 //! [`client_cli`] for `client_cli_*.rs` (the binary's), [`client_tls`] for
-//! `client_tls_*.rs`, [`hostile`] for
+//! `client_tls_*.rs`, [`unix`] for `unix_*.rs`, [`hostile`] for
 //! `hostile_*.rs`, [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`]
 //! for `retry_*.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
 //!
@@ -34,6 +34,7 @@ pub mod scrape;
 pub mod shutdown;
 pub mod systemd;
 pub mod tls;
+pub mod unix;
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -249,6 +250,8 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// the child (by its PID) if it is still running.
 pub struct Wharf {
     pub child: Child,
+    /// The first listener's address; `0.0.0.0:0` when the first is a Unix
+    /// socket.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
 }
@@ -321,6 +324,9 @@ pub fn spawn_wharf_command(mut command: Command) -> Wharf {
         });
     }
     let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        // A Unix listener first: no TCP address to offer (as
+        // `Server::local_addr` says it); see `unix::listening_addrs`.
+        Ok(addr) if addr.starts_with("unix:") => SocketAddr::from(([0, 0, 0, 0], 0)),
         Ok(addr) => addr.parse().expect("listening address parses"),
         Err(_) => {
             let _ = child.kill();
