@@ -33,7 +33,7 @@ pub(crate) struct Shared {
     pub(crate) timed: bool,
     pub(crate) limits: Arc<Limits>,
     /// `--max-connections-per-address` and `--connect-rate-per-address`.
-    pub(crate) per_address: PerAddress,
+    pub(crate) per_address: Arc<PerAddress>,
     pub(crate) budget: Arc<Budget>,
     /// Resting connections held unarmed while the budget is spent (see
     /// `resting`). Weak, so a held connection that is reaped meanwhile closes

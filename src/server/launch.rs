@@ -141,7 +141,7 @@ pub(super) fn launch<S: Service>(
         line,
         timed,
         limits: Limits::new(config.max_connections, config.queue),
-        per_address: PerAddress::new(&config.per_address, config.max_connections),
+        per_address: Arc::new(PerAddress::new(&config.per_address, config.max_connections)),
         budget: Arc::new(Budget::new(config.max_buffered, on_room)),
         held: Mutex::new(VecDeque::new()),
         shutdown: Arc::clone(&shutdown),

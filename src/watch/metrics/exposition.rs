@@ -232,6 +232,22 @@ impl Collector for Counts {
              against --max-buffered.",
             sources.budget.used() as u64,
         )?;
+        if !sources.per_address.is_off() {
+            enc.gauge(
+                "wharf_per_address_addresses",
+                "Client addresses the per-address limits keep state for now (open \
+                 connections, and recent connects for the rate); bounded by \
+                 --max-connections.",
+                sources.per_address.entries() as u64,
+            )?;
+            enc.counter(
+                "wharf_per_address_untracked",
+                "New client addresses let in without rate state because the rate table was \
+                 full (more distinct addresses within one refill time than it holds): the \
+                 rate limit fails open for them.",
+                sources.per_address.unrecorded(),
+            )?;
+        }
         enc.gauge(
             "wharf_draining",
             "1 once the drain has started (listener closed), else 0.",

@@ -51,6 +51,7 @@ use parking_lot::Mutex;
 
 use crate::engine::budget::Budget;
 use crate::engine::line::WorkerStates;
+use crate::engine::per_address::PerAddress;
 use crate::engine::registry::Registry;
 use crate::engine::shared::Shared;
 use crate::engine::shutdown::Shutdown;
@@ -79,6 +80,8 @@ struct Sources {
     max_connections: usize,
     /// Whether a TLS listener exists: the TLS metrics are exported then.
     tls: bool,
+    /// The per-address limits' table: exported when a limit is on.
+    per_address: Arc<PerAddress>,
 }
 
 /// The running endpoint. Stopping it (or dropping it) closes the listener,
@@ -122,6 +125,7 @@ pub(crate) fn start(
         pool_size: shared.config.workers,
         max_connections: shared.config.max_connections,
         tls: shared.tls.is_some(),
+        per_address: Arc::clone(&shared.per_address),
     };
     spawn(listener, sources).map(Some)
 }
