@@ -22,7 +22,13 @@ use std::time::{Duration, Instant};
 #[path = "../src/engine/per_address.rs"]
 mod per_address;
 
-use per_address::{ClientKey, PerAddress, PerAddressSettings};
+/// Where the module finds its settings: the library's public types.
+mod limit_settings {
+    pub use wharf::config::PerAddressSettings;
+}
+
+use per_address::{ClientKey, PerAddress};
+use wharf::config::PerAddressSettings;
 
 /// The reaper's prune interval.
 const PRUNE_EVERY: Duration = Duration::from_millis(250);

@@ -5,7 +5,7 @@
 //! [`Config::validate`] turns impossible settings into a typed error and
 //! lowers a reap interval that could not keep the heartbeat promise.
 
-pub use crate::engine::per_address::{ParseRateError, PerAddressSettings, Rate, RateUnit};
+pub use crate::limit_settings::{ParseRateError, PerAddressSettings, Rate, RateUnit};
 use std::net::SocketAddr;
 use std::time::Duration;
 

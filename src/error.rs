@@ -25,7 +25,7 @@ pub enum Error {
     #[error("cannot listen on {addr}")]
     Listen {
         /// The address that was asked for.
-        addr: crate::server::Address,
+        addr: crate::address::Address,
         /// The operating system's reason.
         source: io::Error,
     },

@@ -115,6 +115,7 @@
 
 #![warn(missing_docs)]
 
+mod address;
 pub mod bench;
 pub mod build_info;
 pub mod client;
@@ -123,6 +124,7 @@ mod engine;
 mod error;
 pub mod frame;
 pub mod human;
+mod limit_settings;
 mod observe;
 pub mod proxy;
 mod server;
@@ -130,6 +132,7 @@ pub mod service;
 pub mod tls;
 mod watch;
 
+pub use address::{Address, AddressError};
 pub use client::{Client, ClientError, ClientOptions, Reconnect, Reply, RequestSender};
 pub use config::{Config, Overload};
 pub use engine::closer::LINGER;
@@ -139,9 +142,7 @@ pub use error::Error;
 pub use frame::{Framing, GoAwayCode};
 pub use observe::alive::{Liveness, ALIVE_TICK};
 pub use observe::stats::Report;
-pub use server::{
-    Address, AddressError, Bind, ListenSocket, Listener, Security, Server, TlsHandle,
-};
+pub use server::{Bind, ListenSocket, Listener, Security, Server, TlsHandle};
 pub use service::{ConnInfo, Credentials, Echo, Peer, Response, Service, ServiceError};
 pub use watch::monitor::Monitor;
 

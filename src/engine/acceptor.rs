@@ -53,7 +53,7 @@ use rustix::io::Errno;
 use crate::config::Overload;
 use crate::engine::conn::Conn;
 use crate::engine::limits::{OpenSlot, QueuePlace};
-use crate::engine::per_address::{ClientKey, Limited};
+use crate::engine::per_address::{ClientKey, Limit, Limited};
 use crate::engine::shared::Shared;
 use crate::engine::socket::{self, Stream};
 use crate::frame::limited_reason;
@@ -238,10 +238,18 @@ fn admit(stream: Stream, peer: Peer, tls: bool, shared: &Shared) {
     }
 }
 
+/// The reason a connection over a per-address limit is counted under.
+pub(crate) fn turned_away_by(limit: Limit) -> Busy {
+    match limit {
+        Limit::Connections => Busy::PerAddressConnections,
+        Limit::Rate => Busy::PerAddressRate,
+    }
+}
+
 /// Turns away with GOAWAY 6 (LIMITED) a connection whose address is over a
 /// per-address limit: its reason starts with the retry hint.
 fn turn_away_limited(shared: &Shared, conn: &Arc<Conn>, limited: &Limited, now: u64) {
-    let why = Busy::of_limit(limited.limit);
+    let why = turned_away_by(limited.limit);
     let reason = limited_reason(limited.retry_after, &why.describe(&shared.config));
     if shared
         .closer

@@ -25,7 +25,6 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use crate::engine::conn::Conn;
 use crate::engine::socket::{peek_now, recv_now};
-use crate::engine::worker::Worker;
 use crate::proxy::{self, Parsed, Source};
 use crate::service::Peer;
 
@@ -48,52 +47,50 @@ pub(crate) enum Header {
     Failed(io::Error),
 }
 
-impl Worker {
-    /// Reads the PROXY header `conn` must start with, if it has all come.
-    pub(crate) fn read_header(&mut self, conn: &Conn) -> Header {
-        let mut small = [0u8; ON_STACK];
-        let mut large = Vec::new();
-        let mut room = ON_STACK;
-        loop {
-            let buf: &mut [u8] = if room <= ON_STACK {
-                &mut small
-            } else {
-                large.resize(room, 0);
-                &mut large
-            };
-            let peeked = match peek_now(&conn.stream, buf) {
-                Ok(0) => return Header::Closed,
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
-                Err(e) => return Header::Failed(e),
-            };
-            match proxy::parse(&buf[..peeked]) {
-                // Too narrow a look to see it all: widen it.
-                Parsed::Incomplete { need } if peeked == buf.len() => {
-                    room = need.min(proxy::MAX_HEADER);
-                }
-                Parsed::Incomplete { need } => {
-                    // Bytes that never grow into a header: the balancer shut
-                    // its side mid-header (the socket stays readable, so
-                    // resting would wake at once, again and again).
-                    return if peeked > 0 && peer_shut_down(conn) {
-                        Header::Bad("closed in the middle of its PROXY header")
-                    } else {
-                        Header::Wait(need)
-                    };
-                }
-                Parsed::Invalid(why) => return Header::Bad(why),
-                Parsed::Header { len, source } => {
-                    // The bytes were seen, so one read takes exactly them.
-                    return match recv_now(&conn.stream, &mut buf[..len]) {
-                        Ok(n) if n == len => Header::Read(match source {
-                            Source::Local => None,
-                            Source::Proxied { client, .. } => Some(Peer::Ip(client)),
-                        }),
-                        Ok(_) => Header::Failed(io::Error::other("the PROXY header shrank")),
-                        Err(e) => Header::Failed(e),
-                    };
-                }
+/// Reads the PROXY header `conn` must start with, if it has all come.
+pub(crate) fn read(conn: &Conn) -> Header {
+    let mut small = [0u8; ON_STACK];
+    let mut large = Vec::new();
+    let mut room = ON_STACK;
+    loop {
+        let buf: &mut [u8] = if room <= ON_STACK {
+            &mut small
+        } else {
+            large.resize(room, 0);
+            &mut large
+        };
+        let peeked = match peek_now(&conn.stream, buf) {
+            Ok(0) => return Header::Closed,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+            Err(e) => return Header::Failed(e),
+        };
+        match proxy::parse(&buf[..peeked]) {
+            // Too narrow a look to see it all: widen it.
+            Parsed::Incomplete { need } if peeked == buf.len() => {
+                room = need.min(proxy::MAX_HEADER);
+            }
+            Parsed::Incomplete { need } => {
+                // Bytes that never grow into a header: the balancer shut
+                // its side mid-header (the socket stays readable, so
+                // resting would wake at once, again and again).
+                return if peeked > 0 && peer_shut_down(conn) {
+                    Header::Bad("closed in the middle of its PROXY header")
+                } else {
+                    Header::Wait(need)
+                };
+            }
+            Parsed::Invalid(why) => return Header::Bad(why),
+            Parsed::Header { len, source } => {
+                // The bytes were seen, so one read takes exactly them.
+                return match recv_now(&conn.stream, &mut buf[..len]) {
+                    Ok(n) if n == len => Header::Read(match source {
+                        Source::Local => None,
+                        Source::Proxied { client, .. } => Some(Peer::Ip(client)),
+                    }),
+                    Ok(_) => Header::Failed(io::Error::other("the PROXY header shrank")),
+                    Err(e) => Header::Failed(e),
+                };
             }
         }
     }

@@ -27,6 +27,7 @@ use crossbeam_channel::Sender;
 use crossbeam_utils::sync::WaitGroup;
 use log::{debug, error, info, trace, warn};
 
+use crate::engine::acceptor::turned_away_by;
 use crate::engine::closer::Closing;
 use crate::engine::conn::{Conn, Travel, ACTIVE, QUEUED, RESTING};
 use crate::engine::line::Event;
@@ -43,7 +44,6 @@ use crate::human;
 use crate::observe::access::{Ending, Why};
 use crate::observe::refused::Cause;
 use crate::observe::stats::Stats;
-use crate::observe::turned_away::Busy;
 
 /// Starts `shared.config.workers` workers and returns once every one of
 /// them is about to wait in line. Each holds a clone of `done`, so the
@@ -300,7 +300,7 @@ impl Worker {
                 shared.registry.remove(&conn);
             }
             End::Limited(limited) => {
-                let why = Busy::of_limit(limited.limit);
+                let why = turned_away_by(limited.limit);
                 Stats::bump(shared.stats.rejected(why));
                 let now = shared.clock.now_ms();
                 shared.turned_away.record(why, now, &shared.config);
@@ -362,7 +362,7 @@ impl Worker {
             End::Unshaken => Ending::Unshaken(Why::Shutdown),
             End::BadHeader(_) => Ending::BadHeader,
             End::Limited(limited) => {
-                let why = Why::Busy(Busy::of_limit(limited.limit));
+                let why = Why::Busy(turned_away_by(limited.limit));
                 if conn.handshaking() {
                     Ending::Unshaken(why)
                 } else {

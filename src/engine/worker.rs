@@ -38,7 +38,7 @@ use std::sync::Arc;
 use log::{info, log_enabled, trace, Level};
 
 use crate::engine::conn::{Conn, Travel, ACTIVE, BUSY, FORCED};
-use crate::engine::header::Header;
+use crate::engine::header::{self, Header};
 use crate::engine::inbox::Inbox;
 use crate::engine::line::Event;
 use crate::engine::per_address::{ClientKey, Limited};
@@ -172,7 +172,7 @@ impl Worker {
     /// the inbox for the caller to stash or clear.
     pub(crate) fn serve(&mut self, conn: &Conn, travel: &mut Travel) -> Outcome {
         if conn.awaits_header() {
-            match self.read_header(conn) {
+            match header::read(conn) {
                 Header::Read(client) => {
                     let shared = &self.shared;
                     conn.header_read(

@@ -21,7 +21,6 @@
 use log::warn;
 
 use crate::config::Config;
-use crate::engine::per_address::Limit;
 use crate::frame::GoAwayCode;
 use crate::human;
 use crate::observe::throttle::{Due, Throttle};
@@ -53,14 +52,6 @@ impl Busy {
         Busy::PerAddressConnections,
         Busy::PerAddressRate,
     ];
-
-    /// The per-address limit, as the limits name it.
-    pub(crate) fn of_limit(limit: Limit) -> Busy {
-        match limit {
-            Limit::Connections => Busy::PerAddressConnections,
-            Limit::Rate => Busy::PerAddressRate,
-        }
-    }
 
     /// The code a connection turned away for this reason is sent.
     pub(crate) fn code(self) -> GoAwayCode {

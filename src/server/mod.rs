@@ -23,13 +23,12 @@ use crate::observe::stats::{Report, Stats};
 use crate::service::Service;
 use crate::watch::monitor::Monitor;
 
-mod address;
 mod launch;
 mod listen;
 mod reloads;
 pub(crate) mod unix;
 
-pub use address::{Address, AddressError};
+pub use crate::address::Address;
 pub use reloads::TlsHandle;
 
 use launch::checked;
