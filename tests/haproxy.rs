@@ -1,8 +1,8 @@
 //! A rolling restart behind a real HAProxy loses nothing.
 //!
 //! Two `wharf serve` backends sit behind HAProxy, configured with
-//! `deploy/haproxy.cfg` as shipped (TCP mode, a binary PING/PONG health
-//! check, `retries` and `option redispatch`). Eight clients use
+//! `deploy/haproxy.cfg` as shipped (TCP mode, the PROXY protocol v2, a
+//! binary PING/PONG health check, `retries` and `option redispatch`). Eight clients use
 //! `wharf::Client` with retries on, each keeping a few requests in flight.
 //! Each backend in turn is stopped with SIGTERM and a new process started on
 //! the same port, under load.
@@ -42,7 +42,17 @@ const WINDOW: usize = 4;
 /// Load before the first restart, between the two, and after the second.
 const PHASE: Duration = Duration::from_millis(1500);
 /// Each request spends this long in the service, so a drain finds work.
-const ARGS: &[&str] = &["--workers", "4", "--delay", "1ms", "--grace", "10s"];
+/// The config sends a PROXY v2 header from 127.0.0.1 on every connection.
+const ARGS: &[&str] = &[
+    "--workers",
+    "4",
+    "--delay",
+    "1ms",
+    "--grace",
+    "10s",
+    "--proxy-from",
+    "127.0.0.1",
+];
 
 /// What one client saw.
 #[derive(Debug, Default, Clone, Copy)]
