@@ -300,28 +300,45 @@ fn from_an_untrusted_peer_a_header_is_a_line_in_line_framing() {
 fn a_trusted_peer_without_a_header_is_closed_at_once_as_a_protocol_error() {
     let wharf = balanced_wharf(&["--handshake-timeout", "20s"]);
     let metrics = metrics_of(&wharf);
-    let mut client = Client::connect(wharf.addr);
-    let started = Instant::now();
-    client.send(DATA, b"no header");
-    client.expect_closed();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "closed only after {:?}: bytes that cannot start a header need no waiting",
-        started.elapsed()
-    );
-    wait_for(metrics, PROTOCOL_ERRORS, 1.0);
+    // Sent at once, and sent after the server has looked and found nothing
+    // yet: a frame shorter than the shortest header must still wake it.
+    for (errors, pause) in [(1.0, 0), (2.0, 300)] {
+        let mut client = Client::connect(wharf.addr);
+        thread::sleep(Duration::from_millis(pause));
+        let started = Instant::now();
+        client.send(DATA, b"no header");
+        client.expect_closed();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed only after {:?}: bytes that cannot start a header need no waiting",
+            started.elapsed()
+        );
+        wait_for(metrics, PROTOCOL_ERRORS, errors);
+    }
     // Bytes that begin like a header but are not one.
     let mut client = Client::connect(wharf.addr);
     client.send_raw(b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n");
     client.expect_closed();
-    wait_for(metrics, PROTOCOL_ERRORS, 2.0);
+    wait_for(metrics, PROTOCOL_ERRORS, 3.0);
     // A v2 signature with a wrong version.
     let mut bad = v2(addr(CLIENT4), addr(FRONT4), &[]);
     bad[12] = 0x31;
     let mut client = Client::connect(wharf.addr);
     client.send_raw(&bad);
     client.expect_closed();
-    wait_for(metrics, PROTOCOL_ERRORS, 3.0);
+    wait_for(metrics, PROTOCOL_ERRORS, 4.0);
+    // Half a header, then the balancer shuts its side: no more is coming.
+    let mut client = Client::connect(wharf.addr);
+    let started = Instant::now();
+    client.send_raw(b"PROXY TCP4 203.0.113.7 ");
+    client.stream.shutdown(Shutdown::Write).unwrap();
+    client.expect_closed();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for(metrics, PROTOCOL_ERRORS, 5.0);
     wait_for_log(&wharf, "protocol error");
 }
 
