@@ -89,7 +89,10 @@ pub(crate) enum Source {
 /// header.
 pub(crate) fn parse(buf: &[u8]) -> Parsed {
     match buf.first() {
-        None => Parsed::Incomplete { need: V1_MIN },
+        // The first byte alone tells v1, v2 or not a header: wait for it
+        // and no more, or a short first write that is not a header (a
+        // 14-byte frame, `PING\n`) would never wake the connection.
+        None => Parsed::Incomplete { need: 1 },
         Some(b'P') => parse_v1(buf),
         Some(b'\r') => parse_v2(buf),
         Some(_) => Parsed::Invalid("not a PROXY protocol header"),
@@ -398,6 +401,12 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn nothing_yet_waits_for_one_byte_only() {
+        assert_eq!(parse(b""), Parsed::Incomplete { need: 1 });
+        assert!(matches!(parse(&[0, 0, 0, 10]), Parsed::Invalid(_)));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`client_cli`] for `client_cli_*.rs` (the binary's), [`client_tls`] for
 //! `client_tls_*.rs`, [`unix`] for `unix_*.rs`, [`hostile`] for
 //! `hostile_*.rs`, [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`]
-//! for `retry_*.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
+//! for `retry_*.rs`, [`proxy_header`] for `proxy_protocol.rs` and
+//! `per_address_limits.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
 //!
 //! Every blocking read has a timeout, so a broken server fails a test
 //! instead of hanging it. Timing bounds are generous: CI is a busy 2-core
@@ -29,6 +30,7 @@ pub mod overload;
 pub mod pki;
 pub mod protocol;
 pub mod proxy;
+pub mod proxy_header;
 pub mod resting;
 pub mod scrape;
 pub mod shutdown;
