@@ -3,11 +3,11 @@
 //! `--proxy-from` list of the peers trusted to send one (contract §6).
 //!
 //! The engine peeks at a connection's first bytes without consuming them and
-//! asks [`parse`] what they are: [`Parsed::Incomplete`] says how many bytes
+//! asks `parse` what they are: `Parsed::Incomplete` says how many bytes
 //! (from the start) to wait for, so the connection can rest in the kernel
-//! with `SO_RCVLOWAT` set to that; [`Parsed::Header`] says how many bytes to
+//! with `SO_RCVLOWAT` set to that; `Parsed::Header` says how many bytes to
 //! consume and which address the connection now speaks for;
-//! [`Parsed::Invalid`] closes it. Only connections from a peer that
+//! `Parsed::Invalid` closes it. Only connections from a peer that
 //! [`ProxyFrom::trusts`] are parsed at all: from anyone else the first bytes
 //! are the protocol itself, never a header guessed at.
 //!
@@ -51,7 +51,7 @@ const V2_PROXY: u8 = 0x21;
 /// The most bytes a header may take: a v2 header with the largest length
 /// field (16 + 65535). A v1 line is at most 107. The engine sizes its peek
 /// with this; a buffer holding this many bytes always parses to a
-/// [`Parsed::Header`] or [`Parsed::Invalid`], never to `Incomplete`.
+/// `Parsed::Header` or `Parsed::Invalid`, never to `Incomplete`.
 pub(crate) const MAX_HEADER: usize = V2_FIXED + u16::MAX as usize;
 
 /// What the first bytes of a connection from a trusted balancer say.
