@@ -7,7 +7,8 @@
 //! [`client_cli`] for `client_cli_*.rs` (the binary's), [`client_tls`] for
 //! `client_tls_*.rs`, [`unix`] for `unix_*.rs`, [`hostile`] for
 //! `hostile_*.rs`, [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`]
-//! for `retry_*.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
+//! for `retry_*.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`,
+//! [`haproxy`] for `haproxy*.rs` and `tls_haproxy.rs`, and so on.
 //!
 //! Every blocking read has a timeout, so a broken server fails a test
 //! instead of hanging it. Timing bounds are generous: CI is a busy 2-core
@@ -21,6 +22,7 @@ pub mod client_tls;
 pub mod fake;
 pub mod faults;
 pub mod gate;
+pub mod haproxy;
 pub mod hostile;
 pub mod metrics;
 pub mod netns;
