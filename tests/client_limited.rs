@@ -66,6 +66,19 @@ fn turned_away_twice(ms: u64) -> Fake {
     Fake::start(vec![turn_away(), turn_away()])
 }
 
+/// A fake that reads three requests, answers the first, sends GOAWAY 6
+/// hinting 300 ms, then serves the next connection to its end.
+fn answers_one_then_turns_away() -> Fake {
+    Fake::start(vec![
+        script(|mut c| {
+            let frames = c.read(3);
+            c.answer(&frames[..1]);
+            c.goaway_saying(GoAwayCode::Limited, &limited(300));
+        }),
+        script(|mut c| c.serve_to_end()),
+    ])
+}
+
 /// What the fake got after "a" was answered and a GOAWAY 6 left "b" and
 /// "c" unanswered: "a" never sent again, "b" and "c" once more each, the
 /// second connection no sooner than the hint, and no third.
@@ -82,14 +95,7 @@ fn assert_resent_the_unanswered(fake: &mut Fake) {
 
 #[test]
 fn library_waits_for_the_hint_and_resends_exactly_the_unanswered() {
-    let mut fake = Fake::start(vec![
-        script(|mut c| {
-            let frames = c.read(3);
-            c.answer(&frames[..1]);
-            c.goaway_saying(GoAwayCode::Limited, &limited(300));
-        }),
-        script(|mut c| c.serve_to_end()),
-    ]);
+    let mut fake = answers_one_then_turns_away();
     let mut client = Client::connect(fake.addr, retrying(3)).unwrap();
     let reports = record_reconnects(&mut client);
     for payload in ["a", "b", "c"] {
@@ -277,14 +283,7 @@ fn binary_without_retries_exits_16_naming_the_hint() {
 
 #[test]
 fn binary_retries_after_the_hint_and_resends_the_unanswered() {
-    let mut fake = Fake::start(vec![
-        script(|mut c| {
-            let frames = c.read(3);
-            c.answer(&frames[..1]);
-            c.goaway_saying(GoAwayCode::Limited, &limited(300));
-        }),
-        script(|mut c| c.serve_to_end()),
-    ]);
+    let mut fake = answers_one_then_turns_away();
     let addr = fake.addr.to_string();
     let done = run_client(
         &[
