@@ -54,19 +54,48 @@ fn assert_waited_the_hint(accepted: &[Instant]) {
     assert!(gap < Duration::from_secs(10), "reconnected after {gap:?}");
 }
 
-// ---------------------------------------------------------------------------
-// The library, length framing.
+/// A fake that reads one request on each of two connections and answers
+/// it with GOAWAY 6 hinting `ms`.
+fn turned_away_twice(ms: u64) -> Fake {
+    let turn_away = || {
+        script(move |mut c| {
+            c.read(1);
+            c.goaway_saying(GoAwayCode::Limited, &limited(ms));
+        })
+    };
+    Fake::start(vec![turn_away(), turn_away()])
+}
 
-#[test]
-fn library_waits_for_the_hint_and_resends_exactly_the_unanswered() {
-    let mut fake = Fake::start(vec![
+/// A fake that reads three requests, answers the first, sends GOAWAY 6
+/// hinting 300 ms, then serves the next connection to its end.
+fn answers_one_then_turns_away() -> Fake {
+    Fake::start(vec![
         script(|mut c| {
             let frames = c.read(3);
             c.answer(&frames[..1]);
             c.goaway_saying(GoAwayCode::Limited, &limited(300));
         }),
         script(|mut c| c.serve_to_end()),
-    ]);
+    ])
+}
+
+/// What the fake got after "a" was answered and a GOAWAY 6 left "b" and
+/// "c" unanswered: "a" never sent again, "b" and "c" once more each, the
+/// second connection no sooner than the hint, and no third.
+fn assert_resent_the_unanswered(fake: &mut Fake) {
+    let accepted = fake.accepted_at();
+    let frames = finish_keep(fake);
+    assert_eq!(frames, [datas(&["a", "b", "c"]), datas(&["b", "c"])]);
+    assert_waited_the_hint(&accepted);
+    fake.assert_no_more_connections();
+}
+
+// ---------------------------------------------------------------------------
+// The library, length framing.
+
+#[test]
+fn library_waits_for_the_hint_and_resends_exactly_the_unanswered() {
+    let mut fake = answers_one_then_turns_away();
     let mut client = Client::connect(fake.addr, retrying(3)).unwrap();
     let reports = record_reconnects(&mut client);
     for payload in ["a", "b", "c"] {
@@ -84,23 +113,12 @@ fn library_waits_for_the_hint_and_resends_exactly_the_unanswered() {
     client.shutdown_write().unwrap();
     drop(client);
 
-    let accepted = fake.accepted_at();
-    let frames = finish_keep(&mut fake);
-    // "a" was answered: never sent again; "b" and "c" once more each.
-    assert_eq!(frames, [datas(&["a", "b", "c"]), datas(&["b", "c"])]);
-    assert_waited_the_hint(&accepted);
-    fake.assert_no_more_connections();
+    assert_resent_the_unanswered(&mut fake);
 }
 
 #[test]
 fn library_returns_goaway_6_with_its_hint_when_retries_run_out() {
-    let turn_away = || {
-        script(|mut c| {
-            c.read(1);
-            c.goaway_saying(GoAwayCode::Limited, &limited(100));
-        })
-    };
-    let mut fake = Fake::start(vec![turn_away(), turn_away()]);
+    let mut fake = turned_away_twice(100);
     let mut client = Client::connect(fake.addr, retrying(1)).unwrap();
     let e = client.request(b"x").unwrap_err();
     assert_eq!(e.goaway_code(), Some(6), "{e}");
@@ -265,14 +283,7 @@ fn binary_without_retries_exits_16_naming_the_hint() {
 
 #[test]
 fn binary_retries_after_the_hint_and_resends_the_unanswered() {
-    let mut fake = Fake::start(vec![
-        script(|mut c| {
-            let frames = c.read(3);
-            c.answer(&frames[..1]);
-            c.goaway_saying(GoAwayCode::Limited, &limited(300));
-        }),
-        script(|mut c| c.serve_to_end()),
-    ]);
+    let mut fake = answers_one_then_turns_away();
     let addr = fake.addr.to_string();
     let done = run_client(
         &[
@@ -300,22 +311,12 @@ fn binary_retries_after_the_hint_and_resends_the_unanswered() {
         ],
         "{done:#?}"
     );
-    let accepted = fake.accepted_at();
-    let frames = finish_keep(&mut fake);
-    assert_eq!(frames, [datas(&["a", "b", "c"]), datas(&["b", "c"])]);
-    assert_waited_the_hint(&accepted);
-    fake.assert_no_more_connections();
+    assert_resent_the_unanswered(&mut fake);
 }
 
 #[test]
 fn binary_exits_16_when_the_retries_run_out() {
-    let turn_away = || {
-        script(|mut c| {
-            c.read(1);
-            c.goaway_saying(GoAwayCode::Limited, &limited(300));
-        })
-    };
-    let mut fake = Fake::start(vec![turn_away(), turn_away()]);
+    let mut fake = turned_away_twice(300);
     let addr = fake.addr.to_string();
     let done = run_client(&["--connect", &addr, "--retries", "1", "--send", "x"], b"");
     assert_exit(&done, 16);

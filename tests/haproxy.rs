@@ -20,13 +20,14 @@
 mod common;
 
 use std::collections::{HashSet, VecDeque};
-use std::io::{self, BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{self, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::haproxy::{self, Haproxy};
 use common::{netns, serve_command, spawn_wharf_command, Wharf};
 use wharf::client::{Client, ClientOptions, Reply};
 
@@ -130,52 +131,32 @@ fn client(id: usize, stop: Arc<AtomicBool>) -> (Tally, Option<String>) {
     (tally, error)
 }
 
-/// HAProxy in the foreground; its log (stderr) is read line by line.
-struct Haproxy {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
+/// HAProxy with the shipped config; its log is followed line by line.
+struct Balancer {
+    haproxy: Haproxy,
     /// Servers HAProxy has marked DOWN and not UP again since (it starts
     /// with every server UP and logs only changes).
     down: HashSet<String>,
 }
 
-impl Haproxy {
-    fn start() -> io::Result<Haproxy> {
-        let mut child = Command::new("haproxy")
-            .args(["-db", "-f", CONFIG])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Ok(Haproxy {
-            child,
-            lines,
-            log: Vec::new(),
+impl Balancer {
+    fn start() -> Balancer {
+        Balancer {
+            haproxy: Haproxy::start(Path::new(CONFIG)),
             down: HashSet::new(),
-        })
+        }
     }
 
     /// Reads the log lines that came, noting servers going DOWN and UP.
     fn read(&mut self, wait: Duration) {
-        if let Ok(line) = self.lines.recv_timeout(wait) {
-            for line in std::iter::once(line).chain(self.lines.try_iter().collect::<Vec<_>>()) {
-                if let Some(rest) = line.split("Server wharf/").nth(1) {
-                    let name = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    if rest.contains(" is DOWN") {
-                        self.down.insert(name);
-                    } else if rest.contains(" is UP") {
-                        self.down.remove(&name);
-                    }
+        for line in self.haproxy.new_lines(wait) {
+            if let Some(rest) = line.split("Server wharf/").nth(1) {
+                let name = rest.split_whitespace().next().unwrap_or("").to_owned();
+                if rest.contains(" is DOWN") {
+                    self.down.insert(name);
+                } else if rest.contains(" is UP") {
+                    self.down.remove(&name);
                 }
-                self.log.push(line);
             }
         }
     }
@@ -193,26 +174,9 @@ impl Haproxy {
                 Instant::now() < deadline,
                 "{:?} never came back UP:\n{}",
                 self.down,
-                self.log.join("\n")
+                self.haproxy.output()
             );
             self.read(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) -> String {
-        // SAFETY: kill(2) with the PID of a child we started and have not reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let _ = self.child.wait();
-        self.read(Duration::from_millis(100));
-        self.log.join("\n")
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -247,17 +211,11 @@ fn data_requests(log: &str) -> u64 {
 #[test]
 fn rolling_restart_behind_haproxy_loses_nothing() {
     let test = "rolling_restart_behind_haproxy_loses_nothing";
-    if Command::new("haproxy").arg("-v").output().is_err() {
-        netns::skipped(&format!(
-            "{test}: haproxy is not installed (bash .ci/run installs it)"
-        ));
-        return;
-    }
-    if !netns::enter(test) {
+    if haproxy::version(test).is_none() || !netns::enter(test) {
         return;
     }
     let mut backends: Vec<Wharf> = BACKENDS.iter().map(|addr| backend(addr)).collect();
-    let mut haproxy = Haproxy::start().expect("haproxy starts");
+    let mut haproxy = Balancer::start();
     haproxy.wait_all_up();
 
     let stop_load = Arc::new(AtomicBool::new(false));
@@ -293,7 +251,7 @@ fn rolling_restart_behind_haproxy_loses_nothing() {
         total.wrong += tally.wrong;
         errors.extend(error);
     }
-    let haproxy_log = haproxy.stop();
+    let haproxy_log = haproxy.haproxy.stop();
     served += backends.into_iter().map(stop).sum::<u64>();
 
     let duplicates = served.saturating_sub(total.answered + total.lost);

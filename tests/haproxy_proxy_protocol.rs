@@ -29,46 +29,28 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::haproxy::{self, Haproxy, Stat, SETTLE};
 use common::metrics::{logged_metrics_addr, scrape, value};
-use common::netns::skipped;
 use common::pki::Dir;
 use common::{eventually, serve_command, spawn_wharf_command, Client, Wharf};
 use socket2::{Domain, Socket, Type};
 use wharf::{Framing, GoAwayCode};
 
-/// How long HAProxy may take to see its server UP, and wharf to log.
-const SETTLE: Duration = Duration::from_secs(30);
 /// The shipped example.
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg");
 
 /// Whether `haproxy` runs here; if not, says so loudly.
 fn have_haproxy(test: &str) -> bool {
-    match Command::new("haproxy").arg("-v").output() {
-        Ok(out) => {
-            println!(
-                "{}",
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            );
+    match haproxy::version(test) {
+        Some(version) => {
+            println!("{}", version.lines().next().unwrap_or(""));
             true
         }
-        Err(e) => {
-            skipped(&format!(
-                "{test}: haproxy is not installed ({e}; bash .ci/run installs it)"
-            ));
-            false
-        }
+        None => false,
     }
 }
 
@@ -81,184 +63,59 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// HAProxy in the foreground (`-db`), its output kept for failure messages,
-/// stopped by PID when dropped.
-struct Haproxy {
-    child: Child,
-    front: SocketAddr,
-    socket: PathBuf,
-    output: Arc<Mutex<String>>,
-}
-
-impl Haproxy {
-    /// One backend server, wharf at `backend`, with `server` options (the
-    /// PROXY protocol version) and health checks every `inter`.
-    fn start(dir: &Dir, backend: SocketAddr, server: &str, inter: &str) -> Haproxy {
-        let front = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let socket = dir.path("haproxy.sock");
-        let config = format!(
-            "global
-    stats socket {socket} level admin
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout check 5s
-frontend front
-    bind {front}
-    default_backend wharf
-backend wharf
-    option tcp-check
+/// HAProxy on a free port of 127.0.0.1 (returned) with one backend
+/// server, wharf at `backend`, with `server` options (the PROXY protocol
+/// version) and health checks every `inter`.
+fn start(dir: &Dir, backend: SocketAddr, server: &str, inter: &str) -> (Haproxy, SocketAddr) {
+    let front = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let lines = format!(
+        "    option tcp-check
     tcp-check connect default
     tcp-check send-binary 00000003026863
     tcp-check expect binary 00000003036863
     default-server inter {inter} fall 1 rise 1
     server s1 {backend} {server} check
-",
-            socket = socket.display(),
-        );
-        let path = dir.path("haproxy.cfg");
-        std::fs::write(&path, config).expect("write haproxy.cfg");
-        let mut child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("haproxy starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = Arc::clone(&output);
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut output = output.lock().unwrap();
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-            });
-        }
-        Haproxy {
-            child,
-            front,
-            socket,
-            output,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// `show stat` on the stats socket: server `wharf/s1`'s fields by name.
-    /// `None` while the socket is not up yet.
-    fn server_stat(&mut self) -> Option<Vec<(String, String)>> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("haproxy exited ({status}):\n{}", self.output());
-        }
-        let mut socket = UnixStream::connect(&self.socket).ok()?;
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        socket.write_all(b"show stat\n").ok()?;
-        let mut text = String::new();
-        socket.read_to_string(&mut text).ok()?;
-        let mut lines = text.lines();
-        let header = lines.next()?.trim_start_matches("# ");
-        let row = lines.find(|l| l.starts_with("wharf,s1,"))?;
-        Some(
-            header
-                .split(',')
-                .zip(row.split(','))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-    }
-
-    /// Waits until `wharf/s1` is UP on a passed layer-7 check (the PONG
-    /// came back through the PROXY header); returns its fields.
-    fn wait_up(&mut self) -> Vec<(String, String)> {
-        let deadline = Instant::now() + SETTLE;
-        let mut last = None;
-        loop {
-            if let Some(stat) = self.server_stat() {
-                if field(&stat, "status") == "UP" && field(&stat, "check_status") == "L7OK" {
-                    return stat;
-                }
-                last = Some(stat);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "wharf/s1 never UP with L7OK; last: {}\nhaproxy:\n{}",
-                last.as_deref().map(summary).unwrap_or_default(),
-                self.output()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A client of the frontend whose socket is bound to `source` first.
-    fn client(&self, source: Ipv4Addr) -> (Client, SocketAddr) {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
-        socket
-            .bind(&SocketAddrV4::new(source, 0).into())
-            .unwrap_or_else(|e| panic!("bind {source}: {e}"));
-        socket
-            .connect(&self.front.into())
-            .unwrap_or_else(|e| panic!("connect to haproxy at {}: {e}", self.front));
-        let stream = TcpStream::from(socket);
-        let local = stream.local_addr().unwrap();
-        assert_eq!(local.ip(), source);
-        (Client::from_stream(stream, Framing::Length), local)
-    }
+"
+    );
+    (
+        Haproxy::with_backend(dir, &front.to_string(), &lines),
+        front,
+    )
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) with the PID of a child we started and have not reaped.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while let Ok(None) = self.child.try_wait() {
-                if Instant::now() >= deadline {
-                    let _ = self.child.kill();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.child.wait();
-        }
-    }
+/// Waits until `wharf/s1` is UP on a passed layer-7 check (the PONG came
+/// back through the PROXY header); returns its row.
+fn wait_up(haproxy: &mut Haproxy) -> Stat {
+    haproxy.wait_server("UP with L7OK", &SUMMARY, |stat| {
+        stat.field("status") == "UP" && stat.field("check_status") == "L7OK"
+    })
 }
 
-/// One field of a `show stat` row ("" if absent).
-fn field<'a>(stat: &'a [(String, String)], name: &str) -> &'a str {
-    stat.iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
+/// A client of the frontend at `front` whose socket is bound to `source`
+/// first.
+fn client(front: SocketAddr, source: Ipv4Addr) -> (Client, SocketAddr) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddrV4::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket
+        .connect(&front.into())
+        .unwrap_or_else(|e| panic!("connect to haproxy at {front}: {e}"));
+    let stream = TcpStream::from(socket);
+    let local = stream.local_addr().unwrap();
+    assert_eq!(local.ip(), source);
+    (Client::from_stream(stream, Framing::Length), local)
 }
 
 /// What a failure message needs of a `show stat` row.
-fn summary(stat: &[(String, String)]) -> String {
-    const NAMES: [&str; 6] = [
-        "status",
-        "check_status",
-        "check_desc",
-        "last_chk",
-        "chkfail",
-        "chkdown",
-    ];
-    NAMES
-        .iter()
-        .map(|name| format!("{name}={:?}", field(stat, name)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+const SUMMARY: [&str; 6] = [
+    "status",
+    "check_status",
+    "check_desc",
+    "last_chk",
+    "chkfail",
+    "chkdown",
+];
 
 /// wharf taking PROXY headers from 127.0.0.1, with the access log and
 /// metrics on, and `limit` (per-address flags).
@@ -326,9 +183,9 @@ fn assert_checks_clean(haproxy: &mut Haproxy, wharf: &Wharf, metrics: SocketAddr
         wharf.log(),
         haproxy.output()
     );
-    let stat = haproxy.wait_up();
-    println!("wharf/s1: {}", summary(&stat));
-    assert_eq!(field(&stat, "chkfail"), "0", "{}", summary(&stat));
+    let stat = wait_up(haproxy);
+    println!("wharf/s1: {}", stat.summary(&SUMMARY));
+    assert_eq!(stat.field("chkfail"), "0", "{}", stat.summary(&SUMMARY));
     let text = scrape(metrics);
     assert_eq!(
         value(&text, "wharf_protocol_errors_total"),
@@ -377,18 +234,18 @@ fn proxy_v2_through_haproxy_names_clients_and_caps_them_apart() {
     }
     let dir = Dir::new("haproxy-proxy-v2");
     let (wharf, metrics) = wharf(&["--max-connections-per-address", "1"]);
-    let mut haproxy = Haproxy::start(&dir, wharf.addr, "send-proxy-v2", "200ms");
-    haproxy.wait_up();
+    let (mut haproxy, front) = start(&dir, wharf.addr, "send-proxy-v2", "200ms");
+    wait_up(&mut haproxy);
 
     // One connection from 127.0.0.2, held open: served.
-    let (mut first, first_addr) = haproxy.client(A);
+    let (mut first, first_addr) = client(front, A);
     first.echo(b"first from 127.0.0.2");
     // A second from 127.0.0.2 is over its cap of 1: GOAWAY 6, hint 0.
-    let (mut second, second_addr) = haproxy.client(A);
+    let (mut second, second_addr) = client(front, A);
     let hint = expect_limited(&mut second, &haproxy, &wharf);
     assert_eq!(hint, Duration::ZERO, "the cap's hint is 0");
     // 127.0.0.3 is another address, with a cap of its own.
-    let (mut other, other_addr) = haproxy.client(B);
+    let (mut other, other_addr) = client(front, B);
     other.echo(b"from 127.0.0.3");
     first.echo(b"still served");
     drop((first, other));
@@ -431,21 +288,21 @@ fn proxy_v1_through_haproxy_names_clients_and_rate_limits_them_apart() {
     // One new connection per 500 ms and address. HAProxy's checks come
     // from its own address once a second, under that rate.
     let (wharf, metrics) = wharf(&["--connect-rate-per-address", "2/s", "--connect-burst", "1"]);
-    let mut haproxy = Haproxy::start(&dir, wharf.addr, "send-proxy", "1s");
-    haproxy.wait_up();
+    let (mut haproxy, front) = start(&dir, wharf.addr, "send-proxy", "1s");
+    wait_up(&mut haproxy);
 
-    let (mut first, first_addr) = haproxy.client(A);
+    let (mut first, first_addr) = client(front, A);
     first.echo(b"first from 127.0.0.2");
     drop(first);
     // At once again from 127.0.0.2: its token is spent, the hint says when
     // the next one comes (under 500 ms from now).
-    let (mut second, second_addr) = haproxy.client(A);
+    let (mut second, second_addr) = client(front, A);
     let hint = expect_limited(&mut second, &haproxy, &wharf);
     assert!(
         hint > Duration::ZERO && hint <= Duration::from_millis(500),
         "{hint:?}"
     );
-    let (mut other, other_addr) = haproxy.client(B);
+    let (mut other, other_addr) = client(front, B);
     other.echo(b"from 127.0.0.3");
     drop(other);
 

@@ -23,15 +23,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::haproxy::{self, Haproxy, Stat};
 use common::metrics::logged_metrics_addr;
 use common::metrics::scrape;
 use common::netns;
@@ -42,189 +39,51 @@ use common::{eventually, Wharf};
 
 /// HAProxy's frontend, plain TCP, in the test's own namespace.
 const FRONT: &str = "127.0.0.1:7878";
-/// How long a server may take to reach the state a test waits for.
-const SETTLE: Duration = Duration::from_secs(30);
 
 /// Whether HAProxy with OpenSSL runs here; if not, says so loudly.
 fn have_haproxy_with_ssl(test: &str) -> bool {
-    let out = match Command::new("haproxy").arg("-vv").output() {
-        Ok(out) => out,
-        Err(e) => {
-            netns::skipped(&format!(
-                "{test}: haproxy is not installed ({e}; bash .ci/run installs it)"
-            ));
-            return false;
-        }
+    let Some(version) = haproxy::version(test) else {
+        return false;
     };
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    if !text.contains("built with openssl") {
+    if !version.to_lowercase().contains("built with openssl") {
         netns::skipped(&format!("{test}: haproxy is built without OpenSSL"));
         return false;
     }
     true
 }
 
-/// HAProxy in the foreground (`-db`), its output kept for failure messages.
-struct Haproxy {
-    child: Child,
-    socket: std::path::PathBuf,
-    output: Arc<Mutex<String>>,
-}
-
-impl Haproxy {
-    /// Writes the config for one backend server, wharf at `backend`, whose
-    /// certificate HAProxy verifies against `ca`, and starts HAProxy.
-    fn start(dir: &Dir, backend: SocketAddr, ca: &Path) -> Haproxy {
-        let socket = dir.path("haproxy.sock");
-        let config = format!(
-            "global
-    stats socket {socket} level admin
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout check 5s
-frontend front
-    bind {FRONT}
-    default_backend wharf
-backend wharf
-    option tcp-check
+/// Writes the config for one backend server, wharf at `backend`, whose
+/// certificate HAProxy verifies against `ca`, and starts HAProxy.
+fn start(dir: &Dir, backend: SocketAddr, ca: &Path) -> Haproxy {
+    let lines = format!(
+        "    option tcp-check
     tcp-check send PING\\r\\n
     tcp-check expect string PONG
     default-server inter 200ms fall 1 rise 1
     server s1 {backend} ssl verify required ca-file {ca} sni str(localhost) alpn wharf check check-ssl check-sni localhost check-alpn wharf
 ",
-            socket = socket.display(),
-            ca = ca.display(),
-        );
-        let path = dir.path("haproxy.cfg");
-        std::fs::write(&path, config).expect("write haproxy.cfg");
-        let mut child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("haproxy starts");
-        let output = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = Arc::clone(&output);
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut output = output.lock().unwrap();
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-            });
-        }
-        Haproxy {
-            child,
-            socket,
-            output,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// `show stat` on the stats socket: server `wharf/s1`'s fields by name.
-    /// `None` while the socket is not up yet.
-    fn server_stat(&mut self) -> Option<Vec<(String, String)>> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("haproxy exited ({status}):\n{}", self.output());
-        }
-        let mut socket = UnixStream::connect(&self.socket).ok()?;
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        socket.write_all(b"show stat\n").ok()?;
-        let mut text = String::new();
-        socket.read_to_string(&mut text).ok()?;
-        let mut lines = text.lines();
-        let header = lines.next()?.trim_start_matches("# ");
-        let row = lines.find(|l| l.starts_with("wharf,s1,"))?;
-        Some(
-            header
-                .split(',')
-                .zip(row.split(','))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-    }
-
-    /// Waits until `wharf/s1` shows `status` and a check status starting
-    /// with `check`; returns its fields.
-    fn wait_server(&mut self, status: &str, check: &str) -> Vec<(String, String)> {
-        let deadline = Instant::now() + SETTLE;
-        let mut last = None;
-        loop {
-            if let Some(stat) = self.server_stat() {
-                if field(&stat, "status") == status
-                    && field(&stat, "check_status").starts_with(check)
-                {
-                    return stat;
-                }
-                last = Some(stat);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "wharf/s1 never {status} with check {check}*; last: {}\nhaproxy:\n{}",
-                last.as_deref().map(summary).unwrap_or_default(),
-                self.output()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
+        ca = ca.display(),
+    );
+    Haproxy::with_backend(dir, FRONT, &lines)
 }
 
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) with the PID of a child we started and have not reaped.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while let Ok(None) = self.child.try_wait() {
-                if Instant::now() >= deadline {
-                    let _ = self.child.kill();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// One field of a `show stat` row ("" if absent).
-fn field<'a>(stat: &'a [(String, String)], name: &str) -> &'a str {
-    stat.iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
+/// Waits until `wharf/s1` shows `status` and a check status starting with
+/// `check`; returns its row.
+fn wait_server(haproxy: &mut Haproxy, status: &str, check: &str) -> Stat {
+    haproxy.wait_server(&format!("{status} with check {check}*"), &SUMMARY, |stat| {
+        stat.field("status") == status && stat.field("check_status").starts_with(check)
+    })
 }
 
 /// What a failure message needs of a `show stat` row.
-fn summary(stat: &[(String, String)]) -> String {
-    const NAMES: [&str; 6] = [
-        "status",
-        "check_status",
-        "check_desc",
-        "last_chk",
-        "ssl_sess",
-        "ssl_failed_handshake",
-    ];
-    NAMES
-        .iter()
-        .map(|name| format!("{name}={:?}", field(stat, name)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+const SUMMARY: [&str; 6] = [
+    "status",
+    "check_status",
+    "check_desc",
+    "last_chk",
+    "ssl_sess",
+    "ssl_failed_handshake",
+];
 
 /// wharf in line framing, with metrics, serving `certs`' server certificate.
 fn wharf(certs: &Certs) -> (Wharf, SocketAddr) {
@@ -263,14 +122,14 @@ fn haproxy_checks_and_forwards_over_verified_tls() {
     let certs = Certs::new();
     let dir = Dir::new("tls-haproxy");
     let (wharf, metrics) = wharf(&certs);
-    let mut haproxy = Haproxy::start(&dir, wharf.addr, &certs.path("ca.pem"));
-    let stat = haproxy.wait_server("UP", "L7OK");
-    println!("wharf/s1: {}", summary(&stat));
+    let mut haproxy = start(&dir, wharf.addr, &certs.path("ca.pem"));
+    let stat = wait_server(&mut haproxy, "UP", "L7OK");
+    println!("wharf/s1: {}", stat.summary(&SUMMARY));
     assert_eq!(
-        field(&stat, "ssl_failed_handshake"),
+        stat.field("ssl_failed_handshake"),
         "0",
         "{}",
-        summary(&stat)
+        stat.summary(&SUMMARY)
     );
 
     let (mut stream, mut reader) = front();
@@ -316,14 +175,14 @@ fn haproxy_with_a_foreign_ca_marks_wharf_down() {
     let foreign = dir.path("foreign-ca.pem");
     std::fs::write(&foreign, Ca::new("not wharf's CA").pem()).expect("write the foreign CA");
     let (wharf, metrics) = wharf(&certs);
-    let mut haproxy = Haproxy::start(&dir, wharf.addr, &foreign);
+    let mut haproxy = start(&dir, wharf.addr, &foreign);
     // Layer 6: TCP connected, the TLS handshake failed.
-    let stat = haproxy.wait_server("DOWN", "L6");
-    println!("wharf/s1: {}", summary(&stat));
+    let stat = wait_server(&mut haproxy, "DOWN", "L6");
+    println!("wharf/s1: {}", stat.summary(&SUMMARY));
     assert!(
-        field(&stat, "last_chk").contains("SSL handshake failure"),
+        stat.field("last_chk").contains("SSL handshake failure"),
         "{}",
-        summary(&stat)
+        stat.summary(&SUMMARY)
     );
 
     // HAProxy hung up in the handshake; wharf saw it fail.

@@ -162,19 +162,24 @@ mod tests {
     use super::*;
     use crate::frame::Decoded;
 
+    /// Encodes a GOAWAY in `framing`, decodes the frame and parses it back.
+    fn round_trip(framing: Framing, code: GoAwayCode, reason: &str) -> GoAway {
+        let mut out = Vec::new();
+        framing.encode_goaway(code, reason, &mut out);
+        let Decoded::Frame { frame, .. } = framing.decode(&out, 0, 64).unwrap() else {
+            panic!("partial")
+        };
+        let payload = match framing {
+            Framing::Length => frame.payload,
+            Framing::Line => frame.payload.strip_prefix(b"GOAWAY ").unwrap(),
+        };
+        GoAway::parse(framing, payload).unwrap()
+    }
+
     #[test]
     fn goaway_round_trips_in_both_framings() {
         for framing in [Framing::Length, Framing::Line] {
-            let mut out = Vec::new();
-            framing.encode_goaway(GoAwayCode::Busy, "full", &mut out);
-            let Decoded::Frame { frame, .. } = framing.decode(&out, 0, 64).unwrap() else {
-                panic!("partial")
-            };
-            let payload = match framing {
-                Framing::Length => frame.payload,
-                Framing::Line => frame.payload.strip_prefix(b"GOAWAY ").unwrap(),
-            };
-            let goaway = GoAway::parse(framing, payload).unwrap();
+            let goaway = round_trip(framing, GoAwayCode::Busy, "full");
             assert_eq!(goaway.code, 3);
             assert_eq!(goaway.reason, "full");
         }
@@ -185,16 +190,7 @@ mod tests {
         let reason = limited_reason(std::time::Duration::from_micros(1_500), "rate");
         assert_eq!(reason, "retry after 2 ms: rate");
         for framing in [Framing::Length, Framing::Line] {
-            let mut out = Vec::new();
-            framing.encode_goaway(GoAwayCode::Limited, &reason, &mut out);
-            let Decoded::Frame { frame, .. } = framing.decode(&out, 0, 64).unwrap() else {
-                panic!("partial")
-            };
-            let payload = match framing {
-                Framing::Length => frame.payload,
-                Framing::Line => frame.payload.strip_prefix(b"GOAWAY ").unwrap(),
-            };
-            let goaway = GoAway::parse(framing, payload).unwrap();
+            let goaway = round_trip(framing, GoAwayCode::Limited, &reason);
             assert_eq!(goaway.code, 6);
             assert_eq!(
                 goaway.retry_after(),

@@ -8,7 +8,8 @@
 //! `client_tls_*.rs`, [`unix`] for `unix_*.rs`, [`hostile`] for
 //! `hostile_*.rs`, [`metrics`] for `metrics_*.rs`, [`fake`] and [`proxy`]
 //! for `retry_*.rs`, [`proxy_header`] for `proxy_protocol.rs` and
-//! `per_address_limits.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`, and so on.
+//! `per_address_limits.rs`, [`ops`] for `systemd_*.rs` and `signals.rs`,
+//! [`haproxy`] for `haproxy*.rs` and `tls_haproxy.rs`, and so on.
 //!
 //! Every blocking read has a timeout, so a broken server fails a test
 //! instead of hanging it. Timing bounds are generous: CI is a busy 2-core
@@ -22,6 +23,7 @@ pub mod client_tls;
 pub mod fake;
 pub mod faults;
 pub mod gate;
+pub mod haproxy;
 pub mod hostile;
 pub mod metrics;
 pub mod netns;
