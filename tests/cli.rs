@@ -283,7 +283,7 @@ fn second_signal_exits_1(second: i32) {
     let _client = request_in_flight(&wharf, b"takes five seconds");
     wharf.signal(libc::SIGTERM);
     // The first one is handled (and not merged with the second).
-    wait_log(&wharf, "draining (send it again");
+    wait_log(&wharf, "stopping (send it again");
     let began = Instant::now();
     wharf.signal(second);
     let code = exit_code(&mut wharf, Duration::from_secs(10));

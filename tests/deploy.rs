@@ -170,3 +170,24 @@ fn the_log_file_is_writable_and_is_the_one_logrotate_rotates() {
         .collect();
     assert_eq!(rotated, [log_file], "operating.md's logrotate example");
 }
+
+/// The install line enables the service as well as the socket: with the
+/// socket alone, wharf starts only at the first connection, so /metrics and
+/// /ready do not exist after boot and logrotate's SIGHUP finds no process.
+#[test]
+fn the_install_line_enables_the_service_and_the_socket() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/wharf.service"))
+            .expect("deploy/wharf.service");
+    let line = text
+        .lines()
+        .find(|l| l.contains("systemctl") && l.contains("enable"))
+        .expect("an install line");
+    assert!(line.contains("wharf.socket"), "{line}");
+    assert!(line.contains("wharf.service"), "{line}");
+    let install = text
+        .split("[Install]")
+        .nth(1)
+        .expect("an [Install] section");
+    assert!(install.contains("WantedBy=multi-user.target"), "{install}");
+}

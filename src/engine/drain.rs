@@ -41,7 +41,7 @@ use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
 use crate::engine::closer::send_goaway_nonblocking;
-use crate::engine::conn::{ACTIVE, BUSY, FORCED, QUEUED, RESTING};
+use crate::engine::conn::{ACTIVE, BUSY, CLOSING, FORCED, QUEUED, RESTING};
 use crate::engine::shared::Shared;
 use crate::engine::shutdown::Listening;
 use crate::frame::GoAwayCode;
@@ -87,8 +87,10 @@ impl Drain {
         // Until a stop is requested, log the counters every stats interval
         // if asked to.
         wait_logging_stats(&shared, shutdown.stopped(), None);
-        if !shutdown.is_draining() {
-            let delay = shared.config.drain_delay;
+        // Without a drain delay the stop has already started the drain (or
+        // is about to, on the thread that asked for it): nothing to wait for.
+        let delay = shared.config.drain_delay;
+        if !delay.is_zero() && !shutdown.is_draining() {
             info!(
                 "shutdown: stopping; still accepting and serving for the drain delay of {}, \
                  then draining",
@@ -96,8 +98,8 @@ impl Drain {
             );
             // Cut short by force() (which drains), or a drop of the server.
             wait_logging_stats(&shared, shutdown.drained(), Some(Instant::now() + delay));
-            shutdown.drain();
         }
+        shutdown.drain();
         let started = Instant::now();
         match shutdown.listening() {
             Listening::Own => {
@@ -111,22 +113,30 @@ impl Drain {
         let _ = threads.acceptor.join();
 
         // The flag is set: a worker that lets go of a connection after this
-        // scan sees it and closes the connection itself.
-        let mut quiet = 0;
+        // scan sees it and closes the connection itself. Every connection
+        // open now is counted once: quiet (closed here, or held by a worker
+        // with no request in the service, which closes it with GOAWAY 1 at
+        // once), or held by a worker whose request is in the service.
+        let (mut quiet, mut held) = (0, 0);
         for conn in shared.registry.snapshot() {
+            let closed = match conn.state() {
+                QUEUED => shared.closer.turn_away(&conn, Why::Shutdown),
+                RESTING => shared.closer.close_resting(&conn, Why::Shutdown),
+                _ => false,
+            };
             match conn.state() {
-                QUEUED if shared.closer.turn_away(&conn, Why::Shutdown) => quiet += 1,
-                RESTING if shared.closer.close_resting(&conn, Why::Shutdown) => quiet += 1,
-                // A worker holds it: it sees the flag after its request.
-                _ => {}
+                _ if closed => quiet += 1,
+                BUSY => held += 1,
+                // Already on its way out before the drain (a reaped one).
+                CLOSING | FORCED => {}
+                _ => quiet += 1,
             }
         }
         shared.line.close();
         info!(
-            "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {} for {} \
-             connection(s) held by a worker",
+            "shutdown: {quiet} quiet connection(s) sent GOAWAY 1; waiting up to {} for {held} \
+             connection(s) with a request in the service",
             human::duration(shared.config.grace),
-            shared.registry.census().active
         );
 
         let deadline = started + shared.config.grace;

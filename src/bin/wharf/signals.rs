@@ -8,7 +8,7 @@ use log::{error, info, warn};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
-use wharf::{human, Monitor, ShutdownHandle, TlsHandle};
+use wharf::{Monitor, ShutdownHandle, TlsHandle};
 
 use crate::logfile::LogFile;
 use crate::systemd::{self, Notifier, Timing};
@@ -70,19 +70,12 @@ impl SignalHandler {
         let Timing {
             drain_delay, grace, ..
         } = self.timing;
-        if drain_delay.is_zero() {
-            info!(
-                "received {}; draining (send it again to close at once)",
-                name(signal)
-            );
-        } else {
-            info!(
-                "received {}; stopping: not ready, still serving for the drain delay of {}, \
-                 then draining (send it again to close at once)",
-                name(signal),
-                human::duration(drain_delay)
-            );
-        }
+        // What stopping means (the drain delay, the drain) is the server's
+        // own next line: one line each, never the same thing twice.
+        info!(
+            "received {}; stopping (send it again to close at once)",
+            name(signal)
+        );
         if let Some(notifier) = &self.notifier {
             notifier.send(&[NotifyState::Stopping, systemd::extend(drain_delay + grace)]);
         }
