@@ -234,6 +234,22 @@ fn tiny_sweep_writes_table_csv_json_and_svg() {
         "{text}"
     );
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"), "{text}");
+    // The commit, as `wharf --version` names it (a checkout has one).
+    let long = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--version")
+        .output()
+        .expect("wharf --version");
+    let long = String::from_utf8_lossy(&long.stdout);
+    match json["commit"].as_str() {
+        Some(commit) => assert!(long.contains(commit), "{long} / {text}"),
+        None => assert!(json["commit"].is_null(), "{text}"),
+    }
+    // Options are named as their flags are.
+    let options = json["options"].as_object().expect("options");
+    assert!(options.contains_key("reconnect_every"), "{text}");
+    assert!(options.contains_key("metrics_url"), "{text}");
+    assert!(!options.contains_key("batches_per_connection"), "{text}");
+    assert!(!options.contains_key("metrics"), "{text}");
     assert!(json["machine"]["cpus"].as_u64().unwrap() >= 1, "{text}");
     assert!(json["machine"]["kernel"].is_string(), "{text}");
     assert!(json["timestamp"].as_str().unwrap().ends_with('Z'), "{text}");

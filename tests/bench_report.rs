@@ -234,7 +234,7 @@ fn bad_combinations_and_paths_exit_2_before_measuring() {
     let png = png.to_str().unwrap();
     let missing_dir = temp("no-such-dir").join("out.csv");
     let missing_dir = missing_dir.to_str().unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--connect", "127.0.0.1:1", "--workers", "4"], "--workers"),
         (&["--connect", "127.0.0.1:1", "--plot", "x.svg"], "--plot"),
         (
@@ -251,6 +251,9 @@ fn bad_combinations_and_paths_exit_2_before_measuring() {
             "http://",
         ),
         (&["--target-p99", "5ms"], "--rate"),
+        // Open loop sends each request on its schedule: --pipeline would be
+        // ignored, so it is refused.
+        (&["--rate", "100", "--pipeline", "4"], "--pipeline"),
         (&["--plot", png], ".svg"),
         (&["--csv", missing_dir], "cannot write"),
         (&["--payload", "1MiB"], "max frame"),

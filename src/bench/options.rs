@@ -41,7 +41,9 @@ pub struct BenchOptions {
     /// Load this running server instead of sweeping in-process servers.
     pub connect: Option<SocketAddr>,
     /// Close and reconnect after this many batches (connection churn);
-    /// `None` keeps each client's connection for the whole run.
+    /// `None` keeps each client's connection for the whole run. Named in
+    /// the JSON report as its flag is, `reconnect_every`.
+    #[serde(rename = "reconnect_every")]
     pub batches_per_connection: Option<usize>,
     /// Open loop: total requests per second over all `clients`, each sent
     /// at its scheduled time whether or not earlier replies are back
@@ -58,7 +60,9 @@ pub struct BenchOptions {
     #[serde(serialize_with = "seconds_opt")]
     pub target_p99: Option<Duration>,
     /// With `connect`: the server's `--metrics` address, to read its queue
-    /// wait, service time and busy workers from.
+    /// wait, service time and busy workers from. Named in the JSON report
+    /// as its flag is, `metrics_url`.
+    #[serde(rename = "metrics_url")]
     pub metrics: Option<SocketAddr>,
     /// Speak TLS: every connection makes a full handshake (ALPN `wharf`,
     /// TLS 1.3 or 1.2, key exchange X25519 or P-256, session resumption

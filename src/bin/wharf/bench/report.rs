@@ -28,6 +28,9 @@ impl Machine {
 #[derive(Serialize)]
 pub struct JsonReport<'a> {
     pub version: &'static str,
+    /// The commit the binary was built from (`None` outside a git checkout),
+    /// as `wharf --version` shows it.
+    pub commit: Option<&'static str>,
     pub machine: Machine,
     /// When the report was written (RFC 3339, UTC).
     pub timestamp: String,
@@ -50,6 +53,7 @@ impl<'a> JsonReport<'a> {
             .unwrap_or_default();
         JsonReport {
             version: wharf::build_info::VERSION,
+            commit: wharf::build_info::COMMIT,
             machine: Machine::this(),
             timestamp,
             options,

@@ -21,7 +21,8 @@ Exit status:
   2    bad flags or combinations, or an output file that cannot be written (nothing measured)
   130  interrupted (Ctrl-C): the points measured so far are printed and written
 With --connect, --workers and --plot are refused (one point, no pool to sweep); --metrics-url needs
---connect; --target-p99 needs --rate; --tls with --connect needs --tls-ca.";
+--connect; --target-p99 needs --rate; --pipeline is for the closed loop, not with --rate; --tls with
+--connect needs --tls-ca.";
 
 #[derive(Debug, Args)]
 #[command(after_help = BENCH_EXIT_STATUS)]
@@ -63,8 +64,8 @@ pub struct BenchArgs {
     /// Request payload size in bytes (at most the server's max frame, 1 MiB, less 1).
     #[arg(long, default_value_t = 64, value_name = "BYTES", value_parser = payload_size)]
     pub payload: usize,
-    /// Requests each client sends before waiting for the replies.
-    #[arg(long, default_value_t = 1, value_name = "K", value_parser = positive_count)]
+    /// Requests each client sends before waiting for the replies (closed loop; with --rate each request is sent on its schedule instead).
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = positive_count, conflicts_with = "rate")]
     pub pipeline: usize,
     /// Close and reconnect after this many batches (measures connection churn).
     #[arg(long, value_name = "N", value_parser = positive_count)]
