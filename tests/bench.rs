@@ -514,6 +514,22 @@ fn recommend_has_nothing_to_say_without_pool_sizes_or_throughput() {
     );
 }
 
+/// An external server (`--connect`) with `--target-p99`: no pool to
+/// recommend, but a verdict on the target.
+#[test]
+fn an_external_server_gets_a_verdict_on_the_target() {
+    let target = Some(Duration::from_millis(5));
+    let met = recommend(&[point(None, 1000.0, 800)], target).expect("a verdict");
+    assert_eq!(met.workers, None);
+    assert!(met.reason.starts_with("met:"), "{}", met.reason);
+    let missed = recommend(&[point(None, 1000.0, 9_000)], target).expect("a verdict");
+    assert!(missed.reason.starts_with("not met:"), "{}", missed.reason);
+    let mut short = point(None, 10.0, 800);
+    short.offered_rps = Some(1000.0);
+    let short = recommend(&[short], target).expect("a verdict");
+    assert!(short.reason.contains("did not keep up"), "{}", short.reason);
+}
+
 #[test]
 fn littles_law_is_min_of_clients_and_workers_over_delay() {
     let options = BenchOptions {

@@ -30,19 +30,48 @@ pub struct Recommendation {
     pub reason: String,
 }
 
+/// Whether an external server met `target` at the load offered.
+fn verdict(point: &BenchPoint, target: Duration) -> Option<Recommendation> {
+    let target_us = target.as_micros() as u64;
+    let reason = match point.shortfall() {
+        Some(why) => format!("not met: the server did not keep up ({why})"),
+        None if point.p99_us <= target_us => format!(
+            "met: p99 {} at {} req/s, within the target of {}",
+            human_us(point.p99_us as f64),
+            human_rate(point.requests_per_sec),
+            human_us(target_us as f64)
+        ),
+        None => format!(
+            "not met: p99 {} at {} req/s, over the target of {}",
+            human_us(point.p99_us as f64),
+            human_rate(point.requests_per_sec),
+            human_us(target_us as f64)
+        ),
+    };
+    Some(Recommendation {
+        workers: None,
+        requests_per_sec: Some(point.requests_per_sec),
+        p99_us: Some(point.p99_us),
+        best_requests_per_sec: point.requests_per_sec,
+        target_p99_us: Some(target_us),
+        reason,
+    })
+}
+
 /// The advice drawn from a sweep.
 ///
 /// With `target_p99`: the smallest pool that kept up (every client served,
 /// at least 95% of the offered rate) with a p99 at or under the target.
 /// Without: the smallest pool that kept up within 5% of the best
 /// throughput. A pool that left offered work unserved is never
-/// recommended. `None` when there is no pool size at all (an external
-/// server); a recommendation with `workers: None` when no pool qualified,
-/// with the reason.
+/// recommended. A recommendation with `workers: None` when no pool
+/// qualified, with the reason. For an external server (no pool size) there
+/// is no pool to recommend: with `target_p99` the verdict on the target
+/// (its reason starts `met` or `not met`), else `None`.
 pub fn recommend(points: &[BenchPoint], target_p99: Option<Duration>) -> Option<Recommendation> {
     let pools: Vec<&BenchPoint> = points.iter().filter(|p| p.workers.is_some()).collect();
     if pools.is_empty() {
-        return None;
+        return verdict(points.first()?, target_p99?);
     }
     let best = pools
         .iter()

@@ -133,6 +133,10 @@ pub fn table(
                 opt(*p99_us)
             );
         }
+        // An external server: no pool to recommend, a verdict on the target.
+        Some(rec) if options.connect.is_some() => {
+            let _ = writeln!(out, "\ntarget p99: {}", rec.reason);
+        }
         Some(rec) => {
             let _ = writeln!(out, "\nrecommendation: none\n  why: {}", rec.reason);
         }
