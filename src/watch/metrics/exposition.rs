@@ -253,8 +253,16 @@ impl Collector for Counts {
             )?;
         }
         enc.gauge(
+            "wharf_stopping",
+            "1 from the stop request (SIGINT/SIGTERM) on, through the drain delay and the \
+             drain; /ready answers 503 from then on. Else 0.",
+            u64::from(sources.shutdown.is_stopping()),
+        )?;
+        enc.gauge(
             "wharf_draining",
-            "1 once the drain has started (listener closed), else 0.",
+            "1 once the drain has started (listener closed), else 0: still 0 during the \
+             drain delay, when the server is stopping (wharf_stopping 1, /ready 503) but \
+             still accepts and serves.",
             u64::from(sources.shutdown.is_draining()),
         )?;
         if sources.tls {
