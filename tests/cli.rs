@@ -510,3 +510,27 @@ fn byte_size_flags_accept_binary_suffixes() {
     wharf.signal(libc::SIGTERM);
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
+
+/// A busy `--metrics` address is named as the metrics address, in the same
+/// one line as any other startup failure.
+#[test]
+fn a_busy_metrics_address_is_named_as_such() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = run_wharf(
+        &["serve", "--bind", "127.0.0.1:0", "--metrics", addr.as_str()],
+        Duration::from_secs(10),
+    );
+    drop(taken);
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    let expected = format!("cannot listen on {addr} (--metrics): ");
+    assert!(lines[0].contains(&expected), "{}", lines[0]);
+    assert!(lines[0].to_lowercase().contains("in use"), "{}", lines[0]);
+    assert!(!run.stdout.contains("listening on"), "{}", run.stdout);
+}
