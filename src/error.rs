@@ -29,6 +29,16 @@ pub enum Error {
         /// The operating system's reason.
         source: io::Error,
     },
+    /// The metrics endpoint's socket ([`Config::metrics`](crate::Config::metrics),
+    /// `--metrics`) could not be set up: named apart from the data
+    /// listeners, whose address may be the same.
+    #[error("cannot listen on {addr} (--metrics)")]
+    ListenMetrics {
+        /// The address that was asked for.
+        addr: std::net::SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
     /// A listening socket handed to [`crate::Server::from_listener`] is not
     /// a listening IPv4, IPv6 or Unix stream socket.
     #[error("unusable listening socket: {0}")]

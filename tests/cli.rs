@@ -510,3 +510,58 @@ fn byte_size_flags_accept_binary_suffixes() {
     wharf.signal(libc::SIGTERM);
     assert_eq!(exit_code(&mut wharf, Duration::from_secs(10)), 0);
 }
+
+/// A busy `--metrics` address is named as the metrics address, in the same
+/// one line as any other startup failure.
+#[test]
+fn a_busy_metrics_address_is_named_as_such() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = run_wharf(
+        &["serve", "--bind", "127.0.0.1:0", "--metrics", addr.as_str()],
+        Duration::from_secs(10),
+    );
+    drop(taken);
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "stderr is not one line:\n{}", run.stderr);
+    let expected = format!("cannot listen on {addr} (--metrics): ");
+    assert!(lines[0].contains(&expected), "{}", lines[0]);
+    assert!(lines[0].to_lowercase().contains("in use"), "{}", lines[0]);
+    assert!(!run.stdout.contains("listening on"), "{}", run.stdout);
+}
+
+/// Flag errors say what is expected in words: `--workers` a range "between
+/// 1 and 4096" (not Rust's `1..=4096`), a duration without a unit the
+/// documented spelling (`5s`, not `5sec`).
+#[test]
+fn flag_errors_say_what_is_expected_in_the_documented_words() {
+    let max = wharf::config::MAX_WORKERS;
+    for workers in ["0", "100000"] {
+        let run = run_wharf(
+            &["serve", "--bind", "127.0.0.1:0", "--workers", workers],
+            Duration::from_secs(10),
+        );
+        assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("between 1 and {max}")),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("..="), "{}", run.stderr);
+    }
+    for flag in ["--grace", "--heartbeat-timeout", "--drain-delay"] {
+        let run = run_wharf(
+            &["serve", "--bind", "127.0.0.1:0", flag, "5"],
+            Duration::from_secs(10),
+        );
+        assert_eq!(run.status.code(), Some(2), "{flag}: {}", run.stderr);
+        assert!(run.stderr.contains(flag), "{flag}: {}", run.stderr);
+        assert!(run.stderr.contains("5s"), "{flag}: {}", run.stderr);
+        assert!(!run.stderr.contains("5sec"), "{flag}: {}", run.stderr);
+    }
+}

@@ -1,8 +1,9 @@
 //! Metrics and probes through a drain (docs/operating.md, "Metrics and
 //! probes" and "Drain delay"): from the signal (or the library's shutdown)
 //! `/ready` is 503 and `/live` 200 until the process exits; with a drain
-//! delay `wharf_draining` is 0 while the server still accepts and serves,
-//! and 1 once the drain starts; the endpoint goes with the server.
+//! delay `wharf_stopping` is 1 from the signal on while `wharf_draining`
+//! is 0 as long as the server still accepts and serves, and 1 once the
+//! drain starts; the endpoint goes with the server.
 //!
 //! Every test talks to a real server, the library's or the real binary,
 //! over real sockets on 127.0.0.1, port 0. The gauges are counted at most
@@ -42,6 +43,7 @@ fn ready_is_503_and_live_200_throughout_a_drain() {
         assert_eq!(get(addr, "/live").status, 200);
         let text = scrape(addr);
         assert_eq!(value(&text, "wharf_draining"), 1.0);
+        assert_eq!(value(&text, "wharf_stopping"), 1.0);
         assert_eq!(value(&text, "wharf_workers_busy"), 1.0);
     }
     gate.release();
@@ -85,7 +87,9 @@ fn the_drain_delay_shows_not_ready_then_draining() {
     ]);
     let addr = logged_metrics_addr(&wharf.log());
     assert_eq!(get(addr, "/ready").status, 200);
-    assert_eq!(value(&scrape(addr), "wharf_draining"), 0.0);
+    let text = scrape(addr);
+    assert_eq!(value(&text, "wharf_draining"), 0.0);
+    assert_eq!(value(&text, "wharf_stopping"), 0.0);
 
     // Taken before the signal: the drain cannot start before this plus the
     // delay.
@@ -121,6 +125,11 @@ fn the_drain_delay_shows_not_ready_then_draining() {
             0.0,
             "draining {at:?} after the signal, during a delay of {DRAIN_DELAY:?}"
         );
+        assert_eq!(
+            value(&text, "wharf_stopping"),
+            1.0,
+            "not stopping {at:?} after the signal, during a delay of {DRAIN_DELAY:?}"
+        );
     }
     assert!(
         signalled.elapsed() < DRAIN_DELAY,
@@ -147,6 +156,7 @@ fn the_drain_delay_shows_not_ready_then_draining() {
         assert_eq!(get(addr, "/live").status, 200);
         let text = scrape(addr);
         assert_eq!(value(&text, "wharf_draining"), 1.0, "{text}");
+        assert_eq!(value(&text, "wharf_stopping"), 1.0, "{text}");
         // What keeps the drain going.
         assert_eq!(value(&text, "wharf_workers_busy"), 1.0, "{text}");
         thread::sleep(Duration::from_millis(20));

@@ -9,8 +9,10 @@
 
 mod common;
 
-use common::metrics::{metrics_addr, scrape, value, with_metrics};
-use common::{config, start};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::metrics::{logged_metrics_addr, metrics_addr, scrape, value, with_metrics};
+use common::{config, spawn_wharf, start};
 use wharf::Config;
 
 /// Every metric docs/operating.md lists ("Metrics and probes"), with its type.
@@ -28,10 +30,15 @@ const FAMILIES: &[(&str, &str)] = &[
     ("wharf_workers_busy", "gauge"),
     ("wharf_max_connections", "gauge"),
     ("wharf_buffered_bytes", "gauge"),
+    ("wharf_stopping", "gauge"),
     ("wharf_draining", "gauge"),
     ("wharf_queue_wait_seconds", "histogram"),
     ("wharf_service_seconds", "histogram"),
     ("wharf_build_info", "gauge"),
+    ("process_start_time_seconds", "gauge"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_open_fds", "gauge"),
+    ("process_cpu_seconds_total", "counter"),
 ];
 
 #[test]
@@ -69,6 +76,7 @@ fn every_metric_and_label_value_is_there_from_startup_at_zero() {
         "wharf_connections{state=\"resting\"}",
         "wharf_workers_busy",
         "wharf_buffered_bytes",
+        "wharf_stopping",
         "wharf_draining",
         "wharf_queue_wait_seconds_count",
         "wharf_queue_wait_seconds_sum",
@@ -108,11 +116,70 @@ fn every_metric_and_label_value_is_there_from_startup_at_zero() {
             "{finite:?}"
         );
     }
-    // No per-peer labels, nothing but wharf's own.
+    // No per-peer labels, nothing but wharf's own and the standard process
+    // metrics.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        assert!(line.starts_with("wharf_"), "{line}");
+        assert!(
+            line.starts_with("wharf_") || line.starts_with("process_"),
+            "{line}"
+        );
         assert!(!line.contains("127.0.0.1"), "{line}");
     }
     server.handle().shutdown();
     server.join();
+}
+
+/// The standard process metrics every Prometheus exporter has, read from
+/// the real binary: they tell one process from another behind one metrics
+/// address (docs/operating.md, "Restarts without losing a request").
+#[test]
+fn the_standard_process_metrics_describe_the_serving_process() {
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let mut wharf = spawn_wharf(&["--workers", "2", "--metrics", "127.0.0.1:0"]);
+    let addr = logged_metrics_addr(&wharf.log());
+    let text = scrape(addr);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+
+    let started = value(&text, "process_start_time_seconds");
+    // The start time is counted in clock ticks since boot (1/100 s), and the
+    // boot time in whole seconds.
+    assert!(
+        started >= before.as_secs_f64() - 2.0 && started <= now.as_secs_f64() + 1.0,
+        "started at {started}, spawned at {before:?}, scraped at {now:?}"
+    );
+    assert!(
+        now.as_secs_f64() - started < Duration::from_secs(60).as_secs_f64(),
+        "{started}"
+    );
+    let rss = value(&text, "process_resident_memory_bytes");
+    assert!(rss > 1024.0 * 1024.0, "resident {rss} bytes");
+    // stdin, stdout, stderr, the listener, the metrics listener, epoll ...
+    let fds = value(&text, "process_open_fds");
+    assert!(fds >= 3.0, "{fds} open descriptors");
+    let cpu = value(&text, "process_cpu_seconds_total");
+    assert!((0.0..60.0).contains(&cpu), "{cpu} s of CPU");
+    for (name, help) in [
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        ),
+        ("process_open_fds", "Number of open file descriptors."),
+        (
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("# HELP {name} {help}")),
+            "no HELP for {name}:\n{text}"
+        );
+    }
+
+    wharf.signal(libc::SIGTERM);
+    let status = wharf.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert_eq!(status.code(), Some(0), "{}", wharf.log());
 }

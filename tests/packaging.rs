@@ -470,7 +470,7 @@ fn a_flag_overrides_its_environment_variable() {
 fn a_bad_environment_value_exits_2_naming_the_variable() {
     for (variable, value, also) in [
         ("WHARF_WORKERS", "lots", "--workers"),
-        ("WHARF_WORKERS", "0", "1..=4096"),
+        ("WHARF_WORKERS", "0", "between 1 and 4096"),
         ("WHARF_GRACE", "soon", "250ms"),
         ("WHARF_FRAMING", "xml", "length, line"),
         ("WHARF_REUSE_PORT", "maybe", "--reuse-port"),

@@ -92,12 +92,14 @@ pub(super) fn launch<S: Service>(
     let mut metrics_addr = None;
     let metrics_listener = match config.metrics {
         Some(addr) => {
-            let listener: TcpListener = listen(addr, METRICS_BACKLOG, config.reuse_port)?.into();
-            let real = listener.local_addr();
-            metrics_addr = Some(real.map_err(|source| Error::Listen {
-                addr: addr.into(),
-                source,
-            })?);
+            let metrics_error = |source| Error::ListenMetrics { addr, source };
+            let listener: TcpListener = listen(addr, METRICS_BACKLOG, config.reuse_port)
+                .map_err(|e| match e {
+                    Error::Listen { source, .. } => metrics_error(source),
+                    other => other,
+                })?
+                .into();
+            metrics_addr = Some(listener.local_addr().map_err(metrics_error)?);
             Some(listener)
         }
         None => None,

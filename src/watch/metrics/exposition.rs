@@ -24,6 +24,9 @@
 //!   same requests, so its count follows it (a scrape in the middle of a
 //!   batch may see the histogram a few requests ahead).
 //!
+//! - The standard `process_*` metrics are read from `/proc` per scrape
+//!   (see `process`).
+//!
 //! Units are base units (seconds, bytes), and no metric has a per-peer
 //! label: every label value listed in docs/operating.md is there from startup, at
 //! 0, and none ever appears later.
@@ -44,6 +47,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::process::Process;
 use super::Sources;
 use crate::engine::registry::Census;
 use crate::observe::stats::{Histogram, Stats, BOUNDS_NS};
@@ -249,8 +253,16 @@ impl Collector for Counts {
             )?;
         }
         enc.gauge(
+            "wharf_stopping",
+            "1 from the stop request (SIGINT/SIGTERM) on, through the drain delay and the \
+             drain; /ready answers 503 from then on. Else 0.",
+            u64::from(sources.shutdown.is_stopping()),
+        )?;
+        enc.gauge(
             "wharf_draining",
-            "1 once the drain has started (listener closed), else 0.",
+            "1 once the drain has started (listener closed), else 0: still 0 during the \
+             drain delay, when the server is stopping (wharf_stopping 1, /ready 503) but \
+             still accepts and serves.",
             u64::from(sources.shutdown.is_draining()),
         )?;
         if sources.tls {
@@ -286,7 +298,7 @@ impl Collector for Counts {
                 u64::try_from(stats.tls_expiry.load(Ordering::Relaxed)).unwrap_or(0),
             )?;
         }
-        Ok(())
+        Process::read().encode(enc.0)
     }
 }
 

@@ -38,6 +38,7 @@
 
 mod exposition;
 mod http;
+mod process;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};

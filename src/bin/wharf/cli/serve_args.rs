@@ -17,7 +17,7 @@ use super::listen_args::ListenArgs;
 use super::tls_args::TlsArgs;
 use super::values::{
     byte_size, duration, frame_size, listen_addr, max_connections, positive_duration,
-    queue_capacity, socket_addr, FramingArg,
+    queue_capacity, socket_addr, workers, FramingArg,
 };
 
 #[derive(Debug, Args)]
@@ -27,7 +27,7 @@ pub struct ServeArgs {
     pub bind: Vec<Address>,
     /// Fixed size of the worker pool: connections worked on at once (default: number of CPUs).
     #[arg(long, env = "WHARF_WORKERS", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=wharf::config::MAX_WORKERS as i64))]
+          value_parser = workers)]
     pub workers: Option<u32>,
     /// Most new connections waiting for a worker at once (0: hand-off to an idle worker only).
     #[arg(long, env = "WHARF_QUEUE", default_value_t = 64, value_name = "N", value_parser = queue_capacity)]

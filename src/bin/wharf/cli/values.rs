@@ -29,8 +29,15 @@ impl From<FramingArg> for wharf::Framing {
 
 /// `250ms`, `2s`, `1m`, `1h30m` or a bare `0`.
 pub(super) fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e} (expected e.g. 250ms, 2s, 1m or 0)"))
+    let text = text.trim();
+    // humantime suggests `5sec` for a bare `5`; the documented spelling is
+    // `5s`.
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.parse() != Ok(0u64) {
+        return Err(format!(
+            "a unit is needed, e.g. {text}s or {text}ms (expected e.g. 250ms, 2s, 1m or 0)"
+        ));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 250ms, 2s, 1m or 0)"))
 }
 
 /// `127.0.0.1:7878`, `[::1]:0`, or `host:port` resolved to its first address.
@@ -162,6 +169,12 @@ pub(super) fn pool_size(text: &str) -> Result<usize, String> {
         Ok(_) => Err(format!("must be between 1 and {max}")),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--workers`: a pool size as [`pool_size`] reads it.
+pub(super) fn workers(text: &str) -> Result<u32, String> {
+    // MAX_WORKERS fits in a u32.
+    pool_size(text).map(|n| n as u32)
 }
 
 /// Requests per second: a number greater than 0.
